@@ -1,0 +1,137 @@
+import { Command, Option } from 'commander';
+import { InvalidInputError } from '../../errors.js';
+import { parseGpuIds } from '../../archs/inputs.js';
+import { supportedArchs } from '../../archs/image.js';
+import { startService, type StartInput } from '../../lifecycle.js';
+import { loadReferences } from '../../references.js';
+import { Registry } from '../../registry/store.js';
+import type { PlanStep } from '../../types.js';
+import { formatArgv } from '../../util/shell.js';
+import { askSelect, askText, emit, info, isInteractive, progressReporter, requireInput, warnLine, type GlobalFlags } from '../io.js';
+import { addPlatformFlags, platformOptionValues } from '../platform-flags.js';
+import { checkPlatform } from '../../platforms/index.js';
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+function intArg(flag: string) {
+  return (v: string) => {
+    if (!/^-?\d+$/.test(v.trim())) throw new InvalidInputError(flag, `${flag} must be a whole number, got '${v}'`);
+    return Number(v);
+  };
+}
+
+function renderStep(s: PlanStep): string {
+  const lines = [`# ${s.description}`];
+  if (s.command) lines.push(Array.isArray(s.command) ? formatArgv(s.command) : s.command);
+  if (s.http) lines.push(`${s.http.method} ${s.http.url}${s.http.body !== undefined ? `\n${JSON.stringify(s.http.body, null, 2)}` : ''}`);
+  if (s.document) lines.push(`--- ${s.document.name} ---\n${s.document.text.trimEnd()}\n--- end ${s.document.name} ---`);
+  return lines.join('\n');
+}
+
+export function startCommand(): Command {
+  const cmd = new Command('start')
+    .description('Start an inference microservice, record it in the registry and wait until its model is ready')
+    .option('--arch <network_arch>', 'network_arch (cosmos-rl, cosmos-predict2.5, tao-dataservices)')
+    .option('--model <model_path>', 'hf_model://<org>/<model> or an absolute path inside the container')
+    .addOption(new Option('--platform <name>', 'where to run').default('local-docker'))
+    .option('--num-gpus <n>', 'GPUs to request (default 1; 0 = lifecycle smoke without GPU flags)', intArg('--num-gpus'))
+    .option('--gpu-ids <ids>', 'explicit GPU device ids, e.g. 0,1 (local-docker, brev)')
+    .option('--port <n>', 'host port (default: lowest free in 8080-8199)', intArg('--port'))
+    .option('--bind <addr>', 'address the host port binds to (local-docker)', '127.0.0.1')
+    .option('--model-key <key>', 'cosmos-predict2.5 registered model key for hf_model:// paths (e.g. base-2b)')
+    .option('--output-dir <dir>', 'cosmos-predict2.5 output dir inside the container')
+    .option('--arch-opt <name=value>', 'per-arch optional flag, e.g. idle_timeout_minutes=60 (repeatable)', collect)
+    .option('--env <NAME>', 'hand this env var (value from your environment) to the service (repeatable)', collect)
+    .option('--shm-size <size>', 'shared memory for the container', '16g')
+    .option('--timeout <s>', 'readiness timeout in seconds', intArg('--timeout'))
+    .option('--no-wait', 'return once launched, without waiting for readiness')
+    .option('--keep-on-failure', 'keep the container/job and registry entry when the start fails')
+    .option('--dry-run', 'print the image, inner command and platform calls; change nothing')
+    .option('--json', 'print one JSON document (the registry entry) on stdout')
+    .option('-y, --yes', 'never prompt (also when CI is set or without a TTY)');
+  const taken = new Set(cmd.options.map((o) => o.long!.replace(/^--(no-)?/, '')));
+  addPlatformFlags(cmd, taken);
+  cmd.action(async (o: Record<string, any>) => {
+    const flags: GlobalFlags = { json: o.json, yes: o.yes };
+    const interactive = isInteractive(flags);
+    const refs = loadReferences();
+    const platform = checkPlatform(o.platform);
+    const archs = supportedArchs(refs);
+    const network_arch = await requireInput(o.arch, '--arch', 'network_arch (--arch)', interactive, () =>
+      askSelect('network_arch', archs.map((a) => ({ name: a, value: a }))),
+    );
+    const model_path = await requireInput(o.model, '--model', 'model_path (--model)', interactive, () =>
+      askText('model_path (hf_model://<org>/<model> or an absolute path in the container)', { validate: (v) => (v.trim() ? true : 'model_path is required') }),
+    );
+    let model_key: string | undefined = o.modelKey;
+    const cmdSpec = refs.service.container_commands[network_arch];
+    if (!model_key && cmdSpec?.shape === 'cosmos_predict' && /^hf_model:\/\//i.test(model_path.trim()) && interactive) {
+      model_key = await askSelect(
+        'registered model key for this HuggingFace checkpoint',
+        cmdSpec.registered_model_keys.map((k) => ({ name: k, value: k })),
+      );
+    }
+    const arch_options: Record<string, string> = {};
+    for (const kv of (o.archOpt as string[] | undefined) ?? []) {
+      const i = kv.indexOf('=');
+      if (i <= 0) throw new InvalidInputError('--arch-opt', `--arch-opt '${kv}' is not name=value`);
+      arch_options[kv.slice(0, i)] = kv.slice(i + 1);
+    }
+    let suggest: ((key: string) => Promise<string[] | undefined>) | undefined;
+    if (interactive) {
+      suggest = async (key) => {
+        const { loadAdapter } = await import('../../platforms/index.js');
+        const adapter = (await loadAdapter(platform)) as { suggest?: (key: string, env: NodeJS.ProcessEnv) => Promise<string[] | undefined> };
+        return adapter.suggest?.(key, process.env).catch(() => undefined);
+      };
+    }
+    const options = await platformOptionValues(platform, o, process.env, interactive, suggest);
+    const input: StartInput = {
+      network_arch,
+      model_path,
+      platform,
+      num_gpus: o.numGpus,
+      gpu_ids: o.gpuIds ? parseGpuIds(o.gpuIds) : undefined,
+      port: o.port,
+      bind_address: o.bind,
+      model_key,
+      output_dir: o.outputDir,
+      arch_options: Object.keys(arch_options).length ? arch_options : undefined,
+      env_names: o.env,
+      shm_size: o.shmSize,
+      options,
+      timeout_s: o.timeout,
+      no_wait: o.wait === false,
+      keep_on_failure: Boolean(o.keepOnFailure),
+      dry_run: Boolean(o.dryRun),
+    };
+    const progress = progressReporter('waiting for readiness');
+    const result = await startService(input, {
+      registry: new Registry(),
+      refs,
+      reporter: { log: (m) => info(m), warn: (m) => warnLine(m), progress: progress.progress },
+    }).finally(() => progress.done());
+    if (result.dry_run) {
+      const d = result.dry_run;
+      emit(flags, { dry_run: true, job_id: result.job_id, network_arch, platform, image: d.image.image, image_source: d.image.source, inner_command: d.inner_command, host_port: d.host_port, plan: d.plan, warnings: result.warnings }, () =>
+        [
+          `# dry run: nothing was started and the registry is unchanged`,
+          `# job_id ${result.job_id} (a new one is drawn for the real start)`,
+          `# image ${d.image.image} (${d.image.source})`,
+          `# inner command:`,
+          d.inner_command,
+          '',
+          ...d.plan.steps.map(renderStep),
+        ].join('\n'),
+      );
+      return;
+    }
+    const entry = result.entry!;
+    emit(flags, { ...entry, ready: result.ready, warnings: result.warnings }, () =>
+      result.ready
+        ? `ready: ${entry.job_id} ${entry.network_arch} ${entry.host_url}\nSend a request: tao-infer request --job ${entry.job_id} --prompt "..."\nStop it:        tao-infer stop ${entry.job_id}`
+        : `launched (not waiting for readiness): ${entry.job_id} ${entry.host_url}`,
+    );
+  });
+  return cmd;
+}

@@ -1,0 +1,102 @@
+/**
+ * Turns the platforms' PlatformOptionSpec declarations into `start` flags (one flag even when two
+ * platforms declare it) and back into LaunchSpec.options for the chosen platform: flag, else the
+ * env var, else the default; a missing required one is prompted on a TTY or is a usage error naming the flag.
+ */
+import { Option, type Command } from 'commander';
+import { InvalidInputError, MissingInputError } from '../errors.js';
+import { PLATFORM_OPTIONS } from '../platforms/index.js';
+import type { PlatformName, PlatformOptionSpec } from '../types.js';
+import { askSelect, askText } from './io.js';
+
+function longName(flags: string): string {
+  const m = /--([a-z0-9-]+)/.exec(flags);
+  if (!m) throw new Error(`bad option flags: ${flags}`);
+  return m[1]!;
+}
+
+/** commander attribute name of a flag (`--no-x` → `x`, `--slurm-host` → `slurmHost`). */
+function attrName(flags: string): string {
+  return longName(flags)
+    .replace(/^no-/, '')
+    .replace(/-([a-z0-9])/g, (_, c: string) => c.toUpperCase());
+}
+
+const collect = (v: string, prev: string[] = []) => [...prev, v];
+
+/** Add every platform's start flags to `cmd` once. */
+export function addPlatformFlags(cmd: Command, taken: Set<string>): void {
+  const seen = new Map<string, string[]>();
+  for (const [platform, specs] of Object.entries(PLATFORM_OPTIONS)) {
+    for (const s of specs) {
+      const long = longName(s.flags);
+      const owners = seen.get(long);
+      if (owners) {
+        owners.push(platform);
+        continue;
+      }
+      if (taken.has(long)) continue;
+      seen.set(long, [platform]);
+    }
+  }
+  for (const [long, owners] of seen) {
+    const spec = PLATFORM_OPTIONS[owners[0] as PlatformName].find((s) => longName(s.flags) === long)!;
+    const desc = `[${owners.join(', ')}] ${spec.description}${spec.env ? ` (env ${spec.env})` : ''}`;
+    const opt = new Option(spec.flags, desc);
+    if (spec.repeatable) opt.argParser(collect);
+    if (spec.choices) opt.choices(spec.choices);
+    cmd.addOption(opt);
+  }
+}
+
+function coerce(spec: PlatformOptionSpec, raw: unknown, source: string): unknown {
+  if (raw === undefined) return undefined;
+  if (spec.repeatable) return Array.isArray(raw) ? raw : String(raw).split(',').filter(Boolean);
+  if (typeof raw === 'boolean') return raw;
+  const s = String(raw);
+  if (spec.integer) {
+    if (!/^\d+$/.test(s.trim())) throw new InvalidInputError(longFlag(spec), `${source} must be a whole number, got '${s}'`);
+    return Number(s);
+  }
+  if (spec.choices && !spec.choices.includes(s))
+    throw new InvalidInputError(longFlag(spec), `${source} must be one of ${spec.choices.join(', ')}, got '${s}'`);
+  if (/^--[a-z0-9-]+$/.test(spec.flags.trim())) {
+    // boolean flag given through the environment
+    return s === '1' || s.toLowerCase() === 'true' || s.toLowerCase() === 'yes';
+  }
+  return s;
+}
+
+function longFlag(spec: PlatformOptionSpec): string {
+  return `--${longName(spec.flags)}`;
+}
+
+/**
+ * Collect option values for `platform` from parsed flags / env / defaults / prompts.
+ * @throws MissingInputError (required, not interactive), InvalidInputError (bad value)
+ */
+export async function platformOptionValues(
+  platform: PlatformName,
+  parsed: Record<string, unknown>,
+  env: NodeJS.ProcessEnv,
+  interactive: boolean,
+  suggest?: (key: string) => Promise<string[] | undefined>,
+): Promise<Record<string, unknown>> {
+  const out: Record<string, unknown> = {};
+  for (const spec of PLATFORM_OPTIONS[platform]) {
+    const flag = longFlag(spec);
+    let v = coerce(spec, parsed[attrName(spec.flags)], flag);
+    if (v === undefined && spec.env && env[spec.env] !== undefined && env[spec.env] !== '') v = coerce(spec, env[spec.env], `$${spec.env}`);
+    if (v === undefined && spec.required) {
+      if (!interactive) throw new MissingInputError(flag, `${spec.description}${spec.env ? ` (or set ${spec.env})` : ''}`);
+      const choices = spec.choices ?? (await suggest?.(spec.key));
+      const answer = choices?.length
+        ? await askSelect(`${spec.description}`, choices.map((c) => ({ name: c, value: c })))
+        : await askText(`${spec.description} (${flag})`, { validate: (x) => (x.trim() ? true : `${flag} is required`) });
+      v = coerce(spec, answer, flag);
+    }
+    if (v === undefined) v = spec.default;
+    if (v !== undefined) out[spec.key] = v;
+  }
+  return out;
+}

@@ -1,0 +1,463 @@
+/**
+ * The library behind the CLI: start, stop, list, logs, request. Never prompts, never exits the
+ * process; interactive choices come in as callbacks.
+ *
+ * start (spec §1–§4, contract §2–§6): validate inputs → resolve image → build the inner command →
+ * preflight the platform → write the registry entry (state `starting`, host port reserved, under the
+ * lock) → launch → record what the platform returned → poll readiness while watching the job.
+ * The entry exists before anything is launched and is removed when the launch fails (unless
+ * keepOnFailure), so no service ever runs unrecorded.
+ */
+import { randomUUID } from 'node:crypto';
+import { buildInnerCommand, type InnerCommand } from './archs/command.js';
+import { resolveImage, type ResolvedImage } from './archs/image.js';
+import { checkEnvName, checkNumGpus, checkPort, parseModelPath } from './archs/inputs.js';
+import { InvalidInputError, JobNotFoundError, ServiceFailedError, TaoInferError } from './errors.js';
+import { loadAdapter, checkPlatform } from './platforms/index.js';
+import { loadReferences, type References } from './references.js';
+import { pickPort } from './registry/ports.js';
+import { Registry, repairLatest } from './registry/store.js';
+import { sendChatCompletion, type ChatCompletion } from './service/chat.js';
+import { waitForReadiness } from './service/readiness.js';
+import { buildBody, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
+import { resolveTarget, type ChooseService } from './service/routing.js';
+import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
+import { LABELS } from './platforms/local-docker/docker-args.js';
+
+/** Where progress, warnings and readiness updates go. All optional. */
+export interface Reporter {
+  log?: (msg: string) => void;
+  warn?: (msg: string) => void;
+  /** Readiness progress: elapsed seconds and last state. */
+  progress?: (elapsedS: number, state: string) => void;
+}
+
+export interface StartInput {
+  network_arch: string;
+  model_path: string;
+  platform: string;
+  /** Default 1. 0 only as the explicit lifecycle smoke (no GPU flags; a warning is emitted). */
+  num_gpus?: number;
+  gpu_ids?: string[];
+  /** Explicit host port (local-docker, brev) or local tunnel port (slurm, k8s port-forward). */
+  port?: number;
+  /** Address the host port binds to (local-docker). Default 127.0.0.1. */
+  bind_address?: string;
+  /** cosmos-predict2.5 with hf_model:// → registered model key. */
+  model_key?: string;
+  output_dir?: string;
+  arch_options?: Record<string, string | number | boolean>;
+  /** Names of extra env vars to hand to the service (values from the environment). */
+  env_names?: string[];
+  shm_size?: string;
+  /** Platform option values by key (see PLATFORM_OPTIONS). */
+  options?: Record<string, unknown>;
+  /** Readiness timeout, seconds (default 600). */
+  timeout_s?: number;
+  /** Return once launched, without waiting for readiness. */
+  no_wait?: boolean;
+  keep_on_failure?: boolean;
+  dry_run?: boolean;
+}
+
+export interface StartResult {
+  job_id: string;
+  entry?: RegistryEntry;
+  ready: boolean;
+  dry_run?: { image: ResolvedImage; inner_command: string; plan: LaunchPlan; host_port?: number };
+  warnings: string[];
+}
+
+export interface Deps {
+  registry?: Registry;
+  env?: NodeJS.ProcessEnv;
+  reporter?: Reporter;
+  signal?: AbortSignal;
+  refs?: References;
+}
+
+function ctxParts(deps: Deps) {
+  const env = deps.env ?? process.env;
+  const registry = deps.registry ?? new Registry();
+  const refs = deps.refs ?? loadReferences();
+  const warnings: string[] = [];
+  const log = (m: string) => deps.reporter?.log?.(m);
+  const warn = (m: string) => {
+    warnings.push(m);
+    deps.reporter?.warn?.(m);
+  };
+  return { env, registry, refs, warnings, log, warn };
+}
+
+/** Secret env var names (service secrets + platform credentials) from service.yaml. */
+export function secretNames(refs: References): string[] {
+  return [...refs.service.secrets_handling.secret_env_vars, ...refs.service.secrets_handling.platform_credentials];
+}
+
+/**
+ * Validate everything start needs and build the LaunchSpec, without side effects.
+ * @throws UserError subclasses (exit 2)
+ */
+export function prepareLaunch(
+  input: StartInput,
+  refs: References,
+  env: NodeJS.ProcessEnv,
+  warn: (m: string) => void,
+): { spec: LaunchSpec; image: ResolvedImage; inner: InnerCommand; platform: PlatformName } {
+  const platform = checkPlatform(input.platform);
+  const image = resolveImage(refs, input.network_arch, env);
+  const model = parseModelPath(refs, input.model_path);
+  const num_gpus = checkNumGpus(refs, input.num_gpus ?? refs.service.num_gpus.default, true);
+  if (num_gpus === 0) warn('--num-gpus 0: lifecycle smoke only — no GPU is requested, the model cannot run for real.');
+  if (input.gpu_ids?.length) {
+    if (platform !== 'local-docker' && platform !== 'brev') throw new InvalidInputError('--gpu-ids', `--gpu-ids applies to local-docker and brev, not ${platform}`);
+    if (input.num_gpus !== undefined && input.num_gpus !== input.gpu_ids.length)
+      throw new InvalidInputError('--gpu-ids', `--num-gpus ${input.num_gpus} does not match ${input.gpu_ids.length} id(s) in --gpu-ids`, { hint: 'Give one of them, or make them agree.' });
+  }
+  if (input.port !== undefined) checkPort(input.port);
+  const bind_address = input.bind_address ?? '127.0.0.1';
+  if (!/^[0-9a-fA-F:.]+$/.test(bind_address)) throw new InvalidInputError('--bind', `--bind '${bind_address}' is not an IP address`, { hint: 'Example: --bind 0.0.0.0 to listen on all interfaces.' });
+  const shm_size = input.shm_size ?? '16g';
+  if (!/^\d+[bkmg]?$/i.test(shm_size)) throw new InvalidInputError('--shm-size', `--shm-size '${shm_size}' is not a size`, { hint: 'Example: --shm-size 16g' });
+
+  const secrets = new Set(secretNames(refs));
+  const serviceSecrets = refs.service.secrets_handling.secret_env_vars;
+  const secretSet = serviceSecrets.filter((n) => env[n]);
+  const plain: Record<string, string> = {};
+  for (const name of input.env_names ?? []) {
+    checkEnvName(name);
+    if (refs.service.forbidden_env_vars.includes(name))
+      throw new InvalidInputError('--env', `${name} must not be set for inference services (callbacks are disabled)`, { hint: `Drop --env ${name}.` });
+    const v = env[name];
+    if (v === undefined) throw new InvalidInputError('--env', `${name} is not set in your environment`, { hint: `export ${name}=... first; --env takes the name only.` });
+    if (secrets.has(name)) {
+      if (!secretSet.includes(name)) secretSet.push(name);
+    } else plain[name] = v;
+  }
+  const job_id = randomUUID();
+  const inner = buildInnerCommand(refs, {
+    job_id,
+    network_arch: input.network_arch,
+    platform,
+    model,
+    model_key: input.model_key,
+    output_dir: input.output_dir,
+    arch_options: input.arch_options,
+  });
+  const spec: LaunchSpec = {
+    job_id,
+    network_arch: input.network_arch,
+    image: image.image,
+    inner_command: inner.command,
+    num_gpus,
+    gpu_ids: input.gpu_ids,
+    container_port: refs.service.container_port,
+    host_port: input.port,
+    bind_address,
+    env: { secretNames: secretSet, plain },
+    shm_size,
+    labels: { [LABELS.managedBy]: 'tao-infer', [LABELS.jobId]: job_id, [LABELS.arch]: input.network_arch },
+    options: input.options ?? {},
+  };
+  return { spec, image, inner, platform };
+}
+
+function entryContext(env: NodeJS.ProcessEnv, log: (m: string) => void, warn: (m: string) => void, signal?: AbortSignal): EntryContext {
+  return { env, log, warn, signal };
+}
+
+/** Last `n` log lines of a service; [] when logs cannot be read. */
+export async function logTail(adapter: PlatformAdapter, entry: RegistryEntry, ctx: EntryContext, n = 20): Promise<string[]> {
+  try {
+    let text = '';
+    for await (const chunk of adapter.logs(entry, { tail: n }, ctx)) text += chunk;
+    return text.split(/\r?\n/).filter((l, i, a) => l !== '' || i < a.length - 1).slice(-n);
+  } catch {
+    return [];
+  }
+}
+
+/** Headers for requests to an entry: Bearer token from the env var named in `auth_env` (never stored). */
+export function authHeaders(entry: RegistryEntry, env: NodeJS.ProcessEnv): Record<string, string> {
+  if (!entry.auth_env) return {};
+  const token = env[entry.auth_env];
+  if (!token)
+    throw new InvalidInputError(entry.auth_env, `service ${entry.job_id} needs a bearer token from $${entry.auth_env}, which is not set`, {
+      hint: `export ${entry.auth_env}=... and retry.`,
+    });
+  return { authorization: `Bearer ${token}` };
+}
+
+/**
+ * Start a service. See the module comment for the order of steps.
+ * @throws UserError (bad input: nothing launched, registry unchanged), PlatformError, ServiceNotReadyError, RegistryError
+ */
+export async function startService(input: StartInput, deps: Deps = {}): Promise<StartResult> {
+  const { env, registry, refs, warnings, log, warn } = ctxParts(deps);
+  const { spec, image, inner, platform } = prepareLaunch(input, refs, env, warn);
+  const adapter = await loadAdapter(platform);
+  if (spec.gpu_ids?.length && adapter.unsupported.gpu_ids) throw new InvalidInputError('--gpu-ids', adapter.unsupported.gpu_ids);
+  const holdsSame = (e: RegistryEntry) => e.platform === platform;
+
+  const noRecord = async () => undefined;
+  if (input.dry_run) {
+    let host_port: number | undefined;
+    if (adapter.reservesHostPort) {
+      const state = await registry.read();
+      host_port = await pickPort(state, { holds: holdsSame, checkBound: platform === 'local-docker', bindAddress: spec.bind_address, explicit: input.port });
+      spec.host_port = host_port;
+    }
+    const plan = await adapter.plan(spec, {
+      env,
+      log,
+      warn,
+      record: noRecord,
+      allocatePort: async () => {
+        throw new InvalidInputError('--dry-run', 'no port is allocated in a dry run');
+      },
+    });
+    return { job_id: spec.job_id, ready: false, dry_run: { image, inner_command: inner.command, plan, host_port }, warnings };
+  }
+
+  const ctx: AdapterContext = {
+    env,
+    log,
+    warn,
+    signal: deps.signal,
+    record: async (fields) => {
+      await registry.update(spec.job_id, fields);
+    },
+    allocatePort: async (req) => {
+      const field = req.field ?? 'host_port';
+      return registry.mutate(async (s) => {
+        const port = await pickPort(s, {
+          holds: (e) => e.job_id !== spec.job_id && (req.holds ? req.holds(e) : holdsSame(e)),
+          checkBound: req.checkBound ?? true,
+          bindAddress: req.bindAddress ?? '127.0.0.1',
+          explicit: adapter.reservesHostPort ? undefined : input.port,
+        });
+        const e = s.entries[spec.job_id];
+        if (e) e[field] = port;
+        return port;
+      });
+    },
+  };
+  await adapter.preflight(spec, ctx);
+
+  // Record before launch: state starting, host port reserved under the lock.
+  const started_at = new Date().toISOString();
+  await registry.mutate(async (s) => {
+    if (adapter.reservesHostPort)
+      spec.host_port = await pickPort(s, { holds: holdsSame, checkBound: platform === 'local-docker', bindAddress: spec.bind_address, explicit: input.port });
+    s.entries[spec.job_id] = {
+      job_id: spec.job_id,
+      platform,
+      network_arch: spec.network_arch,
+      host_url: '',
+      ...(spec.host_port !== undefined && adapter.reservesHostPort ? { host_port: spec.host_port } : {}),
+      started_at,
+      state: 'starting',
+      image: spec.image,
+      model_path: input.model_path.trim(),
+      num_gpus: spec.num_gpus,
+    };
+    s.latest = spec.job_id;
+  });
+  log(`job_id ${spec.job_id}: launching ${spec.network_arch} on ${platform} (image ${spec.image})`);
+
+  const ectx = entryContext(env, log, warn, deps.signal);
+  const cleanup = async (why: string) => {
+    const entry = (await registry.get(spec.job_id)) ?? ({ job_id: spec.job_id, platform, network_arch: spec.network_arch, host_url: '', started_at } as RegistryEntry);
+    if (input.keep_on_failure) {
+      warn(`${why}; kept for inspection (--keep-on-failure). Remove it with: tao-infer stop ${spec.job_id}`);
+      return;
+    }
+    try {
+      await adapter.stop(entry, ectx);
+    } catch (e) {
+      warn(`could not remove the failed service on ${platform}: ${(e as Error).message}. The registry entry is kept so 'tao-infer stop ${spec.job_id}' can retry.`);
+      return;
+    }
+    await registry.remove(spec.job_id);
+  };
+
+  let entry: RegistryEntry | undefined;
+  try {
+    const launched = await adapter.launch(spec, { ...ctx, deadline: Date.now() + (input.timeout_s ?? refs.service.readiness.default_timeout_seconds) * 1000 });
+    const fields = Object.fromEntries(Object.entries(launched).filter(([, v]) => v !== undefined)) as Partial<RegistryEntry>;
+    entry = await registry.update(spec.job_id, { ...fields, state: 'started' });
+    if (!entry) throw new JobNotFoundError(spec.job_id, 'The registry entry vanished during launch (stopped by another command?).');
+  } catch (e) {
+    await cleanup(`launch failed`);
+    throw e;
+  }
+  log(`Inference service started.\n  Job ID : ${entry.job_id}\n  Arch   : ${entry.network_arch}\n  URL    : ${entry.host_url}/v1/chat/completions`);
+  if (input.no_wait) return { job_id: spec.job_id, entry, ready: false, warnings };
+
+  try {
+    await waitForReadiness({
+      job_id: spec.job_id,
+      host_url: entry.host_url,
+      readiness: refs.request.readiness,
+      timeoutS: input.timeout_s ?? refs.service.readiness.default_timeout_seconds,
+      headers: authHeaders(entry, env),
+      onProgress: deps.reporter?.progress,
+      signal: deps.signal,
+      logTail: () => logTail(adapter, entry!, ectx),
+      checkAlive: async () => {
+        const st = await adapter.status(entry!, ectx);
+        if (st.state === 'error' || st.state === 'complete' || st.state === 'canceled') {
+          const tail = await logTail(adapter, entry!, ectx);
+          throw new ServiceFailedError(
+            spec.job_id,
+            `the ${platform} job ${st.native ?? st.state}${st.exitCode !== undefined ? ` with exit code ${st.exitCode}` : ''}${st.reason ? ` (${st.reason})` : ''} before it was ready`,
+            st.state,
+            tail,
+            st.exitCode,
+          );
+        }
+      },
+    });
+  } catch (e) {
+    if (e instanceof TaoInferError) await cleanup(e.message.split('\n')[0]!);
+    throw e;
+  }
+  return { job_id: spec.job_id, entry, ready: true, warnings };
+}
+
+/**
+ * Stop a service on its platform and remove it from the registry (contract §5: `latest` repaired).
+ * A job already gone on the platform counts as stopped.
+ * @throws JobNotFoundError, PlatformError (registry entry kept so the stop can be retried)
+ */
+export async function stopService(job_id: string, deps: Deps = {}): Promise<RegistryEntry> {
+  const { env, registry, log, warn } = ctxParts(deps);
+  const entry = await registry.get(job_id);
+  if (!entry) throw new JobNotFoundError(job_id);
+  const adapter = await loadAdapter(entry.platform);
+  await adapter.stop(entry, entryContext(env, log, warn, deps.signal));
+  await registry.remove(job_id);
+  return entry;
+}
+
+export interface ListedService extends RegistryEntry {
+  live: JobState;
+}
+
+/**
+ * All registry entries with their live state from the platform (adapters loaded only for the
+ * platforms present). A platform that cannot be asked gives state `unknown` with the reason.
+ */
+export async function listServices(deps: Deps = {}): Promise<{ services: ListedService[]; latest?: string }> {
+  const { env, registry, log, warn } = ctxParts(deps);
+  const state = await registry.read();
+  const entries = Object.values(state.entries).sort((a, b) => a.started_at.localeCompare(b.started_at));
+  const ectx = entryContext(env, log, warn, deps.signal);
+  const services = await Promise.all(
+    entries.map(async (e): Promise<ListedService> => {
+      try {
+        const adapter = await loadAdapter(e.platform);
+        const live = await Promise.race([
+          adapter.status(e, ectx),
+          new Promise<JobState>((r) => setTimeout(() => r({ state: 'unknown', reason: 'status timed out' }), 20_000).unref()),
+        ]);
+        return { ...e, live: e.state === 'starting' && live.state === 'unknown' ? { ...live, state: 'pending', native: 'starting' } : live };
+      } catch (err) {
+        return { ...e, live: { state: 'unknown', reason: (err as Error).message.split('\n')[0] } };
+      }
+    }),
+  );
+  return { services, latest: state.latest };
+}
+
+/** Stream logs of a service. @throws JobNotFoundError */
+export async function* serviceLogs(job_id: string, opts: { follow?: boolean; tail?: number }, deps: Deps = {}): AsyncIterable<string> {
+  const { env, registry, log, warn } = ctxParts(deps);
+  const entry = await registry.get(job_id);
+  if (!entry) throw new JobNotFoundError(job_id);
+  const adapter = await loadAdapter(entry.platform);
+  yield* adapter.logs(entry, { ...opts, signal: deps.signal }, entryContext(env, log, warn, deps.signal));
+}
+
+/** Pick a registry entry for stop: explicit id, else `latest` (confirmation is the caller's). */
+export async function latestJobId(deps: Deps = {}): Promise<string | undefined> {
+  const { registry } = ctxParts(deps);
+  const s = await registry.read();
+  repairLatest(s);
+  return s.latest;
+}
+
+export interface RequestInput {
+  job_id?: string;
+  network_arch?: string;
+  prompt?: string;
+  system?: string;
+  images?: string[];
+  videos?: string[];
+  /** Path of a JSON body file. */
+  body_file?: string;
+  /** Sampling values given by flag (text or number); missing ones take the arch default. */
+  sampling?: Record<string, string | number | undefined>;
+  /** Seconds to keep retrying while the service still loads (default 120). */
+  retry_window_s?: number;
+}
+
+export interface PreparedRequest {
+  entry: RegistryEntry;
+  body: ChatBody;
+  sampling: Sampling;
+  defaulted: string[];
+}
+
+/**
+ * Route and build a request without sending: target entry (routing rules), checked body, sampling
+ * parameters actually used. `askSampling` (interactive only) fills fields not given by flag.
+ * @throws UserError subclasses
+ */
+export async function prepareRequest(
+  input: RequestInput,
+  hooks: { choose?: ChooseService; askSampling?: (entry: RegistryEntry, missing: string[]) => Promise<Record<string, string | number | undefined>> } = {},
+  deps: Deps = {},
+): Promise<PreparedRequest> {
+  const { registry, refs } = ctxParts(deps);
+  const state = await registry.read();
+  const entry = await resolveTarget(state, { job_id: input.job_id, network_arch: input.network_arch }, hooks.choose);
+  if (entry.state === 'starting' || !entry.host_url)
+    throw new InvalidInputError('--job', `service ${entry.job_id} is still starting and has no host_url yet`, { hint: 'Wait for start to finish (tao-infer ls).' });
+  const fileBody = input.body_file ? readBodyFile(input.body_file) : undefined;
+  const given: Record<string, string | number | undefined> = {};
+  const fields = Object.keys(refs.request.network_arch_constraints[entry.network_arch]?.sampling_fields ?? refs.request.chat_completions_request_body.sampling_fields);
+  if (fileBody) for (const f of fields) if (typeof fileBody[f] === 'number' || typeof fileBody[f] === 'string') given[f] = fileBody[f] as string | number;
+  for (const [k, v] of Object.entries(input.sampling ?? {})) if (v !== undefined) given[k] = v;
+  // Fields of another arch given by flag are rejected by resolveSampling / crossCheck.
+  const missing = fields.filter((f) => given[f] === undefined);
+  if (hooks.askSampling && missing.length) Object.assign(given, await hooks.askSampling(entry, missing));
+  const { values, defaulted } = resolveSampling(refs, entry.network_arch, given);
+  const body = buildBody(refs, {
+    network_arch: entry.network_arch,
+    prompt: input.prompt,
+    system: input.system,
+    images: input.images,
+    videos: input.videos,
+    sampling: values,
+    body: fileBody,
+  });
+  return { entry, body, sampling: values, defaulted };
+}
+
+/**
+ * Send a prepared request (contract §7 response handling).
+ * @throws RequestRejectedError, ServiceNotReadyError
+ */
+export async function sendRequest(p: PreparedRequest, opts: { retry_window_s?: number; onRetry?: (status: number, type: string, elapsedS: number) => void } = {}, deps: Deps = {}): Promise<ChatCompletion> {
+  const { env, refs } = ctxParts(deps);
+  return sendChatCompletion(p.body, {
+    job_id: p.entry.job_id,
+    host_url: p.entry.host_url,
+    request: refs.request,
+    headers: authHeaders(p.entry, env),
+    retryWindowS: opts.retry_window_s,
+    onRetry: opts.onRetry,
+    signal: deps.signal,
+  });
+}

@@ -1,0 +1,129 @@
+/**
+ * local-docker: the docker CLI on this host (or on `DOCKER_HOST`, unchanged), contract §8.
+ * `docker run -d --name <job_id> -p <bind>:<host_port>:8080 ...`; status from `docker inspect`,
+ * logs from `docker logs`, stop with `docker rm -f`.
+ */
+import { execa } from 'execa';
+import { PlatformUnavailableError } from '../../errors.js';
+import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, Launched, LogOptions, PlatformAdapter, RegistryEntry } from '../../types.js';
+import { formatArgv } from '../../util/shell.js';
+import { runCapture, runChecked } from '../../util/run.js';
+import { dockerClientEnv, dockerRunArgs } from './docker-args.js';
+
+const INSTALL_HINT = 'Install Docker (https://docs.docker.com/engine/install/) and the NVIDIA Container Toolkit, or set DOCKER_HOST to a reachable daemon.';
+
+/** Hints for the docker errors users hit most (contract §8). */
+export function dockerErrorHint(stderr: string): string | undefined {
+  if (/could not select device driver .*gpu/i.test(stderr))
+    return 'No NVIDIA container runtime: install the NVIDIA Container Toolkit and restart docker (or use --num-gpus 0 only for a lifecycle smoke test).';
+  if (/unauthorized|authentication required|denied: requested access/i.test(stderr))
+    return "Log in to the registry first: echo \"$NGC_KEY\" | docker login nvcr.io -u '$oauthtoken' --password-stdin";
+  if (/address already in use|port is already allocated/i.test(stderr)) return 'The host port is taken by another program: pass a different --port, or omit it.';
+  if (/Conflict\. The container name/i.test(stderr)) return 'A container with this job_id already exists: remove it with docker rm -f <job_id>.';
+  if (/Cannot connect to the Docker daemon|error during connect/i.test(stderr)) return 'Start the docker daemon, or point DOCKER_HOST at one.';
+  if (/pull access denied|manifest unknown|not found: manifest/i.test(stderr)) return 'The image is not available: check the tag, or log in to its registry.';
+  return undefined;
+}
+
+/** docker inspect State → normalised state (contract §8). */
+export function mapDockerState(s: { Status?: string; ExitCode?: number; OOMKilled?: boolean; Error?: string }): JobState {
+  const native = s.Status ?? 'unknown';
+  const exitCode = s.ExitCode;
+  switch (native) {
+    case 'created':
+    case 'restarting':
+      return { state: 'pending', native };
+    case 'running':
+    case 'paused':
+      return { state: 'running', native };
+    case 'exited':
+      return exitCode === 0
+        ? { state: 'complete', native, exitCode }
+        : { state: 'error', native, exitCode, reason: s.OOMKilled ? 'OOMKilled' : s.Error || `exit code ${exitCode}` };
+    default:
+      return { state: 'unknown', native };
+  }
+}
+
+class LocalDockerAdapter implements PlatformAdapter {
+  readonly name = 'local-docker' as const;
+  readonly unsupported = {};
+  readonly reservesHostPort = true;
+
+  private network(spec: LaunchSpec): string {
+    return String(spec.options.network || 'tao_default');
+  }
+
+  async preflight(_spec: LaunchSpec, ctx: AdapterContext): Promise<void> {
+    const r = await runCapture('docker', ['version', '--format', '{{.Server.Version}}'], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT, timeoutMs: 30_000 });
+    if (r.exitCode !== 0)
+      throw new PlatformUnavailableError('local-docker', `the docker daemon does not answer: ${r.stderr.trim().split('\n').pop() ?? ''}`, {
+        hint: dockerErrorHint(r.stderr) ?? INSTALL_HINT,
+      });
+  }
+
+  async plan(spec: LaunchSpec): Promise<LaunchPlan> {
+    const net = this.network(spec);
+    return {
+      platform: 'local-docker',
+      steps: [
+        { description: `ensure the docker network ${net} exists`, command: `docker network inspect ${net} >/dev/null 2>&1 || docker network create ${net}` },
+        { description: 'start the container', command: ['docker', ...dockerRunArgs(spec, { network: net })] },
+      ],
+    };
+  }
+
+  async launch(spec: LaunchSpec, ctx: AdapterContext): Promise<Launched> {
+    const net = this.network(spec);
+    const env = ctx.env;
+    const inspect = await runCapture('docker', ['network', 'inspect', net], { env });
+    if (inspect.exitCode !== 0) {
+      const created = await runCapture('docker', ['network', 'create', net], { env });
+      // A concurrent start may have created it in between.
+      if (created.exitCode !== 0 && !/already exists/.test(created.stderr))
+        await runChecked('docker', ['network', 'create', net], { env, hint: dockerErrorHint });
+    }
+    ctx.log(`$ ${formatArgv(['docker', ...dockerRunArgs(spec, { network: net })]).slice(0, 300)}...`);
+    await runChecked('docker', dockerRunArgs(spec, { network: net }), { env: dockerClientEnv(spec, env), hint: dockerErrorHint, timeoutMs: 30 * 60_000 });
+    const host = spec.bind_address === '0.0.0.0' || spec.bind_address === '127.0.0.1' ? 'localhost' : spec.bind_address.includes(':') ? `[${spec.bind_address}]` : spec.bind_address;
+    return {
+      host_url: `http://${host}:${spec.host_port}`,
+      host_port: spec.host_port!,
+      docker_url: `http://${spec.job_id}:${spec.container_port}`,
+      platform_data: { network: net, bind_address: spec.bind_address },
+    };
+  }
+
+  async status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState> {
+    const r = await runCapture('docker', ['inspect', '--format', '{{json .State}}', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
+    if (r.exitCode !== 0) {
+      if (/No such (object|container)/i.test(r.stderr)) return { state: 'unknown', native: 'missing', reason: 'container not found' };
+      return { state: 'unknown', native: 'inspect-failed', reason: r.stderr.trim().split('\n').pop() };
+    }
+    return mapDockerState(JSON.parse(r.stdout));
+  }
+
+  async *logs(entry: RegistryEntry, opts: LogOptions, ctx: EntryContext): AsyncIterable<string> {
+    const args = ['logs'];
+    if (opts.tail !== undefined) args.push('--tail', String(opts.tail));
+    if (opts.follow) args.push('-f');
+    args.push(entry.job_id);
+    const child = execa('docker', args, { env: ctx.env, reject: false, all: true, buffer: false, cancelSignal: opts.signal, stdin: 'ignore' });
+    for await (const line of child.iterable({ from: 'all' })) yield `${line}\n`;
+    const r = await child;
+    if (r.exitCode && !opts.signal?.aborted && !r.isCanceled) {
+      const msg = String(r.stderr ?? '').trim();
+      if (msg) yield `${msg}\n`;
+    }
+  }
+
+  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
+    const r = await runCapture('docker', ['rm', '-f', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
+    if (r.exitCode !== 0 && !/No such container/i.test(r.stderr))
+      await runChecked('docker', ['rm', '-f', entry.job_id], { env: ctx.env, hint: dockerErrorHint });
+  }
+}
+
+export function createAdapter(): PlatformAdapter {
+  return new LocalDockerAdapter();
+}

@@ -1,0 +1,48 @@
+/**
+ * The `docker run` invocation shared by local-docker and brev (contract §8 local-docker).
+ * Secrets and chosen env vars appear as `-e NAME` only: values travel in the docker client's environment.
+ */
+import type { LaunchSpec } from '../../types.js';
+
+export interface DockerRunOptions {
+  /** docker network (`${DOCKER_NETWORK:-tao_default}`). */
+  network: string;
+}
+
+/** Label keys used for discovery (`docker ps --filter label=tao-infer.managed-by`). */
+export const LABELS = {
+  managedBy: 'tao-infer.managed-by',
+  jobId: 'tao-infer.job_id',
+  arch: 'tao-infer.network_arch',
+} as const;
+
+/** GPU flags: `--gpus N`, `--gpus "device=0,1"` (the quotes are part of docker's value), none for 0 GPUs. */
+export function gpuArgs(spec: Pick<LaunchSpec, 'num_gpus' | 'gpu_ids'>): string[] {
+  if (spec.gpu_ids?.length) return ['--gpus', `"device=${spec.gpu_ids.join(',')}"`];
+  if (spec.num_gpus > 0) return ['--gpus', String(spec.num_gpus)];
+  return [];
+}
+
+/**
+ * argv after `docker` for `docker run -d`: name = job_id, labels, `-p <bind>:<host_port>:8080`, network,
+ * shm size, GPU flags, `-e NAME` for every env var (secret or plain), image, `/bin/sh -c <inner>`.
+ * `--rm` is kept off so an exited container can be inspected.
+ * @throws Error when spec.host_port is missing (the lifecycle reserves it before launch).
+ */
+export function dockerRunArgs(spec: LaunchSpec, opts: DockerRunOptions): string[] {
+  if (spec.host_port === undefined) throw new Error('dockerRunArgs: host_port not reserved');
+  const args = ['run', '-d', '--name', spec.job_id];
+  for (const [k, v] of Object.entries(spec.labels)) args.push('--label', `${k}=${v}`);
+  args.push('-p', `${spec.bind_address}:${spec.host_port}:${spec.container_port}`);
+  args.push('--network', opts.network);
+  args.push('--shm-size', spec.shm_size);
+  args.push(...gpuArgs(spec));
+  for (const name of [...spec.env.secretNames, ...Object.keys(spec.env.plain)]) args.push('-e', name);
+  args.push(spec.image, '/bin/sh', '-c', spec.inner_command);
+  return args;
+}
+
+/** Environment for the docker client process: caller's env plus the plain values (secrets already in it). */
+export function dockerClientEnv(spec: LaunchSpec, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  return { ...env, ...spec.env.plain };
+}

@@ -1,0 +1,68 @@
+/**
+ * Host port allocation (contract §5 port rule), run inside the registry lock: the lowest port from
+ * 8080 to 8199 not held by a registry entry of the same platform (brev: the same instance) and, for
+ * ports on this host, not bound by anything else.
+ */
+import { createServer } from 'node:net';
+import { InvalidInputError, RegistryError } from '../errors.js';
+import type { RegistryEntry } from '../types.js';
+import { PORT_RANGE } from '../archs/inputs.js';
+import type { RegistryState } from './store.js';
+
+/** True when `port` can be bound on `address` right now (probe listen + close). */
+export function isPortFree(port: number, address = '127.0.0.1'): Promise<boolean> {
+  return new Promise((resolve) => {
+    const srv = createServer();
+    srv.unref();
+    srv.once('error', () => resolve(false));
+    srv.listen({ port, host: address, exclusive: true }, () => srv.close(() => resolve(true)));
+  });
+}
+
+/** Ports held by entries matching `holds` (host_port and local_port both count). */
+export function heldPorts(state: RegistryState, holds: (e: RegistryEntry) => boolean): Set<number> {
+  const used = new Set<number>();
+  for (const e of Object.values(state.entries)) {
+    if (!holds(e)) continue;
+    if (typeof e.host_port === 'number') used.add(e.host_port);
+    if (typeof e.local_port === 'number') used.add(e.local_port);
+  }
+  return used;
+}
+
+export interface PickPortOptions {
+  holds: (e: RegistryEntry) => boolean;
+  /** Probe the host for ports bound by other programs. */
+  checkBound: boolean;
+  bindAddress: string;
+  /** An explicit port (--port): refused when held or bound. */
+  explicit?: number;
+}
+
+/**
+ * Pick a port following the rule. Call inside `Registry.mutate`.
+ * @throws InvalidInputError when an explicit port is taken; RegistryError when the whole range is used.
+ */
+export async function pickPort(state: RegistryState, opts: PickPortOptions): Promise<number> {
+  const used = heldPorts(state, opts.holds);
+  if (opts.explicit !== undefined) {
+    const owner = Object.values(state.entries).find((e) => opts.holds(e) && (e.host_port === opts.explicit || e.local_port === opts.explicit));
+    if (owner)
+      throw new InvalidInputError('--port', `port ${opts.explicit} is already used by service ${owner.job_id} (${owner.network_arch})`, {
+        hint: 'Omit --port to take the lowest free port, or stop that service first.',
+      });
+    if (opts.checkBound && !(await isPortFree(opts.explicit, opts.bindAddress)))
+      throw new InvalidInputError('--port', `port ${opts.explicit} is already bound on ${opts.bindAddress} by another program`, {
+        hint: 'Omit --port to take the lowest free port, or free that port.',
+      });
+    return opts.explicit;
+  }
+  for (let p = PORT_RANGE.min; p <= PORT_RANGE.max; p++) {
+    if (used.has(p)) continue;
+    if (opts.checkBound && !(await isPortFree(p, opts.bindAddress))) continue;
+    return p;
+  }
+  throw new RegistryError('no_free_port', `no free port left in ${PORT_RANGE.min}–${PORT_RANGE.max}`, {
+    hint: "Stop services you no longer need ('tao-infer ls', 'tao-infer stop <job_id>').",
+  });
+}

@@ -1,0 +1,221 @@
+/**
+ * Shared shapes of tao-infer: registry entries (contract §5), launch specs, job states and the
+ * platform adapter interface every platform implements.
+ */
+
+export const PLATFORM_NAMES = ['local-docker', 'brev', 'lepton', 'slurm', 'kubernetes'] as const;
+export type PlatformName = (typeof PLATFORM_NAMES)[number];
+
+/**
+ * One service in the registry file (contract §5). The first block is what NVIDIA's published skill
+ * writes and reads; entries written by it carry only those keys and must be accepted. The second
+ * block is tao-infer's own additions; all optional. Never holds a secret value.
+ */
+export interface RegistryEntry {
+  job_id: string;
+  platform: string;
+  /** slurm job id, k8s Job name, lepton deployment name; absent for docker/brev (container name = job_id). */
+  platform_job_id?: string;
+  network_arch: string;
+  /** Base URL requests go to, e.g. `http://localhost:8080` (no trailing slash). Empty while `starting`. */
+  host_url: string;
+  /** `http://{job_id}:8080`, reachable container-to-container on the docker network (local-docker, brev). */
+  docker_url?: string;
+  /** Host-side port (local-docker, brev: on the host/instance; slurm/k8s port-forward: the local tunnel port). */
+  host_port?: number;
+  slurm_node?: string;
+  /** ISO-8601 UTC. */
+  started_at: string;
+
+  /** `starting` from before launch until the platform confirmed it; `started` afterwards. Absent = started (skill entries). */
+  state?: 'starting' | 'started';
+  image?: string;
+  model_path?: string;
+  num_gpus?: number;
+  /** PID of a detached local forwarder process (slurm tunnel, k8s port-forward, brev port-forward). */
+  forwarder_pid?: number;
+  /** Local port the forwarder listens on when it differs from host_port (brev: remote host_port vs local port). */
+  local_port?: number;
+  /** Name of the env var holding a bearer token to send with requests (lepton); the value is never stored. */
+  auth_env?: string;
+  /** Platform-specific, non-secret data the adapter needs for status/logs/stop (ssh target, namespace, instance...). */
+  platform_data?: Record<string, unknown>;
+  /** Unknown keys written by other tools are preserved. */
+  [key: string]: unknown;
+}
+
+/** Normalised job state (contract §8 mappings). */
+export type JobStateName = 'pending' | 'running' | 'complete' | 'error' | 'canceled' | 'unknown';
+
+export interface JobState {
+  state: JobStateName;
+  /** The platform's own state word(s), e.g. `exited`, `RUNNING`, `ImagePullBackOff`. */
+  native?: string;
+  /** Human-readable reason users need, e.g. `Insufficient nvidia.com/gpu`, `OOMKilled`. */
+  reason?: string;
+  exitCode?: number;
+  node?: string;
+}
+
+/** Environment handed to the service. Secret values are never in here: only their names. */
+export interface EnvSpec {
+  /** Names of secret env vars that are set in the caller's environment (values read from `process.env` by the adapter at the last moment). */
+  secretNames: string[];
+  /** Non-secret env vars, name → value. */
+  plain: Record<string, string>;
+}
+
+/** Everything a platform needs to launch one service. Built by `src/lifecycle.ts`. */
+export interface LaunchSpec {
+  job_id: string;
+  network_arch: string;
+  image: string;
+  /** The inner shell command (contract §3), run as `/bin/sh -c <inner_command>` (lepton: `/bin/bash -c`). */
+  inner_command: string;
+  /** GPUs to request; 0 only for the explicit lifecycle smoke (no GPU flags). */
+  num_gpus: number;
+  /** Explicit device ids (local-docker `--gpus '"device=0,1"'`). */
+  gpu_ids?: string[];
+  /** Container port the service listens on: always 8080 (contract §3). */
+  container_port: number;
+  /** Host port reserved in the registry for platforms that need one (local-docker, brev). */
+  host_port?: number;
+  /** Address the host port binds to (local-docker `-p ADDR:host_port:8080`), default 127.0.0.1. */
+  bind_address: string;
+  env: EnvSpec;
+  /** Shared memory size for the container, docker syntax (e.g. `16g`). */
+  shm_size: string;
+  /** Discovery labels (`tao-infer.job_id`, `tao-infer.network_arch`, `tao-infer.managed-by`). */
+  labels: Record<string, string>;
+  /** Platform-specific option values keyed by option `key` (see PlatformOptionSpec). */
+  options: Record<string, unknown>;
+}
+
+/** What `--dry-run` prints: the steps start would take, secrets by name only. */
+export interface LaunchPlan {
+  platform: PlatformName;
+  steps: PlanStep[];
+}
+
+export interface PlanStep {
+  description: string;
+  /** An argv (shown shell-quoted) or a ready-to-show command string. */
+  command?: string[] | string;
+  /** HTTP calls: method + url + body (secret values replaced by their names). */
+  http?: { method: string; url: string; body?: unknown };
+  /** Documents such as a job script or manifests, shown verbatim. */
+  document?: { name: string; text: string };
+}
+
+/** What launch returns once the service has an address (it does not wait for readiness). */
+export interface Launched {
+  host_url: string;
+  platform_job_id?: string;
+  docker_url?: string;
+  host_port?: number;
+  slurm_node?: string;
+  forwarder_pid?: number;
+  local_port?: number;
+  auth_env?: string;
+  platform_data?: Record<string, unknown>;
+}
+
+export interface LogOptions {
+  follow?: boolean;
+  /** Last N lines (undefined = all). */
+  tail?: number;
+  signal?: AbortSignal;
+}
+
+/** Allocates a local port under the registry lock, following the contract §5 port rule, and records it on this job's entry. */
+export type PortAllocator = (req: {
+  /** Entries whose host_port/local_port count as taken. Default: same platform. */
+  holds?: (e: RegistryEntry) => boolean;
+  /** Also skip ports bound on this host (probe listen on bindAddress). Default true. */
+  checkBound?: boolean;
+  bindAddress?: string;
+  /** Which field of this job's entry receives the port. Default `host_port`. */
+  field?: 'host_port' | 'local_port';
+}) => Promise<number>;
+
+/** Context handed to adapters by the lifecycle. Adapters never prompt and never exit. */
+export interface AdapterContext {
+  env: NodeJS.ProcessEnv;
+  /** Progress for people (stderr). Never pass a secret value. */
+  log: (msg: string) => void;
+  /** Warnings (stderr, also collected for --json). */
+  warn: (msg: string) => void;
+  /** Persist fields on this job's registry entry right away (e.g. platform_job_id as soon as it exists). */
+  record: (fields: Partial<RegistryEntry>) => Promise<void>;
+  allocatePort: PortAllocator;
+  signal?: AbortSignal;
+  /** Overall deadline for launch, epoch ms. */
+  deadline?: number;
+}
+
+/** Context for status/logs/stop on an existing entry. */
+export interface EntryContext {
+  env: NodeJS.ProcessEnv;
+  log: (msg: string) => void;
+  warn: (msg: string) => void;
+  signal?: AbortSignal;
+}
+
+export type Capability = 'gpu_ids' | 'bind_address' | 'logs_follow' | 'port' | 'zero_gpus';
+
+/**
+ * A platform adapter (one per platform, loaded lazily by `src/platforms/index.ts`).
+ * Adapters use `LaunchSpec.env.secretNames` and read values from `ctx.env` only when handing them
+ * to the platform through a channel that is not argv (stdin, env of a child, Secret object, API body of a secret call).
+ */
+export interface PlatformAdapter {
+  readonly name: PlatformName;
+  /** Capabilities this platform lacks, each with the reason shown to users. */
+  readonly unsupported: Partial<Record<Capability, string>>;
+  /** Does this platform need a host port reserved in the registry before launch (local-docker, brev)? */
+  readonly reservesHostPort: boolean;
+  /** Checks credentials, CLI presence, reachability. Throws PlatformUnavailableError with a fix. */
+  preflight(spec: LaunchSpec, ctx: AdapterContext): Promise<void>;
+  /** What launch would do, secrets by name only. Must not contact the platform in a way that changes anything. */
+  plan(spec: LaunchSpec, ctx: AdapterContext): Promise<LaunchPlan>;
+  /**
+   * Launch and return once the service has an address (slurm: job RUNNING + tunnel up; k8s: Service exposed).
+   * Throws LaunchFailedError (with log tail) when the job fails before that. Does not wait for readiness.
+   * Must call ctx.record({platform_job_id}) as soon as the platform assigned an id, so an interrupted start can be stopped.
+   */
+  launch(spec: LaunchSpec, ctx: AdapterContext): Promise<Launched>;
+  status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState>;
+  /** Log chunks (text, may span lines). With follow, ends when the job ends or signal aborts. */
+  logs(entry: RegistryEntry, opts: LogOptions, ctx: EntryContext): AsyncIterable<string>;
+  /** Idempotent: an already-gone job resolves. Also ends forwarders and removes platform secrets. */
+  stop(entry: RegistryEntry, ctx: EntryContext): Promise<void>;
+  /**
+   * Optional: restart a dead local forwarder (slurm tunnel, k8s port-forward, brev port-forward) for `tao-infer tunnel`.
+   * Returns the registry fields to update (e.g. a new forwarder_pid); resolves with {} when the forwarder is alive.
+   */
+  restartForwarder?(entry: RegistryEntry, ctx: EntryContext): Promise<Partial<RegistryEntry>>;
+}
+
+/**
+ * A platform-specific `start` option, declared in `src/platforms/<name>/options.ts` (cheap to import;
+ * no SDK). The CLI turns each into a flag; a missing required one is prompted on a TTY or is a usage
+ * error naming the flag otherwise.
+ */
+export interface PlatformOptionSpec {
+  /** Key in LaunchSpec.options. */
+  key: string;
+  /** commander flag syntax, e.g. `--slurm-host <host>`, `--skip-capacity-check`. */
+  flags: string;
+  description: string;
+  /** Env var consulted when the flag is absent. */
+  env?: string;
+  default?: string | boolean | number;
+  /** Required for launch: prompted when interactive and unset. */
+  required?: boolean;
+  /** Allowed values (also used as prompt choices). */
+  choices?: string[];
+  /** Parse as integer. */
+  integer?: boolean;
+  /** Repeatable flag collecting an array. */
+  repeatable?: boolean;
+}
