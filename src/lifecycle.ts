@@ -16,12 +16,12 @@ import { InvalidInputError, JobNotFoundError, ServiceFailedError, TaoInferError 
 import { loadAdapter, checkPlatform } from './platforms/index.js';
 import { loadReferences, type References } from './references.js';
 import { pickPort } from './registry/ports.js';
-import { Registry, repairLatest } from './registry/store.js';
+import { Registry } from './registry/store.js';
 import { sendChatCompletion, type ChatCompletion } from './service/chat.js';
 import { waitForReadiness } from './service/readiness.js';
 import { buildBody, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
 import { resolveTarget, type ChooseService } from './service/routing.js';
-import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
+import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
 import { LABELS } from './platforms/local-docker/docker-args.js';
 
 /** Where progress, warnings and readiness updates go. All optional. */
@@ -79,7 +79,8 @@ export interface Deps {
 function ctxParts(deps: Deps) {
   const env = deps.env ?? process.env;
   const registry = deps.registry ?? new Registry();
-  const refs = deps.refs ?? loadReferences();
+  // Loaded on first use: ls, stop and logs never parse the reference data.
+  const refs = () => deps.refs ?? loadReferences();
   const warnings: string[] = [];
   const log = (m: string) => deps.reporter?.log?.(m);
   const warn = (m: string) => {
@@ -193,7 +194,8 @@ export function authHeaders(entry: RegistryEntry, env: NodeJS.ProcessEnv): Recor
  * @throws UserError (bad input: nothing launched, registry unchanged), PlatformError, ServiceNotReadyError, RegistryError
  */
 export async function startService(input: StartInput, deps: Deps = {}): Promise<StartResult> {
-  const { env, registry, refs, warnings, log, warn } = ctxParts(deps);
+  const { env, registry, warnings, log, warn, ...parts } = ctxParts(deps);
+  const refs = parts.refs();
   const { spec, image, inner, platform } = prepareLaunch(input, refs, env, warn);
   const adapter = await loadAdapter(platform);
   if (spec.gpu_ids?.length && adapter.unsupported.gpu_ids) throw new InvalidInputError('--gpu-ids', adapter.unsupported.gpu_ids);
@@ -242,6 +244,10 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
       });
     },
   };
+  if (input.port !== undefined && adapter.reservesHostPort) {
+    // Refuse a taken --port before any platform call (checked again under the lock below).
+    await pickPort(await registry.read(), { holds: holdsSame, checkBound: platform === 'local-docker', bindAddress: spec.bind_address, explicit: input.port });
+  }
   await adapter.preflight(spec, ctx);
 
   // Record before launch: state starting, host port reserved under the lock.
@@ -325,68 +331,6 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
   return { job_id: spec.job_id, entry, ready: true, warnings };
 }
 
-/**
- * Stop a service on its platform and remove it from the registry (contract §5: `latest` repaired).
- * A job already gone on the platform counts as stopped.
- * @throws JobNotFoundError, PlatformError (registry entry kept so the stop can be retried)
- */
-export async function stopService(job_id: string, deps: Deps = {}): Promise<RegistryEntry> {
-  const { env, registry, log, warn } = ctxParts(deps);
-  const entry = await registry.get(job_id);
-  if (!entry) throw new JobNotFoundError(job_id);
-  const adapter = await loadAdapter(entry.platform);
-  await adapter.stop(entry, entryContext(env, log, warn, deps.signal));
-  await registry.remove(job_id);
-  return entry;
-}
-
-export interface ListedService extends RegistryEntry {
-  live: JobState;
-}
-
-/**
- * All registry entries with their live state from the platform (adapters loaded only for the
- * platforms present). A platform that cannot be asked gives state `unknown` with the reason.
- */
-export async function listServices(deps: Deps = {}): Promise<{ services: ListedService[]; latest?: string }> {
-  const { env, registry, log, warn } = ctxParts(deps);
-  const state = await registry.read();
-  const entries = Object.values(state.entries).sort((a, b) => a.started_at.localeCompare(b.started_at));
-  const ectx = entryContext(env, log, warn, deps.signal);
-  const services = await Promise.all(
-    entries.map(async (e): Promise<ListedService> => {
-      try {
-        const adapter = await loadAdapter(e.platform);
-        const live = await Promise.race([
-          adapter.status(e, ectx),
-          new Promise<JobState>((r) => setTimeout(() => r({ state: 'unknown', reason: 'status timed out' }), 20_000).unref()),
-        ]);
-        return { ...e, live: e.state === 'starting' && live.state === 'unknown' ? { ...live, state: 'pending', native: 'starting' } : live };
-      } catch (err) {
-        return { ...e, live: { state: 'unknown', reason: (err as Error).message.split('\n')[0] } };
-      }
-    }),
-  );
-  return { services, latest: state.latest };
-}
-
-/** Stream logs of a service. @throws JobNotFoundError */
-export async function* serviceLogs(job_id: string, opts: { follow?: boolean; tail?: number }, deps: Deps = {}): AsyncIterable<string> {
-  const { env, registry, log, warn } = ctxParts(deps);
-  const entry = await registry.get(job_id);
-  if (!entry) throw new JobNotFoundError(job_id);
-  const adapter = await loadAdapter(entry.platform);
-  yield* adapter.logs(entry, { ...opts, signal: deps.signal }, entryContext(env, log, warn, deps.signal));
-}
-
-/** Pick a registry entry for stop: explicit id, else `latest` (confirmation is the caller's). */
-export async function latestJobId(deps: Deps = {}): Promise<string | undefined> {
-  const { registry } = ctxParts(deps);
-  const s = await registry.read();
-  repairLatest(s);
-  return s.latest;
-}
-
 export interface RequestInput {
   job_id?: string;
   network_arch?: string;
@@ -419,7 +363,8 @@ export async function prepareRequest(
   hooks: { choose?: ChooseService; askSampling?: (entry: RegistryEntry, missing: string[]) => Promise<Record<string, string | number | undefined>> } = {},
   deps: Deps = {},
 ): Promise<PreparedRequest> {
-  const { registry, refs } = ctxParts(deps);
+  const { registry, ...parts } = ctxParts(deps);
+  const refs = parts.refs();
   const state = await registry.read();
   const entry = await resolveTarget(state, { job_id: input.job_id, network_arch: input.network_arch }, hooks.choose);
   if (entry.state === 'starting' || !entry.host_url)
@@ -454,7 +399,7 @@ export async function sendRequest(p: PreparedRequest, opts: { retry_window_s?: n
   return sendChatCompletion(p.body, {
     job_id: p.entry.job_id,
     host_url: p.entry.host_url,
-    request: refs.request,
+    request: refs().request,
     headers: authHeaders(p.entry, env),
     retryWindowS: opts.retry_window_s,
     onRetry: opts.onRetry,

@@ -5,19 +5,17 @@
  * a ConfigError naming the file and the field.
  */
 import { existsSync, readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from './errors.js';
+import { findProjectRoot } from './util/root.js';
 
-/** Project root: the nearest ancestor of this module holding `references/service.yaml`. */
+/** Project root (see util/root.ts). @throws ConfigError when the package has no references/ folder. */
 export function projectRoot(): string {
-  let dir = dirname(fileURLToPath(import.meta.url));
-  for (let i = 0; i < 6; i++) {
-    if (existsSync(join(dir, 'references', 'service.yaml'))) return dir;
-    dir = dirname(dir);
-  }
+  const root = findProjectRoot();
+  if (root) return root;
   throw new ConfigError('references/service.yaml', ['not found above ' + fileURLToPath(import.meta.url)], {
     hint: 'Reinstall tao-infer: its references/ folder is missing.',
   });

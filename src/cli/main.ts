@@ -6,7 +6,7 @@
  */
 import { Command, CommanderError } from 'commander';
 import { readFileSync } from 'node:fs';
-import { projectRoot } from '../references.js';
+import { findProjectRoot } from '../util/root.js';
 import { handleError, type GlobalFlags } from './io.js';
 import { startCommand } from './commands/start.js';
 import { requestCommand } from './commands/request.js';
@@ -14,7 +14,7 @@ import { archsCommand, logsCommand, lsCommand, stopCommand, tunnelCommand } from
 
 function version(): string {
   try {
-    return (JSON.parse(readFileSync(`${projectRoot()}/package.json`, 'utf8')) as { version: string }).version;
+    return (JSON.parse(readFileSync(`${findProjectRoot()}/package.json`, 'utf8')) as { version: string }).version;
   } catch {
     return 'unknown';
   }

@@ -9,12 +9,22 @@ import type { RegistryEntry } from '../types.js';
 import { PORT_RANGE } from '../archs/inputs.js';
 import type { RegistryState } from './store.js';
 
-/** True when `port` can be bound on `address` right now (probe listen + close). */
-export function isPortFree(port: number, address = '127.0.0.1'): Promise<boolean> {
+/**
+ * True when `port` can be bound on `address` right now (probe listen + close). For a loopback or
+ * wildcard address the IPv6 loopback is probed too, because host_url says `localhost`, which may
+ * resolve to ::1 first.
+ */
+export async function isPortFree(port: number, address = '127.0.0.1'): Promise<boolean> {
+  if (!(await probeListen(port, address))) return false;
+  if (address === '127.0.0.1' || address === '0.0.0.0') return probeListen(port, '::1', true);
+  return true;
+}
+
+function probeListen(port: number, address: string, unavailableIsFree = false): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
-    srv.once('error', () => resolve(false));
+    srv.once('error', (e: NodeJS.ErrnoException) => resolve(unavailableIsFree && (e.code === 'EADDRNOTAVAIL' || e.code === 'EAFNOSUPPORT')));
     srv.listen({ port, host: address, exclusive: true }, () => srv.close(() => resolve(true)));
   });
 }

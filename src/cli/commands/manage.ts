@@ -1,12 +1,11 @@
 /** stop, ls, logs, archs, tunnel. */
 import { Command } from 'commander';
 import { InvalidInputError, JobNotFoundError, MissingInputError, NoServiceError } from '../../errors.js';
-import { resolveImage, supportedArchs } from '../../archs/image.js';
-import { latestJobId, listServices, serviceLogs, stopService } from '../../lifecycle.js';
 import { loadAdapter } from '../../platforms/index.js';
-import { loadReferences } from '../../references.js';
-import { Registry } from '../../registry/store.js';
 import { askConfirm, emit, info, isInteractive, warnLine, type GlobalFlags } from '../io.js';
+
+const lib = () => import('../../manage.js');
+const newRegistry = async () => new (await import('../../registry/store.js')).Registry();
 
 const reporter = { log: (m: string) => info(m), warn: (m: string) => warnLine(m) };
 
@@ -25,7 +24,7 @@ export function stopCommand(): Command {
     .action(async (jobId: string | undefined, o: Record<string, any>) => {
       const flags: GlobalFlags = { json: o.json, yes: o.yes };
       const interactive = isInteractive(flags);
-      const registry = new Registry();
+      const registry = await newRegistry();
       let targets: string[];
       if (o.all) {
         if (jobId) throw new InvalidInputError('--all', 'give either a job_id or --all, not both');
@@ -41,7 +40,7 @@ export function stopCommand(): Command {
       } else if (jobId) {
         targets = [jobId];
       } else {
-        const latest = await latestJobId({ registry });
+        const latest = await (await lib()).latestJobId({ registry });
         if (!latest) throw new NoServiceError('no service in the registry to stop');
         if (!o.yes) {
           if (!interactive) throw new MissingInputError('<job_id>', 'which service to stop (give a job_id, or --yes to stop the latest)');
@@ -54,7 +53,7 @@ export function stopCommand(): Command {
       const failed: Array<{ job_id: string; error: string }> = [];
       for (const id of targets) {
         try {
-          const e = await stopService(id, { registry, reporter });
+          const e = await (await lib()).stopService(id, { registry, reporter });
           stopped.push(id);
           info(`stopped ${id} (${e.network_arch} on ${e.platform})`);
         } catch (err) {
@@ -73,7 +72,7 @@ export function lsCommand(): Command {
     .description('List services in the registry with their live state from the platform')
     .option('--json', 'print a JSON array of entries with their live state')
     .action(async (o: Record<string, any>) => {
-      const { services, latest } = await listServices({ registry: new Registry(), reporter });
+      const { services, latest } = await (await lib()).listServices({ registry: await newRegistry(), reporter });
       emit({ json: o.json }, services, () => {
         if (!services.length) return 'no services (start one with: tao-infer start --arch <network_arch> --model <model_path>)';
         return table([
@@ -105,7 +104,8 @@ export function logsCommand(): Command {
       }
       const ac = new AbortController();
       process.once('SIGINT', () => ac.abort());
-      for await (const chunk of serviceLogs(jobId, { follow: Boolean(o.follow), tail }, { registry: new Registry(), reporter, signal: ac.signal })) {
+      const { serviceLogs } = await lib();
+      for await (const chunk of serviceLogs(jobId, { follow: Boolean(o.follow), tail }, { registry: await newRegistry(), reporter, signal: ac.signal })) {
         process.stdout.write(chunk);
       }
     });
@@ -115,7 +115,8 @@ export function archsCommand(): Command {
   return new Command('archs')
     .description('List the supported network_archs and the images they resolve to')
     .option('--json', 'print a JSON array')
-    .action((o: Record<string, any>) => {
+    .action(async (o: Record<string, any>) => {
+      const [{ loadReferences }, { resolveImage, supportedArchs }] = await Promise.all([import('../../references.js'), import('../../archs/image.js')]);
       const refs = loadReferences();
       const rows = supportedArchs(refs).map((a) => {
         const img = resolveImage(refs, a);
@@ -131,7 +132,7 @@ export function tunnelCommand(): Command {
     .argument('<job_id>', 'the service')
     .option('--json', 'print the updated entry as JSON')
     .action(async (jobId: string, o: Record<string, any>) => {
-      const registry = new Registry();
+      const registry = await newRegistry();
       const entry = await registry.get(jobId);
       if (!entry) throw new JobNotFoundError(jobId);
       const adapter = await loadAdapter(entry.platform);

@@ -2,9 +2,6 @@ import { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InvalidInputError } from '../../errors.js';
-import { prepareRequest, sendRequest } from '../../lifecycle.js';
-import { loadReferences } from '../../references.js';
-import { parseSamplingValue, samplingFields } from '../../service/request-body.js';
 import { askText, chooseService, emit, info, isInteractive, type GlobalFlags } from '../io.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
@@ -51,6 +48,11 @@ export function requestCommand(): Command {
     .option('--json', 'print one JSON document (the chat.completion) on stdout')
     .option('-y, --yes', 'never prompt')
     .action(async (o: Record<string, any>) => {
+      const [{ prepareRequest, sendRequest }, { loadReferences }, { parseSamplingValue, samplingFields }] = await Promise.all([
+        import('../../lifecycle.js'),
+        import('../../references.js'),
+        import('../../service/request-body.js'),
+      ]);
       const flags: GlobalFlags = { json: o.json, yes: o.yes };
       const interactive = isInteractive(flags);
       const refs = loadReferences();

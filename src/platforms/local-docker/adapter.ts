@@ -39,7 +39,7 @@ export function mapDockerState(s: { Status?: string; ExitCode?: number; OOMKille
     case 'exited':
       return exitCode === 0
         ? { state: 'complete', native, exitCode }
-        : { state: 'error', native, exitCode, reason: s.OOMKilled ? 'OOMKilled' : s.Error || `exit code ${exitCode}` };
+        : { state: 'error', native, exitCode, ...(s.OOMKilled ? { reason: 'OOMKilled' } : s.Error ? { reason: s.Error } : {}) };
     default:
       return { state: 'unknown', native };
   }

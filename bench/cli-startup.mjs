@@ -1,0 +1,32 @@
+// Benchmark: start-up cost of `tao-infer ls --json` (empty registry) against `node -e 0`.
+// Prints the median of repeated runs of each and their ratio. Run after `npm run build`.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join, resolve } from 'node:path';
+
+const RUNS = Number(process.env.RUNS ?? 21);
+const cli = resolve(import.meta.dirname, '..', 'dist', 'src', 'cli', 'main.js');
+const env = { ...process.env, TAO_INF_STATE_FILE: join(mkdtempSync(join(tmpdir(), 'tao-bench-')), 'state.json'), CI: 'true' };
+
+function median(xs) {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)];
+}
+function time(args) {
+  const out = [];
+  for (let i = 0; i < RUNS; i++) {
+    const t0 = process.hrtime.bigint();
+    execFileSync(process.execPath, args, { env, stdio: ['ignore', 'pipe', 'pipe'] });
+    out.push(Number(process.hrtime.bigint() - t0) / 1e6);
+  }
+  return median(out);
+}
+time(['-e', '0']); // warm the file cache
+const base = time(['-e', '0']);
+const ls = time([cli, 'ls', '--json']);
+const help = time([cli, '--help']);
+console.log(`runs per command: ${RUNS}`);
+console.log(`node -e 0                 median ${base.toFixed(1)} ms`);
+console.log(`tao-infer ls --json       median ${ls.toFixed(1)} ms   ratio ${(ls / base).toFixed(2)}x`);
+console.log(`tao-infer --help          median ${help.toFixed(1)} ms   ratio ${(help / base).toFixed(2)}x`);

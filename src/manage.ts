@@ -1,0 +1,91 @@
+/**
+ * Managing running services: stop, list with live state, logs, latest. Kept apart from start/request
+ * so that `ls`, `stop` and `logs` never load the reference data, zod or yaml.
+ */
+import { JobNotFoundError } from './errors.js';
+import { loadAdapter } from './platforms/index.js';
+import { Registry, repairLatest } from './registry/store.js';
+import type { EntryContext, JobState, RegistryEntry } from './types.js';
+
+/** Registry, environment and reporting used by these functions. All optional. */
+export interface ManageDeps {
+  registry?: Registry;
+  env?: NodeJS.ProcessEnv;
+  reporter?: { log?: (msg: string) => void; warn?: (msg: string) => void };
+  signal?: AbortSignal;
+}
+
+function ctxParts(deps: ManageDeps) {
+  const env = deps.env ?? process.env;
+  const registry = deps.registry ?? new Registry();
+  const log = (m: string) => deps.reporter?.log?.(m);
+  const warn = (m: string) => deps.reporter?.warn?.(m);
+  return { env, registry, log, warn };
+}
+
+function entryContext(env: NodeJS.ProcessEnv, log: (m: string) => void, warn: (m: string) => void, signal?: AbortSignal): EntryContext {
+  return { env, log, warn, signal };
+}
+
+/**
+ * Stop a service on its platform and remove it from the registry (contract §5: `latest` repaired).
+ * A job already gone on the platform counts as stopped.
+ * @throws JobNotFoundError, PlatformError (registry entry kept so the stop can be retried)
+ */
+export async function stopService(job_id: string, deps: ManageDeps = {}): Promise<RegistryEntry> {
+  const { env, registry, log, warn } = ctxParts(deps);
+  const entry = await registry.get(job_id);
+  if (!entry) throw new JobNotFoundError(job_id);
+  const adapter = await loadAdapter(entry.platform);
+  await adapter.stop(entry, entryContext(env, log, warn, deps.signal));
+  await registry.remove(job_id);
+  return entry;
+}
+
+export interface ListedService extends RegistryEntry {
+  live: JobState;
+}
+
+/**
+ * All registry entries with their live state from the platform (adapters loaded only for the
+ * platforms present). A platform that cannot be asked gives state `unknown` with the reason.
+ */
+export async function listServices(deps: ManageDeps = {}): Promise<{ services: ListedService[]; latest?: string }> {
+  const { env, registry, log, warn } = ctxParts(deps);
+  const state = await registry.read();
+  const entries = Object.values(state.entries).sort((a, b) => a.started_at.localeCompare(b.started_at));
+  const ectx = entryContext(env, log, warn, deps.signal);
+  const services = await Promise.all(
+    entries.map(async (e): Promise<ListedService> => {
+      try {
+        const adapter = await loadAdapter(e.platform);
+        const live = await Promise.race([
+          adapter.status(e, ectx),
+          new Promise<JobState>((r) => setTimeout(() => r({ state: 'unknown', reason: 'status timed out' }), 20_000).unref()),
+        ]);
+        return { ...e, live: e.state === 'starting' && live.state === 'unknown' ? { ...live, state: 'pending', native: 'starting' } : live };
+      } catch (err) {
+        return { ...e, live: { state: 'unknown', reason: (err as Error).message.split('\n')[0] } };
+      }
+    }),
+  );
+  return { services, latest: state.latest };
+}
+
+/** Stream logs of a service. @throws JobNotFoundError */
+export async function* serviceLogs(job_id: string, opts: { follow?: boolean; tail?: number }, deps: ManageDeps = {}): AsyncIterable<string> {
+  const { env, registry, log, warn } = ctxParts(deps);
+  const entry = await registry.get(job_id);
+  if (!entry) throw new JobNotFoundError(job_id);
+  const adapter = await loadAdapter(entry.platform);
+  yield* adapter.logs(entry, { ...opts, signal: deps.signal }, entryContext(env, log, warn, deps.signal));
+}
+
+/** Pick a registry entry for stop: explicit id, else `latest` (confirmation is the caller's). */
+export async function latestJobId(deps: ManageDeps = {}): Promise<string | undefined> {
+  const { registry } = ctxParts(deps);
+  const s = await registry.read();
+  repairLatest(s);
+  return s.latest;
+}
+
