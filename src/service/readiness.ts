@@ -33,7 +33,7 @@ export async function probeReadiness(host_url: string, readiness: RequestYaml['r
     res = await fetch(`${host_url}${readiness.path}`, { headers, signal: AbortSignal.timeout(timeoutMs) });
   } catch (e) {
     const code = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
-    return { kind: 'waiting', state: code === 'ECONNREFUSED' ? 'not listening yet' : `unreachable (${code})` };
+    return { kind: 'waiting', state: ['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET'].includes(code) ? 'not listening yet' : `unreachable (${code})` };
   }
   const text = await res.text().catch(() => '');
   let body: unknown = text;
