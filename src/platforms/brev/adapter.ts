@@ -1,0 +1,455 @@
+/**
+ * brev: a Brev instance (a VM with Docker and the NVIDIA container toolkit) driven by the `brev` CLI (contract §8 brev).
+ *
+ *  preflight  `brev ls --json` (CLI present, logged in, instance RUNNING), then `brev exec <instance> "echo ready"`
+ *             until the instance answers (a fresh instance reports RUNNING before sshd is up; up to --probe-timeout s).
+ *  launch     host port allocated per instance (contract §5), secret values sent on the stdin of
+ *             `ssh <instance> 'umask 077 && ... cat > ~/.tao-infer/<job_id>.env'`, then
+ *             `brev exec <instance> "<script>"` runs local-docker's exact `docker run` after sourcing and deleting
+ *             that file; finally a detached `ssh -N -L 127.0.0.1:<local>:127.0.0.1:<host_port> <instance>`
+ *             (PID in the registry) gives host_url `http://localhost:<local>`.
+ *  status / logs / stop  `brev exec` with docker inspect / logs / rm -f; stop also ends the forward by its PID.
+ *
+ * Why ssh next to brev: `brev exec` reads instance names from a piped stdin and never passes stdin to the command,
+ * so it cannot carry secrets; and `brev port-forward` starts ssh and returns at once (pkg/cmd/portforward), so its
+ * PID does not own the tunnel. ssh uses the host aliases brev writes (~/.brev/ssh_config, included from ~/.ssh/config;
+ * `--brev-ssh-config` / TAO_BREV_SSH_CONFIG points at another file).
+ *
+ * Brev credentials: tao-infer never runs `brev login --token "$BREV_API_TOKEN"` itself, because that puts the token
+ * on a command line (visible in the process table); when logged out it stops with a hint instead.
+ */
+import { execa } from 'execa';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { existsSync, readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { CommandFailedError, InvalidInputError, LaunchFailedError, MissingInputError, PlatformError, PlatformUnavailableError } from '../../errors.js';
+import type {
+  AdapterContext,
+  EntryContext,
+  JobState,
+  LaunchPlan,
+  LaunchSpec,
+  Launched,
+  LogOptions,
+  PlatformAdapter,
+  RegistryEntry,
+} from '../../types.js';
+import { isAlive, killPid, spawnDetached, waitForPort } from '../../util/detached.js';
+import { runCapture, tailLines, type RunResult } from '../../util/run.js';
+import {
+  RC_MARK,
+  checkName,
+  forwardArgv,
+  inspectScript,
+  launchScript,
+  logsScript,
+  parseRemote,
+  secretEnvFile,
+  secretUploadCommand,
+  sshBase,
+  stopScript,
+  wrapRemote,
+  type RemoteResult,
+} from './remote.js';
+
+const INSTALL_HINT = 'Install the Brev CLI (https://docs.nvidia.com/brev/latest/cli/getting-started) and run `brev login`.';
+const LOGIN_HINT =
+  "Run 'brev login' (browser), or 'brev login --token \"$BREV_API_TOKEN\"' in your own shell, then retry. " +
+  'tao-infer does not run the token login itself: it would put the token on a command line.';
+const DEFAULT_NETWORK = 'tao_default';
+
+/** One row of `brev ls --json` (`workspaces[]`). */
+export interface BrevInstance {
+  name: string;
+  id: string;
+  status: string;
+  build_status?: string;
+  shell_status?: string;
+  health_status?: string;
+  instance_type?: string;
+  instance_kind?: string;
+  gpu?: string;
+}
+
+function loggedOut(r: RunResult): boolean {
+  return /currently logged out|credentials file not found|declined to login|run `?brev login`?/i.test(`${r.stdout}\n${r.stderr}`);
+}
+
+function lastLine(text: string): string {
+  return tailLines(text, 1)[0]?.trim() ?? '';
+}
+
+/**
+ * The instances of the logged-in Brev account (`brev ls --json`), for `--instance` prompt choices.
+ * @throws PlatformUnavailableError when brev is missing, logged out or fails
+ */
+export async function listInstances(env: NodeJS.ProcessEnv = process.env): Promise<BrevInstance[]> {
+  const r = await runCapture('brev', ['ls', '--json'], { env, platform: 'brev', installHint: INSTALL_HINT, timeoutMs: 120_000 });
+  if (loggedOut(r)) throw new PlatformUnavailableError('brev', 'the brev CLI is not logged in', { hint: LOGIN_HINT });
+  if (r.exitCode !== 0) throw new PlatformUnavailableError('brev', `'brev ls --json' failed: ${lastLine(r.stderr || r.stdout)}`, { hint: INSTALL_HINT });
+  const start = r.stdout.indexOf('{');
+  const end = r.stdout.lastIndexOf('}');
+  let doc: { workspaces?: BrevInstance[] | null };
+  try {
+    doc = JSON.parse(r.stdout.slice(start, end + 1));
+  } catch {
+    throw new PlatformUnavailableError('brev', `'brev ls --json' printed something that is not JSON: ${r.stdout.slice(0, 200)}`, {
+      hint: 'Update the Brev CLI (brev ls --json needs a recent version).',
+    });
+  }
+  return (doc.workspaces ?? []).filter((w) => w && typeof w.name === 'string');
+}
+
+/**
+ * Delete a Brev instance (`brev delete <instance>`), for `tao-infer stop --delete-instance` on ephemeral instances.
+ * An instance that no longer exists counts as deleted.
+ * @throws PlatformError when brev refuses
+ */
+export async function deleteInstance(instance: string, ctx: Pick<EntryContext, 'env' | 'log'>): Promise<void> {
+  checkName('--instance', instance);
+  const present = (await listInstances(ctx.env)).some((w) => w.name === instance || w.id === instance);
+  if (!present) {
+    ctx.log(`Brev instance ${instance} is already gone.`);
+    return;
+  }
+  const r = await runCapture('brev', ['delete', instance], { env: ctx.env, platform: 'brev', installHint: INSTALL_HINT, timeoutMs: 300_000 });
+  if (r.exitCode !== 0) throw new CommandFailedError(['brev', 'delete', instance], r.exitCode, tailLines(r.stderr || r.stdout, 12).join('\n'));
+  ctx.log(`Deleting Brev instance ${instance} (brev delete).`);
+}
+
+/** Hints for the failures users meet when docker runs on a Brev instance. */
+export function brevDockerHint(stderr: string, instance: string): string | undefined {
+  if (/could not select device driver .*gpu/i.test(stderr)) return `The instance ${instance} has no NVIDIA container runtime: pick a GPU instance (brev ls shows the GPU column).`;
+  if (/unauthorized|authentication required|denied: requested access/i.test(stderr))
+    return `Log the instance in to the registry once, e.g. 'brev shell ${instance}' then: echo "$NGC_KEY" | docker login nvcr.io -u '$oauthtoken' --password-stdin`;
+  if (/address already in use|port is already allocated/i.test(stderr)) return 'The instance port is taken by another program: stop it, or pass --port.';
+  if (/Conflict\. The container name/i.test(stderr)) return `A container with this job_id already exists on ${instance}.`;
+  if (/docker: (command )?not found|docker: not found/i.test(stderr)) return `Docker is not installed on ${instance}: use a Brev VM instance (Docker and the NVIDIA toolkit preinstalled).`;
+  if (/Cannot connect to the Docker daemon|permission denied.*docker\.sock/i.test(stderr)) return `The docker daemon on ${instance} is not reachable for the login user.`;
+  return undefined;
+}
+
+/** docker inspect State → normalised state (same mapping as local-docker, contract §8). */
+export function mapDockerState(s: { Status?: string; ExitCode?: number; OOMKilled?: boolean; Error?: string }): JobState {
+  const native = s.Status ?? 'unknown';
+  const exitCode = s.ExitCode;
+  switch (native) {
+    case 'created':
+    case 'restarting':
+      return { state: 'pending', native };
+    case 'running':
+    case 'paused':
+      return { state: 'running', native };
+    case 'exited':
+      return exitCode === 0
+        ? { state: 'complete', native, exitCode }
+        : { state: 'error', native, exitCode, reason: s.OOMKilled ? 'OOMKilled' : s.Error || `exit code ${exitCode}` };
+    default:
+      return { state: 'unknown', native };
+  }
+}
+
+interface ExecOutcome extends RunResult {
+  /** Undefined when the script did not run to its end (brev or ssh failed). */
+  remote?: RemoteResult;
+}
+
+/** `brev exec <instance> "<wrapped script>"` with stdin closed (a piped stdin would be read as instance names). */
+async function brevExec(instance: string, script: string, env: NodeJS.ProcessEnv, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ExecOutcome> {
+  const r = await runCapture('brev', ['exec', instance, wrapRemote(script)], {
+    env,
+    platform: 'brev',
+    installHint: INSTALL_HINT,
+    timeoutMs: opts.timeoutMs,
+    signal: opts.signal,
+  });
+  return { ...r, remote: parseRemote(r.stdout) };
+}
+
+function instanceOf(entry: RegistryEntry): string | undefined {
+  const i = entry.platform_data?.instance;
+  return typeof i === 'string' && i ? i : undefined;
+}
+
+class BrevAdapter implements PlatformAdapter {
+  readonly name = 'brev' as const;
+  readonly unsupported = {};
+  readonly reservesHostPort = false;
+
+  private instance(spec: LaunchSpec): string {
+    const v = spec.options.instance;
+    if (v === undefined || v === null || v === '') throw new MissingInputError('--instance', "Brev instance (see 'brev ls')");
+    return checkName('--instance', String(v));
+  }
+
+  private network(spec: LaunchSpec, env: NodeJS.ProcessEnv): string {
+    return checkName('DOCKER_NETWORK', String(spec.options.network || env.DOCKER_NETWORK || DEFAULT_NETWORK));
+  }
+
+  private sshConfig(spec: { options?: Record<string, unknown> } | undefined, env: NodeJS.ProcessEnv): string | undefined {
+    const v = spec?.options?.sshConfig ?? env.TAO_BREV_SSH_CONFIG;
+    return typeof v === 'string' && v ? v : undefined;
+  }
+
+  private probeTimeoutS(spec: LaunchSpec): number {
+    const v = Number(spec.options.probeTimeout ?? 600);
+    if (!Number.isInteger(v) || v < 1) throw new InvalidInputError('--probe-timeout', `--probe-timeout must be a whole number of seconds ≥ 1 (got ${spec.options.probeTimeout})`);
+    return v;
+  }
+
+  async preflight(spec: LaunchSpec, ctx: AdapterContext): Promise<void> {
+    const instance = this.instance(spec);
+    const timeoutS = this.probeTimeoutS(spec);
+    this.network(spec, ctx.env);
+    const cfg = this.sshConfig(spec, ctx.env);
+    if (cfg && !existsSync(cfg))
+      throw new InvalidInputError('--brev-ssh-config', `ssh config ${cfg} does not exist`, { hint: "Omit it to use ~/.ssh/config (set up by 'brev login' / 'brev refresh')." });
+    const all = await listInstances(ctx.env);
+    const w = all.find((x) => x.name === instance || x.id === instance);
+    if (!w)
+      throw new InvalidInputError('--instance', `no Brev instance named '${instance}' in the active org`, {
+        hint: all.length ? `Instances: ${all.map((x) => `${x.name} (${x.status})`).join(', ')}` : "Create one with 'brev create <name>' (or in the Brev console).",
+      });
+    if (w.status !== 'RUNNING')
+      throw new PlatformUnavailableError('brev', `instance ${instance} is ${w.status}, not RUNNING`, { hint: `Start it with 'brev start ${instance}' and retry.` });
+    await this.probe(instance, timeoutS, ctx);
+  }
+
+  /** `brev exec <instance> "echo ready"` until it answers; progress through ctx.log. */
+  private async probe(instance: string, timeoutS: number, ctx: AdapterContext): Promise<void> {
+    const t0 = Date.now();
+    const until = t0 + timeoutS * 1000;
+    let attempt = 0;
+    let last = '';
+    for (;;) {
+      attempt++;
+      const left = until - Date.now();
+      const r = await runCapture('brev', ['exec', instance, 'echo ready'], {
+        env: ctx.env,
+        platform: 'brev',
+        installHint: INSTALL_HINT,
+        timeoutMs: Math.max(5_000, Math.min(left, 180_000)),
+        signal: ctx.signal,
+      });
+      if (r.exitCode === 0 && /^ready$/m.test(r.stdout)) {
+        if (attempt > 1) ctx.log(`Brev instance ${instance} answers (after ${Math.round((Date.now() - t0) / 1000)}s).`);
+        return;
+      }
+      if (loggedOut(r)) throw new PlatformUnavailableError('brev', 'the brev CLI is not logged in', { hint: LOGIN_HINT });
+      last = lastLine(r.stderr || r.stdout) || `exit ${r.exitCode}`;
+      const elapsed = Math.round((Date.now() - t0) / 1000);
+      if (Date.now() >= until)
+        throw new PlatformUnavailableError('brev', `instance ${instance} did not answer 'brev exec' within ${timeoutS}s: ${last}`, {
+          hint: `Check it with 'brev ls' and 'brev shell ${instance}', or wait longer with --probe-timeout.`,
+        });
+      ctx.log(`waiting for Brev instance ${instance} to answer (${elapsed}s of ${timeoutS}s): ${last}`);
+      await sleep(Math.min(2_000 * attempt, 10_000, Math.max(0, until - Date.now())), undefined, { signal: ctx.signal });
+    }
+  }
+
+  async plan(spec: LaunchSpec, ctx: AdapterContext): Promise<LaunchPlan> {
+    const instance = this.instance(spec);
+    const net = this.network(spec, ctx.env);
+    const cfg = this.sshConfig(spec, ctx.env);
+    const timeoutS = this.probeTimeoutS(spec);
+    const PORT_PLACEHOLDER = 65_535;
+    const script = launchScript({ ...spec, host_port: PORT_PLACEHOLDER }, net).replace(`:${PORT_PLACEHOLDER}:`, ':<host_port>:');
+    const steps: LaunchPlan['steps'] = [
+      { description: `check the brev CLI is logged in and instance ${instance} is RUNNING`, command: ['brev', 'ls', '--json'] },
+      { description: `wait until ${instance} answers (up to ${timeoutS}s)`, command: ['brev', 'exec', instance, 'echo ready'] },
+      {
+        description: `allocate <host_port>: the lowest port from 8080 not used by another service on ${instance} (contract §5)`,
+      },
+    ];
+    if (spec.env.secretNames.length)
+      steps.push({
+        description: `send ${spec.env.secretNames.join(', ')} (values from this shell's environment, on stdin) to a mode-600 file on ${instance}`,
+        command: [...sshBase(cfg), '-T', instance, secretUploadCommand(spec.job_id)],
+      });
+    steps.push({ description: `start the container on ${instance} (the env file is sourced, then deleted)`, command: ['brev', 'exec', instance, wrapRemote(script)] });
+    const fwd = forwardArgv(instance, 0, 0, this.forwardTarget(spec.bind_address), cfg);
+    fwd[fwd.indexOf('-L') + 1] = `127.0.0.1:<local_port>:${this.forwardTarget(spec.bind_address)}:<host_port>`;
+    steps.push({
+      description: `forward a free local port to the service on ${instance} (detached; PID kept in the registry); host_url http://localhost:<local_port>`,
+      command: fwd,
+    });
+    return { platform: 'brev', steps };
+  }
+
+  private forwardTarget(bind: string): string {
+    return !bind || bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind;
+  }
+
+  async launch(spec: LaunchSpec, ctx: AdapterContext): Promise<Launched> {
+    const instance = this.instance(spec);
+    const net = this.network(spec, ctx.env);
+    const cfg = this.sshConfig(spec, ctx.env);
+    checkName('job_id', spec.job_id);
+    const platform_data: Record<string, unknown> = { instance, network: net, ...(cfg ? { ssh_config: cfg } : {}) };
+    await ctx.record({ platform_data, docker_url: `http://${spec.job_id}:${spec.container_port}` });
+
+    const host_port = await ctx.allocatePort({
+      holds: (e) => e.platform === 'brev' && e.platform_data?.instance === instance,
+      checkBound: false,
+      field: 'host_port',
+    });
+    const s: LaunchSpec = { ...spec, host_port };
+    const remaining = () => (ctx.deadline ? Math.max(60_000, ctx.deadline - Date.now()) : 30 * 60_000);
+
+    if (s.env.secretNames.length) {
+      const argv = [...sshBase(cfg), '-T', instance, secretUploadCommand(s.job_id)];
+      ctx.log(`sending ${s.env.secretNames.join(', ')} to ${instance} on ssh stdin`);
+      const r = await runCapture(argv[0]!, argv.slice(1), { env: ctx.env, input: secretEnvFile(s.env.secretNames, ctx.env), timeoutMs: 120_000, signal: ctx.signal, platform: 'brev', installHint: 'Install OpenSSH (ssh).' });
+      if (r.exitCode !== 0)
+        throw new CommandFailedError(argv, r.exitCode, tailLines(r.stderr, 12).join('\n'), {
+          hint: `ssh to the Brev host alias '${instance}' failed: run 'brev refresh' so ~/.ssh/config knows it${cfg ? ` (or fix ${cfg})` : ''}.`,
+        });
+    }
+
+    const script = launchScript(s, net);
+    ctx.log(`$ brev exec ${instance} "docker run -d --name ${s.job_id} -p ${s.bind_address}:${host_port}:${s.container_port} ... ${s.image} ..."`);
+    const run = await brevExec(instance, script, ctx.env, { timeoutMs: remaining(), signal: ctx.signal });
+    if (!run.remote)
+      throw new LaunchFailedError(`'brev exec ${instance}' failed before docker ran: ${lastLine(run.stderr || run.stdout) || `exit ${run.exitCode}`}`, 'brev_exec_failed', tailLines(run.stderr, 12), {
+        hint: `Check the instance with 'brev ls' and 'brev shell ${instance}'.`,
+      });
+    if (run.remote.rc !== 0) {
+      const err = run.stderr.replace(/^Connection failed, checking instance status\.\.\.\n?/gm, '');
+      throw new LaunchFailedError(`docker run failed on ${instance} (exit ${run.remote.rc})`, 'docker_run_failed', tailLines(err, 12), {
+        hint: brevDockerHint(err, instance),
+      });
+    }
+
+    const local = await ctx.allocatePort({
+      holds: (e) => e.platform === 'local-docker' || e.platform === 'slurm' || e.platform === 'kubernetes' || typeof e.local_port === 'number',
+      checkBound: true,
+      field: 'local_port',
+    });
+    const target = this.forwardTarget(s.bind_address);
+    const logFile = join(tmpdir(), 'tao-infer', `brev-forward-${s.job_id}.log`);
+    const fargv = forwardArgv(instance, local, host_port, target, cfg);
+    const pid = spawnDetached({ command: fargv[0]!, args: fargv.slice(1), env: ctx.env, logFile });
+    await ctx.record({ forwarder_pid: pid, platform_data: { ...platform_data, forward_log: logFile } });
+    const up = await this.waitForward(pid, local);
+    if (!up) {
+      let why = '';
+      try {
+        why = tailLines(readFileSync(logFile, 'utf8'), 5).join('\n');
+      } catch {
+        /* no log */
+      }
+      throw new LaunchFailedError(`the ssh forward 127.0.0.1:${local} → ${instance}:${host_port} did not come up`, 'forward_failed', why ? why.split('\n') : [], {
+        hint: `Check 'ssh ${cfg ? `-F ${cfg} ` : ''}${instance} true' works (brev refresh writes the host alias).`,
+      });
+    }
+    return {
+      host_url: `http://localhost:${local}`,
+      host_port,
+      local_port: local,
+      forwarder_pid: pid,
+      docker_url: `http://${s.job_id}:${s.container_port}`,
+      platform_data: { ...platform_data, forward_log: logFile },
+    };
+  }
+
+  private async waitForward(pid: number, port: number): Promise<boolean> {
+    const until = Date.now() + 30_000;
+    while (Date.now() < until) {
+      if (!isAlive(pid)) return false;
+      if (await waitForPort('127.0.0.1', port, 500)) return isAlive(pid);
+    }
+    return false;
+  }
+
+  async status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState> {
+    const instance = instanceOf(entry);
+    if (!instance) return { state: 'unknown', native: 'no-instance', reason: 'the registry entry does not name its Brev instance' };
+    const r = await brevExec(instance, inspectScript(entry.job_id), ctx.env, { timeoutMs: 120_000, signal: ctx.signal });
+    if (!r.remote) return { state: 'unknown', native: 'unreachable', reason: `brev exec ${instance}: ${lastLine(r.stderr || r.stdout) || `exit ${r.exitCode}`}` };
+    if (r.remote.rc !== 0) {
+      if (/No such (object|container)/i.test(r.stderr)) return { state: 'unknown', native: 'missing', reason: `container not found on ${instance}` };
+      return { state: 'unknown', native: 'inspect-failed', reason: lastLine(r.stderr) };
+    }
+    let st: JobState;
+    try {
+      st = mapDockerState(JSON.parse(r.remote.out.trim()));
+    } catch {
+      return { state: 'unknown', native: 'inspect-failed', reason: `unexpected docker inspect output: ${r.remote.out.slice(0, 120)}` };
+    }
+    if (st.state === 'running' && entry.forwarder_pid && !isAlive(entry.forwarder_pid))
+      st.reason = `the local ssh forward (pid ${entry.forwarder_pid}) is not running; requests to ${entry.host_url} will fail`;
+    return st;
+  }
+
+  async *logs(entry: RegistryEntry, opts: LogOptions, ctx: EntryContext): AsyncIterable<string> {
+    const instance = instanceOf(entry);
+    if (!instance) throw new PlatformError('brev_no_instance', `registry entry ${entry.job_id} does not name its Brev instance`);
+    const child = execa('brev', ['exec', instance, wrapRemote(logsScript(entry.job_id, opts))], {
+      env: ctx.env,
+      extendEnv: false,
+      reject: false,
+      buffer: false,
+      stdin: 'ignore',
+      stderr: 'pipe',
+      cancelSignal: opts.signal ?? ctx.signal,
+      forceKillAfterDelay: 2_000,
+    });
+    let stderr = '';
+    child.stderr?.on('data', (d: Buffer) => {
+      stderr = (stderr + d.toString()).slice(-4000);
+    });
+    let done = false;
+    try {
+      for await (const line of child.iterable({ from: 'stdout' })) {
+        const i = line.indexOf(RC_MARK);
+        if (i >= 0) {
+          if (i > 0) yield `${line.slice(0, i)}\n`;
+          done = true;
+          break;
+        }
+        yield `${line}\n`;
+      }
+    } catch (e) {
+      if (!(opts.signal?.aborted || ctx.signal?.aborted)) throw e;
+    } finally {
+      if (done) child.kill();
+    }
+    const r = await child;
+    if (!done && !r.isCanceled && !(opts.signal?.aborted || ctx.signal?.aborted)) {
+      const msg = lastLine(stderr);
+      if (msg) yield `[brev exec ${instance}: ${msg}]\n`;
+    } else if (done && /No such container/i.test(stderr)) {
+      yield `[container ${entry.job_id} not found on ${instance}]\n`;
+    }
+  }
+
+  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
+    await killPid(entry.forwarder_pid);
+    const instance = instanceOf(entry);
+    if (!instance) return;
+    const r = await brevExec(instance, stopScript(entry.job_id), ctx.env, { timeoutMs: 180_000, signal: ctx.signal });
+    if (r.remote?.rc === 0) return;
+    if (!r.remote) {
+      // Unreachable: an instance that is gone counts as stopped; anything else must be retried.
+      let present = true;
+      try {
+        present = (await listInstances(ctx.env)).some((w) => w.name === instance || w.id === instance);
+      } catch {
+        present = true;
+      }
+      if (!present) {
+        ctx.log(`Brev instance ${instance} no longer exists; nothing to stop.`);
+        return;
+      }
+    }
+    throw new CommandFailedError(['brev', 'exec', instance, `docker rm -f ${entry.job_id}`], r.remote?.rc ?? r.exitCode, tailLines(r.stderr || r.stdout, 12).join('\n'), {
+      hint: `Retry 'tao-infer stop ${entry.job_id}' once '${instance}' answers 'brev exec ${instance} "echo ready"'.`,
+    });
+  }
+}
+
+/** The brev adapter (contract §8 brev). */
+export function createAdapter(): PlatformAdapter {
+  return new BrevAdapter();
+}
