@@ -11,13 +11,16 @@ import { prepareRequest, sendRequest, startService, type StartInput } from '../.
 import { listServices, serviceLogs, stopService } from '../../src/manage.js';
 import { deleteInstance, listInstances } from '../../src/platforms/brev/adapter.js';
 import { Registry } from '../../src/registry/store.js';
-import { isAlive } from '../../src/util/detached.js';
+import { isAlive, killPid } from '../../src/util/detached.js';
+import { loadAdapter } from '../../src/platforms/index.js';
 import { createFakeBrev, type FakeBrev } from '../fakes/brev/helpers.js';
-import { tempState } from '../helpers/cli.js';
+import { parseJson, runCli, tempState } from '../helpers/cli.js';
+import { CANARY as SHARED_CANARY, dockerTestEnv, recordedArgv } from '../helpers/docker.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const IMAGE = 'tao-infer-test/standin:latest';
-const CANARY = `tao-canary-${Math.random().toString(36).slice(2, 10)}`;
+const CANARY = SHARED_CANARY;
+const PNG = join(ROOT, 'test/fixtures/media/cat.png');
 const IMAGE_URL = 'https://example.com/cat.jpg';
 
 let fake: FakeBrev;
@@ -200,5 +203,112 @@ describe('brev', () => {
     await deleteInstance('other-box', { env, log: () => undefined });
     expect(fake.instances().map((w) => w.name)).toEqual(['gpu-box']);
     await deleteInstance('other-box', { env, log: () => undefined }); // already gone: fine
+  });
+});
+
+describe('brev through the CLI', () => {
+  it('start → ready → request → ls → logs → stop; canary absent from every argv (brev, docker on the instance), registry and output', async () => {
+    const t = dockerTestEnv();
+    const fb = createFakeBrev([{ name: 'cli-box', unreachable_execs: 1 }]);
+    const cliEnv = { ...t.env, ...fb.env, PATH: `${fb.env.PATH.split(':')[0]}:${t.env.PATH}`, STANDIN_LOAD_MS: '300' };
+    const outputs: string[] = [];
+    const start = await runCli(['start', '--platform', 'brev', '--instance', 'cli-box', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', '--num-gpus', '0', '--bind', '127.0.0.2', '--timeout', '120', '--json'], { env: cliEnv });
+    outputs.push(start.stdout, start.stderr);
+    expect(start.exitCode, start.stderr).toBe(0);
+    const entry = parseJson(start);
+    expect(entry).toMatchObject({ platform: 'brev', network_arch: 'cosmos-rl', state: 'started', host_port: 8080 });
+    expect(entry.host_url).toBe(`http://localhost:${entry.local_port}`);
+    expect(entry.platform_data.instance).toBe('cli-box');
+    expect(start.stderr).toMatch(/waiting for Brev instance cli-box to answer/);
+
+    const req = await runCli(['request', '--json', '--job', entry.job_id, '--prompt', 'What is in the picture?', '--image', PNG], { env: cliEnv });
+    outputs.push(req.stdout, req.stderr);
+    expect(req.exitCode, req.stderr).toBe(0);
+    const completion = parseJson(req);
+    expect(completion.tao_standin.secrets_present).toContain('HF_TOKEN');
+    expect(completion.tao_standin.media.map((m: { mime: string }) => m.mime)).toEqual(['image/png']);
+
+    const ls = await runCli(['ls', '--json'], { env: cliEnv });
+    outputs.push(ls.stdout, ls.stderr);
+    expect(ls.exitCode, ls.stderr).toBe(0);
+    expect(JSON.stringify(parseJson(ls))).toContain(entry.job_id);
+
+    const lg = await runCli(['logs', entry.job_id, '--tail', '5'], { env: cliEnv });
+    outputs.push(lg.stdout, lg.stderr);
+    expect(lg.exitCode, lg.stderr).toBe(0);
+    expect(lg.stdout).toContain('[standin]');
+
+    const stop = await runCli(['stop', entry.job_id, '--json'], { env: cliEnv });
+    outputs.push(stop.stdout, stop.stderr);
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    expect((await docker(['inspect', entry.job_id])).exitCode).not.toBe(0);
+    expect(isAlive(entry.forwarder_pid)).toBe(false);
+
+    const dockerArgv = recordedArgv(t.argvLog);
+    expect(dockerArgv.some((a) => a[0] === 'run' && a.includes('HF_TOKEN'))).toBe(true);
+    for (const a of dockerArgv) expect(a.join(' ')).not.toContain(CANARY);
+    for (const a of fb.argvLog()) expect(a.join(' ')).not.toContain(CANARY);
+    expect(readFileSync(t.stateFile, 'utf8')).not.toContain(CANARY);
+    for (const o of outputs) expect(o).not.toContain(CANARY);
+  });
+
+  it('without --instance in CI: exit 2 naming the flag, nothing launched', async () => {
+    const t = dockerTestEnv();
+    const fb = createFakeBrev([{ name: 'cli-box' }]);
+    const r = await runCli(['start', '--platform', 'brev', '--arch', 'cosmos-rl', '--model', 'hf_model://a/b', '--num-gpus', '0'], { env: { ...t.env, ...fb.env, BREV_INSTANCE: '' } });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain('--instance');
+    expect(fb.argvLog()).toEqual([]);
+  });
+
+  it('--dry-run prints the brev commands with secrets by name only', async () => {
+    const t = dockerTestEnv();
+    const fb = createFakeBrev([{ name: 'cli-box' }]);
+    const r = await runCli(['start', '--platform', 'brev', '--instance', 'cli-box', '--arch', 'cosmos-rl', '--model', 'hf_model://a/b', '--dry-run'], { env: { ...t.env, ...fb.env } });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toContain('brev exec cli-box');
+    expect(r.stdout).toContain('HF_TOKEN');
+    expect(r.stdout + r.stderr).not.toContain(CANARY);
+    expect(fb.argvLog()).toEqual([]);
+  });
+});
+
+describe('brev forward, follow logs, gone instance', () => {
+  it('tunnel restarts a dead forward on the same local port; logs -f follows until aborted; stop of a deleted instance resolves', async () => {
+    const fb = createFakeBrev([{ name: 'box-t' }]);
+    const e2 = { ...env, ...fb.env };
+    const r = await startService(input({ options: { instance: 'box-t', probeTimeout: 60 } }), deps({ env: e2 }));
+    const entry = r.entry!;
+    const adapter = await loadAdapter('brev');
+    const ectx = { env: e2, log: (m: string) => logs.push(m), warn: (m: string) => logs.push(m) };
+
+    await killPid(entry.forwarder_pid);
+    const st = await adapter.status(entry, ectx);
+    expect(st.state).toBe('running');
+    expect(st.reason).toMatch(/ssh forward .* is not running/);
+    const t = await runCli(['tunnel', entry.job_id, '--json'], { env: { ...fb.env, TAO_INF_STATE_FILE: stateFile } });
+    expect(t.exitCode, t.stderr).toBe(0);
+    const updated = parseJson(t);
+    expect(updated.forwarder_pid).not.toBe(entry.forwarder_pid);
+    expect(updated.host_url).toBe(entry.host_url);
+    expect((await fetch(`${entry.host_url}/api/v1/health/readiness`)).status).toBe(200);
+
+    const ac = new AbortController();
+    let followed = '';
+    const reading = (async () => {
+      for await (const c of adapter.logs(entry, { follow: true, signal: ac.signal }, ectx)) {
+        followed += c;
+        if (followed.includes('model loaded')) ac.abort();
+      }
+    })();
+    await reading;
+    expect(followed).toContain('model loaded');
+
+    // The instance is deleted behind our back: stop still succeeds (nothing left to stop there).
+    await docker(['rm', '-f', entry.job_id]);
+    await deleteInstance('box-t', { env: e2, log: () => undefined });
+    await stopService(entry.job_id, deps({ env: e2 }));
+    expect(isAlive(updated.forwarder_pid)).toBe(false);
+    expect(await registry.get(entry.job_id)).toBeUndefined();
   });
 });

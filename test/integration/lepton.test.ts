@@ -9,10 +9,11 @@ import { Registry } from '../../src/registry/store.js';
 import { loadAdapter } from '../../src/platforms/index.js';
 import { listResourceShapes } from '../../src/platforms/lepton/adapter.js';
 import { FakeLeptonApi } from '../fakes/lepton-api-server.js';
-import { tempState } from '../helpers/cli.js';
+import { ROOT, parseJson, runCli, tempState } from '../helpers/cli.js';
 
 const CANARY = `tao-canary-${Math.random().toString(36).slice(2, 10)}`;
 const IMAGE_URL = 'https://example.com/cat.jpg';
+const PNG = `${ROOT}/test/fixtures/media/cat.png`;
 
 let fake: FakeLeptonApi;
 let registry: Registry;
@@ -198,5 +199,76 @@ describe('lepton', () => {
 
   it('lists resource shapes for the --resource-shape prompt', async () => {
     expect(await listResourceShapes(env)).toEqual(['cpu.small', 'gpu.1xh100', 'gpu.2xh100', 'gpu.8xh100-sxm']);
+  });
+});
+
+describe('lepton through the CLI', () => {
+  it('start → ready → request → ls → logs → stop; canary only in the secret creation body', async () => {
+    const { stateFile: sf } = tempState();
+    const n0 = fake.requests.length;
+    const cliEnv = { ...fake.env, TAO_INF_STATE_FILE: sf, HF_TOKEN: CANARY, LEPTON_RESOURCE_SHAPE: '' };
+    const outputs: string[] = [];
+    const start = await runCli(['start', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', '--timeout', '120', '--json'], { env: cliEnv });
+    outputs.push(start.stdout, start.stderr);
+    expect(start.exitCode, start.stderr).toBe(0);
+    const entry = parseJson(start);
+    expect(entry).toMatchObject({ platform: 'lepton', state: 'started', auth_env: 'LEPTON_WORKSPACE_TOKEN' });
+    expect(entry.platform_job_id).toMatch(/^tao-[a-z0-9]{12}$/);
+    expect(entry.host_url).toBe(`http://127.0.0.1:${fake.deployments.get(entry.platform_job_id)!.proxyPort}`);
+
+    const req = await runCli(['request', '--json', '--job', entry.job_id, '--prompt', 'What is in the picture?', '--image', PNG], { env: cliEnv });
+    outputs.push(req.stdout, req.stderr);
+    expect(req.exitCode, req.stderr).toBe(0);
+    expect(parseJson(req).tao_standin.secrets_present).toContain('HF_TOKEN');
+
+    const ls = await runCli(['ls', '--json'], { env: cliEnv });
+    outputs.push(ls.stdout, ls.stderr);
+    expect(ls.exitCode, ls.stderr).toBe(0);
+    expect(JSON.stringify(parseJson(ls))).toContain(entry.platform_job_id);
+
+    const lg = await runCli(['logs', entry.job_id, '--tail', '5'], { env: cliEnv });
+    outputs.push(lg.stdout, lg.stderr);
+    expect(lg.exitCode, lg.stderr).toBe(0);
+    expect(lg.stdout).toContain('[standin]');
+
+    const stop = await runCli(['stop', entry.job_id, '--json'], { env: cliEnv });
+    outputs.push(stop.stdout, stop.stderr);
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    expect(fake.deployments.has(entry.platform_job_id)).toBe(false);
+    expect(fake.secrets.size).toBe(0);
+
+    const mine = fake.requests.slice(n0);
+    const secretCalls = mine.filter((q) => q.method === 'POST' && q.path === '/usersecrets');
+    expect(secretCalls).toHaveLength(1);
+    expect(secretCalls[0]!.body).toContain(CANARY);
+    for (const q of mine) if (q !== secretCalls[0]) expect(q.body).not.toContain(CANARY);
+    expect(readFileSync(sf, 'utf8')).not.toContain(CANARY);
+    expect(readFileSync(sf, 'utf8')).not.toContain(fake.token);
+    for (const o of outputs) {
+      expect(o).not.toContain(CANARY);
+      expect(o).not.toContain(fake.token);
+    }
+  });
+
+  it('without --resource-shape in CI: exit 2 naming the flag, no API call', async () => {
+    const { stateFile: sf } = tempState();
+    const n0 = fake.requests.length;
+    const r = await runCli(['start', '--platform', 'lepton', '--arch', 'cosmos-rl', '--model', 'hf_model://a/b'], { env: { ...fake.env, TAO_INF_STATE_FILE: sf, LEPTON_RESOURCE_SHAPE: '' } });
+    expect(r.exitCode).toBe(2);
+    expect(r.stderr).toContain('--resource-shape');
+    expect(fake.requests.length).toBe(n0);
+  });
+
+  it('a failing deployment: non-zero exit with the platform reason, nothing left behind', async () => {
+    const { stateFile: sf } = tempState();
+    fake.failNext('image_pull');
+    const r = await runCli(['start', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--arch', 'cosmos-rl', '--model', 'hf_model://a/b', '--timeout', '60'], {
+      env: { ...fake.env, TAO_INF_STATE_FILE: sf, HF_TOKEN: CANARY },
+    });
+    expect([3, 4]).toContain(r.exitCode);
+    expect(r.stderr).toMatch(/ErrImagePull/);
+    expect(r.stderr).not.toContain(CANARY);
+    expect(fake.deployments.size).toBe(0);
+    expect(fake.secrets.size).toBe(0);
   });
 });

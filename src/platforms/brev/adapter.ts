@@ -286,7 +286,7 @@ class BrevAdapter implements PlatformAdapter {
     const net = this.network(spec, ctx.env);
     const cfg = this.sshConfig(spec, ctx.env);
     checkName('job_id', spec.job_id);
-    const platform_data: Record<string, unknown> = { instance, network: net, ...(cfg ? { ssh_config: cfg } : {}) };
+    const platform_data: Record<string, unknown> = { instance, network: net, bind_address: spec.bind_address, ...(cfg ? { ssh_config: cfg } : {}) };
     await ctx.record({ platform_data, docker_url: `http://${spec.job_id}:${spec.container_port}` });
 
     const host_port = await ctx.allocatePort({
@@ -360,6 +360,39 @@ class BrevAdapter implements PlatformAdapter {
       if (await waitForPort('127.0.0.1', port, 500)) return isAlive(pid);
     }
     return false;
+  }
+
+  /** Prompt choices for a required option (the CLI asks on a TTY): `instance` → RUNNING instances first. */
+  async suggest(key: string, env: NodeJS.ProcessEnv): Promise<string[] | undefined> {
+    if (key !== 'instance') return undefined;
+    const all = await listInstances(env);
+    return [...all.filter((w) => w.status === 'RUNNING'), ...all.filter((w) => w.status !== 'RUNNING')].map((w) => w.name);
+  }
+
+  /**
+   * `tao-infer tunnel`: start the ssh forward again on the entry's local port (host_url unchanged) when its
+   * process is gone. Resolves {} when it is alive.
+   * @throws InvalidInputError when the entry lacks what a forward needs; LaunchFailedError when it does not come up
+   */
+  async restartForwarder(entry: RegistryEntry, ctx: EntryContext): Promise<Partial<RegistryEntry>> {
+    if (entry.forwarder_pid && isAlive(entry.forwarder_pid)) return {};
+    const instance = instanceOf(entry);
+    if (!instance || typeof entry.local_port !== 'number' || typeof entry.host_port !== 'number')
+      throw new InvalidInputError('<job_id>', `registry entry ${entry.job_id} lacks the instance or ports of its forward`);
+    const pd = entry.platform_data ?? {};
+    const cfg = typeof pd.ssh_config === 'string' ? pd.ssh_config : this.sshConfig(undefined, ctx.env);
+    const bind = typeof pd.bind_address === 'string' ? pd.bind_address : '127.0.0.1';
+    const logFile = typeof pd.forward_log === 'string' ? pd.forward_log : join(tmpdir(), 'tao-infer', `brev-forward-${entry.job_id}.log`);
+    const fargv = forwardArgv(instance, entry.local_port, entry.host_port, this.forwardTarget(bind), cfg);
+    const pid = spawnDetached({ command: fargv[0]!, args: fargv.slice(1), env: ctx.env, logFile });
+    if (!(await this.waitForward(pid, entry.local_port))) {
+      await killPid(pid);
+      throw new LaunchFailedError(`the ssh forward 127.0.0.1:${entry.local_port} → ${instance}:${entry.host_port} did not come up`, 'forward_failed', [], {
+        hint: `Is local port ${entry.local_port} taken by another program? Does 'ssh ${cfg ? `-F ${cfg} ` : ''}${instance} true' work?`,
+      });
+    }
+    ctx.log(`ssh forward restarted: ${entry.host_url} → ${instance}:${entry.host_port} (pid ${pid})`);
+    return { forwarder_pid: pid };
   }
 
   async status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState> {

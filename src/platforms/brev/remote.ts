@@ -33,9 +33,12 @@ export function checkName(field: string, value: unknown): string {
   return value;
 }
 
-/** The one command string given to `brev exec`: runs `script` with /bin/sh and prints RC_MARK + its exit code. */
+/**
+ * The one command string given to `brev exec`: runs `script` (POSIX sh syntax) in a subshell of the instance's
+ * login shell, so `exit` ends only the script, then prints RC_MARK + its exit code and exits 0.
+ */
 export function wrapRemote(script: string): string {
-  return `sh -c ${shQuoteAlways(script)}; echo "${RC_MARK}$?"`;
+  return `(\n${script}\n); echo "${RC_MARK}$?"`;
 }
 
 export interface RemoteResult {

@@ -298,6 +298,12 @@ class LeptonAdapter implements PlatformAdapter {
     }
   }
 
+  /** Prompt choices for a required option (the CLI asks on a TTY): `resourceShape` → the workspace's endpoint shapes. */
+  async suggest(key: string, env: NodeJS.ProcessEnv): Promise<string[] | undefined> {
+    if (key !== 'resourceShape') return undefined;
+    return listResourceShapes(env);
+  }
+
   async status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState> {
     const name = deploymentOf(entry);
     if (!name) return { state: 'unknown', native: 'no-deployment', reason: 'the registry entry does not name its Lepton deployment' };
