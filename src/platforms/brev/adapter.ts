@@ -295,7 +295,8 @@ class BrevAdapter implements PlatformAdapter {
       field: 'host_port',
     });
     const s: LaunchSpec = { ...spec, host_port };
-    const remaining = () => (ctx.deadline ? Math.max(60_000, ctx.deadline - Date.now()) : 30 * 60_000);
+    // docker run includes the image pull (tens of GB for TAO images): like local-docker, allow 30 min.
+    const RUN_TIMEOUT_MS = 30 * 60_000;
 
     if (s.env.secretNames.length) {
       const argv = [...sshBase(cfg), '-T', instance, secretUploadCommand(s.job_id)];
@@ -309,7 +310,7 @@ class BrevAdapter implements PlatformAdapter {
 
     const script = launchScript(s, net);
     ctx.log(`$ brev exec ${instance} "docker run -d --name ${s.job_id} -p ${s.bind_address}:${host_port}:${s.container_port} ... ${s.image} ..."`);
-    const run = await brevExec(instance, script, ctx.env, { timeoutMs: remaining(), signal: ctx.signal });
+    const run = await brevExec(instance, script, ctx.env, { timeoutMs: RUN_TIMEOUT_MS, signal: ctx.signal });
     if (!run.remote)
       throw new LaunchFailedError(`'brev exec ${instance}' failed before docker ran: ${lastLine(run.stderr || run.stdout) || `exit ${run.exitCode}`}`, 'brev_exec_failed', tailLines(run.stderr, 12), {
         hint: `Check the instance with 'brev ls' and 'brev shell ${instance}'.`,
