@@ -1,0 +1,290 @@
+/**
+ * Slurm job script rendering and the remote commands the adapter runs (contract §8 slurm).
+ *
+ * The script comes from the template `platforms/slurm/job.sbatch.tmpl` with `{{NAME}}` placeholders;
+ * every value placed in shell context is quoted with `shQuote`, every value placed on an `#SBATCH`
+ * line is first validated against a strict pattern (sbatch does not parse shell quoting there).
+ * Secret values never appear here: the script sources `secrets.env` from the job directory.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { InvalidInputError, MissingInputError } from '../../errors.js';
+import type { LaunchSpec } from '../../types.js';
+import { shQuote, shQuoteAlways } from '../../util/shell.js';
+import { CONTAINER_RUNTIMES, SLURM_DEFAULTS, type ContainerRuntime } from './options.js';
+import type { SshTarget } from './ssh.js';
+
+/** Validated slurm settings for one job. Paths are absolute on the local side; `jobDir` is a cluster path (may start with `~/`). */
+export interface SlurmParams {
+  target: SshTarget;
+  partition: string;
+  account?: string;
+  time: string;
+  /** This job's directory on the cluster: `<--job-dir>/<job_id>`. */
+  jobDir: string;
+  runtime: ContainerRuntime;
+  mounts?: string;
+  imageFile?: string;
+  sbatchArgs: string[];
+}
+
+/** File names inside the job directory. */
+export const JOB_FILES = { script: 'job.sbatch', log: 'job.log', secrets: 'secrets.env', status: 'exit_status' } as const;
+
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f]/;
+const USER_RE = /^[A-Za-z0-9._][A-Za-z0-9._-]{0,63}$/;
+const HOST_RE = /^[A-Za-z0-9._:-]+$/;
+const NAME_LIST_RE = /^[A-Za-z0-9_.-]+(,[A-Za-z0-9_.-]+)*$/;
+const NAME_RE = /^[A-Za-z0-9_.-]+$/;
+const TIME_RE = /^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\d+-\d+:\d{1,2}:\d{1,2}|UNLIMITED|infinite)$/;
+const SBATCH_ARG_RE = /^--[A-Za-z][A-Za-z0-9-]*(=[^\s'"\\]+)?$/;
+const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
+/** Options tao-infer writes itself; passing them through --sbatch-arg would contradict the job it tracks. */
+const RESERVED_SBATCH = ['job-name', 'output', 'error', 'open-mode', 'partition', 'account', 'time', 'gres', 'gpus', 'parsable', 'wrap', 'chdir', 'array', 'nodes', 'ntasks', 'export'];
+
+function str(v: unknown): string | undefined {
+  if (v === undefined || v === null) return undefined;
+  const s = String(v).trim();
+  return s === '' ? undefined : s;
+}
+
+function expandLocal(p: string): string {
+  return resolve(p === '~' ? homedir() : p.startsWith('~/') ? join(homedir(), p.slice(2)) : p);
+}
+
+/**
+ * Read and validate the slurm options of a LaunchSpec (values from flags, or the env vars named in
+ * `./options.ts`, already merged by the CLI; `env` is consulted again for direct library use).
+ * @throws MissingInputError for a missing user/host/partition; InvalidInputError naming the flag for a bad value.
+ */
+export function resolveSlurmParams(spec: Pick<LaunchSpec, 'job_id' | 'options'>, env: NodeJS.ProcessEnv = {}): SlurmParams {
+  const o = spec.options;
+  const user = str(o.slurmUser) ?? str(env.SLURM_USER);
+  const host = str(o.slurmHost) ?? str(env.SLURM_HOSTNAME);
+  const partition = str(o.partition) ?? str(env.SLURM_PARTITION);
+  const account = str(o.account) ?? str(env.SLURM_ACCOUNT);
+  if (!user) throw new MissingInputError('--slurm-user', 'Slurm login user (--slurm-user or SLURM_USER)');
+  if (!host) throw new MissingInputError('--slurm-host', 'Slurm login node (--slurm-host or SLURM_HOSTNAME)');
+  if (!partition) throw new MissingInputError('--partition', 'Slurm partition (--partition or SLURM_PARTITION)');
+  if (!USER_RE.test(user)) throw new InvalidInputError('--slurm-user', `'${user}' is not a valid user name`, { hint: 'Use the login name on the cluster (letters, digits, ".", "_", "-").' });
+  const hostName = host.replace(/^\[(.*)\]$/, '$1');
+  if (!HOST_RE.test(hostName)) throw new InvalidInputError('--slurm-host', `'${host}' is not a valid host name or address`, { hint: 'Pass the login node name or IP address, without user@ or port.' });
+  if (!NAME_LIST_RE.test(partition)) throw new InvalidInputError('--partition', `'${partition}' is not a valid partition name`, { hint: "List partitions with 'sinfo -s' on the login node." });
+  if (account !== undefined && !NAME_RE.test(account))
+    throw new InvalidInputError('--account', `'${account}' is not a valid account name`, { hint: "List your accounts with 'sacctmgr show assoc user=$USER format=account'." });
+
+  const portRaw = o.sshPort ?? SLURM_DEFAULTS.sshPort;
+  const port = typeof portRaw === 'number' ? portRaw : Number(String(portRaw).trim());
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidInputError('--ssh-port', `SSH port '${String(portRaw)}' is not an integer from 1 to 65535`);
+
+  const time = str(o.time) ?? SLURM_DEFAULTS.time;
+  if (!TIME_RE.test(time)) throw new InvalidInputError('--time', `'${time}' is not a Slurm time limit`, { hint: 'Use MM, HH:MM:SS or D-HH:MM:SS, e.g. --time 04:00:00.' });
+
+  const runtime = (str(o.containerRuntime) ?? SLURM_DEFAULTS.containerRuntime) as ContainerRuntime;
+  if (!CONTAINER_RUNTIMES.includes(runtime))
+    throw new InvalidInputError('--container-runtime', `unknown container runtime '${runtime}'`, { hint: `Use one of: ${CONTAINER_RUNTIMES.join(', ')}.` });
+
+  const parent = (str(o.jobDir) ?? SLURM_DEFAULTS.jobDirParent).replace(/\/+$/, '') || '/';
+  if (CONTROL.test(parent)) throw new InvalidInputError('--job-dir', '--job-dir contains a control character');
+  if (!(parent.startsWith('/') || parent === '~' || parent.startsWith('~/')))
+    throw new InvalidInputError('--job-dir', `--job-dir '${parent}' must be an absolute path or start with ~/`, { hint: 'Use a directory on a filesystem shared by the login and compute nodes, e.g. ~/.tao-infer/jobs or /lustre/<you>/tao-infer.' });
+  // job_id becomes a path component and the Slurm job name.
+  if (!/^[A-Za-z0-9_.-]+$/.test(spec.job_id)) throw new InvalidInputError('job_id', `job_id '${spec.job_id}' cannot be used as a Slurm job name`);
+  const jobDir = `${parent === '/' ? '' : parent}/${spec.job_id}`;
+
+  const mounts = str(o.containerMounts);
+  if (mounts !== undefined) {
+    if (CONTROL.test(mounts)) throw new InvalidInputError('--container-mounts', '--container-mounts contains a control character');
+    if (runtime === 'none') throw new InvalidInputError('--container-mounts', '--container-mounts has no effect with --container-runtime none', { hint: 'Drop --container-mounts, or choose pyxis, apptainer or docker.' });
+  }
+  const imageFile = str(o.imageFile);
+  if (imageFile !== undefined) {
+    if (CONTROL.test(imageFile)) throw new InvalidInputError('--image-file', '--image-file contains a control character');
+    if (runtime !== 'pyxis' && runtime !== 'apptainer')
+      throw new InvalidInputError('--image-file', `--image-file applies to pyxis (.sqsh) and apptainer (.sif), not '${runtime}'`);
+    if (!imageFile.startsWith('/')) throw new InvalidInputError('--image-file', `--image-file '${imageFile}' must be an absolute path on the cluster`);
+  }
+
+  const rawArgs = o.sbatchArgs === undefined ? [] : Array.isArray(o.sbatchArgs) ? o.sbatchArgs : [o.sbatchArgs];
+  const sbatchArgs: string[] = [];
+  for (const a of rawArgs.map((x) => String(x).trim()).filter(Boolean)) {
+    if (!SBATCH_ARG_RE.test(a))
+      throw new InvalidInputError('--sbatch-arg', `--sbatch-arg '${a}' is not of the form --option or --option=value (no spaces or quotes)`, { hint: 'Example: --sbatch-arg --qos=high --sbatch-arg --exclusive' });
+    const name = a.slice(2).split('=')[0]!;
+    if (RESERVED_SBATCH.includes(name))
+      throw new InvalidInputError('--sbatch-arg', `--sbatch-arg ${a}: --${name} is set by tao-infer`, { hint: 'Use --partition, --account, --time, --num-gpus or --job-dir instead.' });
+    sbatchArgs.push(a);
+  }
+
+  const target: SshTarget = { user, host: hostName, port };
+  const identity = str(o.identityFile);
+  if (identity) target.identityFile = expandLocal(identity);
+  const known = str(o.knownHosts);
+  if (known) target.knownHosts = expandLocal(known);
+  const p: SlurmParams = { target, partition, time, jobDir, runtime, sbatchArgs };
+  if (account) p.account = account;
+  if (mounts) p.mounts = mounts;
+  if (imageFile) p.imageFile = imageFile;
+  return p;
+}
+
+/** A cluster path as a shell word: `~/x` → `"$HOME"/x` (tilde does not expand inside quotes), others quoted. */
+export function remotePath(p: string, file?: string): string {
+  const full = file ? `${p.replace(/\/+$/, '')}/${file}` : p;
+  if (full === '~') return '"$HOME"';
+  if (full.startsWith('~/')) return `"$HOME"/${shQuote(full.slice(2))}`;
+  return shQuote(full);
+}
+
+/**
+ * Docker reference → enroot URI for pyxis `--container-image` (`[REGISTRY#]IMAGE[:TAG]`):
+ * a first path component with a `.` or `:` or equal to `localhost` is a registry and is followed by `#`.
+ * Paths (`/x.sqsh`) and references already holding `#` pass through.
+ */
+export function enrootImage(image: string): string {
+  if (image.startsWith('/') || image.startsWith('./') || image.includes('#')) return image;
+  const slash = image.indexOf('/');
+  if (slash < 0) return image;
+  const first = image.slice(0, slash);
+  if (first.includes('.') || first.includes(':') || first === 'localhost') return `${first}#${image.slice(slash + 1)}`;
+  return image;
+}
+
+/** Locate a file of the installed package (`platforms/slurm/<name>`), from src/ (tests) or dist/src/ (built). */
+export function packageFile(rel: string): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (let i = 0; i < 7; i++) {
+    const p = join(dir, rel);
+    if (existsSync(p)) return p;
+    dir = dirname(dir);
+  }
+  throw new InvalidInputError('slurm', `${rel} not found above ${fileURLToPath(import.meta.url)}`, { hint: 'Reinstall tao-infer: its platforms/ folder is missing.' });
+}
+
+/** Fill `{{NAME}}` placeholders. A line holding only a placeholder takes the value's lines (indented alike) or disappears when empty. */
+export function fillTemplate(template: string, values: Record<string, string>): string {
+  const out: string[] = [];
+  for (const line of template.split('\n')) {
+    const whole = /^(\s*)\{\{([A-Z_]+)\}\}\s*$/.exec(line);
+    if (whole) {
+      const v = values[whole[2]!];
+      if (v === undefined) throw new Error(`template placeholder {{${whole[2]}}} has no value`);
+      if (v !== '') for (const l of v.split('\n')) out.push(whole[1]! + l);
+      continue;
+    }
+    out.push(
+      line.replace(/\{\{([A-Z_]+)\}\}/g, (_, k: string) => {
+        const v = values[k];
+        if (v === undefined) throw new Error(`template placeholder {{${k}}} has no value`);
+        return v;
+      }),
+    );
+  }
+  return out.join('\n');
+}
+
+/** The `#SBATCH` lines beyond the fixed ones (values validated by resolveSlurmParams). */
+function sbatchLines(spec: LaunchSpec, p: SlurmParams): string[] {
+  const l = [`#SBATCH --partition=${p.partition}`];
+  if (p.account) l.push(`#SBATCH --account=${p.account}`);
+  l.push(`#SBATCH --time=${p.time}`);
+  if (spec.num_gpus > 0) l.push(`#SBATCH --gres=gpu:${spec.num_gpus}`);
+  for (const a of p.sbatchArgs) l.push(`#SBATCH ${a}`);
+  return l;
+}
+
+/** argv-like lines joined with ` \` continuations (each word already shell-safe). */
+function continued(words: string[][]): string {
+  return words.map((w, i) => (i === 0 ? '' : '  ') + w.join(' ')).join(' \\\n');
+}
+
+/** The command that runs the service on the node, per container runtime. */
+function runCommand(spec: LaunchSpec, p: SlurmParams): { run: string; cleanup: string } {
+  const inner = ['/bin/sh', '-c', shQuoteAlways(spec.inner_command)];
+  const gpu = spec.num_gpus > 0;
+  switch (p.runtime) {
+    case 'none':
+      return { run: inner.join(' '), cleanup: '' };
+    case 'pyxis': {
+      const first = ['srun', '--ntasks=1', `--container-image=${shQuote(p.imageFile ?? enrootImage(spec.image))}`];
+      const lines = [first];
+      if (p.mounts) lines.push([`--container-mounts=${shQuote(p.mounts)}`]);
+      lines.push(inner);
+      return { run: continued(lines), cleanup: '' };
+    }
+    case 'apptainer': {
+      const first = ['apptainer', 'exec'];
+      if (gpu) first.push('--nv');
+      const lines = [first];
+      if (p.mounts) lines.push(['--bind', shQuote(p.mounts)]);
+      lines.push([shQuote(p.imageFile ?? `docker://${spec.image}`)]);
+      lines.push(inner);
+      return { run: continued(lines), cleanup: '' };
+    }
+    case 'docker': {
+      const lines: string[][] = [['docker', 'run', '--rm', '--name', shQuote(spec.job_id), '-p', `${spec.container_port}:${spec.container_port}`]];
+      if (spec.shm_size) lines.push(['--shm-size', shQuote(spec.shm_size)]);
+      if (gpu) lines.push(['--gpus', '"\\"device=${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES}}\\""']);
+      for (const [k, v] of Object.entries(spec.labels).sort(([a], [b]) => a.localeCompare(b))) lines.push(['--label', shQuote(`${k}=${v}`)]);
+      const names = [...spec.env.secretNames, ...Object.keys(spec.env.plain)].sort();
+      for (const n of names) lines.push(['-e', n]);
+      for (const m of (p.mounts ?? '').split(',').filter(Boolean)) lines.push(['-v', shQuote(m)]);
+      lines.push([shQuote(spec.image), ...inner]);
+      return { run: continued(lines), cleanup: `docker rm -f ${shQuote(spec.job_id)} >/dev/null 2>&1 || true` };
+    }
+  }
+}
+
+/**
+ * Render the job script for `spec` (no secret values: secrets come from `secrets.env` at run time).
+ * Non-secret `spec.env.plain` values are exported in the script.
+ * @throws InvalidInputError for an env var name that is not a shell identifier.
+ */
+export function renderJobScript(spec: LaunchSpec, p: SlurmParams, template = readFileSync(packageFile('platforms/slurm/job.sbatch.tmpl'), 'utf8')): string {
+  for (const n of [...spec.env.secretNames, ...Object.keys(spec.env.plain)])
+    if (!ENV_NAME_RE.test(n)) throw new InvalidInputError('--env', `'${n}' is not a valid environment variable name`);
+  const plain = Object.keys(spec.env.plain)
+    .sort()
+    .map((k) => `export ${k}=${shQuote(spec.env.plain[k]!)}`)
+    .join('\n');
+  const { run, cleanup } = runCommand(spec, p);
+  return fillTemplate(template, {
+    JOB_ID: spec.job_id,
+    NETWORK_ARCH: spec.network_arch.replace(CONTROL, ''),
+    RUNTIME: p.runtime,
+    SBATCH_LINES: sbatchLines(spec, p).join('\n'),
+    JOB_DIR: remotePath(p.jobDir),
+    SCRIPT_FILE: JOB_FILES.script,
+    SECRETS_FILE: JOB_FILES.secrets,
+    STATUS_FILE: JOB_FILES.status,
+    LOG_FILE: JOB_FILES.log,
+    SECRET_NAMES: spec.env.secretNames.length ? [...spec.env.secretNames].sort().join(' ') : 'none',
+    PLAIN_ENV: plain,
+    CLEANUP: cleanup,
+    RUN: run,
+  });
+}
+
+/** Content of `secrets.env`: `NAME='value'` lines, read by the job with `set -a; . file`. Travels on SSH stdin only. */
+export function renderSecretsFile(names: string[], env: NodeJS.ProcessEnv): string {
+  return names
+    .filter((n) => ENV_NAME_RE.test(n) && env[n] !== undefined)
+    .map((n) => `${n}=${shQuoteAlways(env[n]!)}\n`)
+    .join('');
+}
+
+/** The remote command lines (POSIX sh, no secrets) — shared by launch and `--dry-run` so both show the same thing. */
+export const remote = {
+  prepareDir: (p: SlurmParams) => `umask 077 && mkdir -p ${remotePath(p.jobDir)}`,
+  writeSecrets: (p: SlurmParams) => `umask 077 && cat > ${remotePath(p.jobDir, JOB_FILES.secrets)} && chmod 600 ${remotePath(p.jobDir, JOB_FILES.secrets)}`,
+  writeScript: (p: SlurmParams) => `umask 077 && cat > ${remotePath(p.jobDir, JOB_FILES.script)}`,
+  submit: (p: SlurmParams) => `cd ${remotePath(p.jobDir)} && sbatch --parsable ${JOB_FILES.script}`,
+  squeue: (id: string) => `squeue -j ${shQuote(id)} -h -t all -o '%T|%N|%r'`,
+  sacct: (id: string) => `sacct -j ${shQuote(id)} -X -n -P -o State,ExitCode,NodeList`,
+  cancel: (id: string) => `scancel ${shQuote(id)}`,
+  removeSecrets: (jobDir: string) => `rm -f ${remotePath(jobDir, JOB_FILES.secrets)}`,
+  tail: (jobDir: string, n?: number) => `tail -n ${n === undefined ? '+1' : String(Math.max(0, Math.floor(n)))} ${remotePath(jobDir, JOB_FILES.log)}`,
+};
