@@ -22,7 +22,7 @@ import { waitForReadiness } from './service/readiness.js';
 import { buildBody, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
 import { resolveTarget, type ChooseService } from './service/routing.js';
 import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
-import { LABELS } from './platforms/local-docker/docker-args.js';
+import { LABELS } from './platforms/docker-cli.js';
 
 /** Where progress, warnings and readiness updates go. All optional. */
 export interface Reporter {

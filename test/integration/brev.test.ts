@@ -238,9 +238,11 @@ describe('brev through the CLI', () => {
     expect(lg.exitCode, lg.stderr).toBe(0);
     expect(lg.stdout).toContain('[standin]');
 
-    const stop = await runCli(['stop', entry.job_id, '--json'], { env: cliEnv });
+    const stop = await runCli(['stop', entry.job_id, '--delete-instance', '--json'], { env: cliEnv });
     outputs.push(stop.stdout, stop.stderr);
     expect(stop.exitCode, stop.stderr).toBe(0);
+    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [], deleted_instances: ['cli-box'] });
+    expect((await listInstances(cliEnv)).map((w) => w.name)).not.toContain('cli-box');
     expect((await docker(['inspect', entry.job_id])).exitCode).not.toBe(0);
     expect(isAlive(entry.forwarder_pid)).toBe(false);
 

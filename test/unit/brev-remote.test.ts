@@ -16,7 +16,7 @@ import {
   stopScript,
   wrapRemote,
 } from '../../src/platforms/brev/remote.js';
-import { dockerRunArgs } from '../../src/platforms/local-docker/docker-args.js';
+import { dockerRunArgs } from '../../src/platforms/docker-cli.js';
 import { formatArgv } from '../../src/util/shell.js';
 import type { LaunchSpec } from '../../src/types.js';
 

@@ -19,6 +19,7 @@ export function stopCommand(): Command {
     .description('Stop a service on its platform and remove it from the registry (no id: the latest, after confirmation)')
     .argument('[job_id]', 'the service to stop')
     .option('--all', 'stop every service in the registry')
+    .option('--delete-instance', 'brev: also delete the Brev instance once no other service uses it (ephemeral instances)')
     .option('--json', 'print one JSON document on stdout')
     .option('-y, --yes', 'do not ask for confirmation')
     .action(async (jobId: string | undefined, o: Record<string, any>) => {
@@ -49,20 +50,42 @@ export function stopCommand(): Command {
         } else info(`stopping the latest service: ${latest}`);
         targets = [latest];
       }
+      if (o.deleteInstance) {
+        const state = await registry.read();
+        const other = targets.find((id) => state.entries[id] && state.entries[id]!.platform !== 'brev');
+        if (other) throw new InvalidInputError('--delete-instance', `--delete-instance applies to brev services only; ${other} runs on ${state.entries[other]!.platform}`);
+      }
       const stopped: string[] = [];
+      const instancesToDelete = new Set<string>();
       const failed: Array<{ job_id: string; error: string }> = [];
       for (const id of targets) {
         try {
           const e = await (await lib()).stopService(id, { registry, reporter });
           stopped.push(id);
           info(`stopped ${id} (${e.network_arch} on ${e.platform})`);
+          const instance = e.platform_data?.instance;
+          if (o.deleteInstance && typeof instance === 'string') instancesToDelete.add(instance);
         } catch (err) {
           if (targets.length === 1) throw err;
           failed.push({ job_id: id, error: (err as Error).message });
           warnLine(`could not stop ${id}: ${(err as Error).message}`);
         }
       }
-      emit(flags, { stopped, failed }, () => '');
+      const deleted: string[] = [];
+      if (instancesToDelete.size) {
+        const { deleteInstance } = await import('../../platforms/brev/adapter.js');
+        const remaining = Object.values((await registry.read()).entries);
+        for (const instance of instancesToDelete) {
+          const users = remaining.filter((x) => x.platform === 'brev' && x.platform_data?.instance === instance);
+          if (users.length) {
+            warnLine(`not deleting Brev instance ${instance}: still used by ${users.map((x) => x.job_id).join(', ')}`);
+            continue;
+          }
+          await deleteInstance(instance, { env: process.env, log: info });
+          deleted.push(instance);
+        }
+      }
+      emit(flags, { stopped, failed, ...(o.deleteInstance ? { deleted_instances: deleted } : {}) }, () => '');
       if (failed.length) process.exitCode = 3;
     });
 }

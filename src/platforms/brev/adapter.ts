@@ -37,6 +37,7 @@ import type {
 } from '../../types.js';
 import { isAlive, killPid, spawnDetached, waitForPort } from '../../util/detached.js';
 import { runCapture, tailLines, type RunResult } from '../../util/run.js';
+import { mapDockerState } from '../docker-cli.js';
 import {
   RC_MARK,
   checkName,
@@ -128,26 +129,6 @@ export function brevDockerHint(stderr: string, instance: string): string | undef
   if (/docker: (command )?not found|docker: not found/i.test(stderr)) return `Docker is not installed on ${instance}: use a Brev VM instance (Docker and the NVIDIA toolkit preinstalled).`;
   if (/Cannot connect to the Docker daemon|permission denied.*docker\.sock/i.test(stderr)) return `The docker daemon on ${instance} is not reachable for the login user.`;
   return undefined;
-}
-
-/** docker inspect State → normalised state (same mapping as local-docker, contract §8). */
-export function mapDockerState(s: { Status?: string; ExitCode?: number; OOMKilled?: boolean; Error?: string }): JobState {
-  const native = s.Status ?? 'unknown';
-  const exitCode = s.ExitCode;
-  switch (native) {
-    case 'created':
-    case 'restarting':
-      return { state: 'pending', native };
-    case 'running':
-    case 'paused':
-      return { state: 'running', native };
-    case 'exited':
-      return exitCode === 0
-        ? { state: 'complete', native, exitCode }
-        : { state: 'error', native, exitCode, reason: s.OOMKilled ? 'OOMKilled' : s.Error || `exit code ${exitCode}` };
-    default:
-      return { state: 'unknown', native };
-  }
 }
 
 interface ExecOutcome extends RunResult {

@@ -13,7 +13,7 @@
 import { InvalidInputError } from '../../errors.js';
 import type { LaunchSpec } from '../../types.js';
 import { formatArgv, shQuote, shQuoteAlways } from '../../util/shell.js';
-import { dockerRunArgs } from '../local-docker/docker-args.js';
+import { dockerRunArgs } from '../docker-cli.js';
 
 /** Marker line printed after every remote script: `__tao_infer_rc=<exit code>`. */
 export const RC_MARK = '__tao_infer_rc=';

@@ -8,7 +8,7 @@ import { PlatformUnavailableError } from '../../errors.js';
 import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, Launched, LogOptions, PlatformAdapter, RegistryEntry } from '../../types.js';
 import { formatArgv } from '../../util/shell.js';
 import { runCapture, runChecked } from '../../util/run.js';
-import { dockerClientEnv, dockerRunArgs } from './docker-args.js';
+import { dockerClientEnv, dockerRunArgs, mapDockerState } from '../docker-cli.js';
 
 const INSTALL_HINT = 'Install Docker (https://docs.docker.com/engine/install/) and the NVIDIA Container Toolkit, or set DOCKER_HOST to a reachable daemon.';
 
@@ -23,26 +23,6 @@ export function dockerErrorHint(stderr: string): string | undefined {
   if (/Cannot connect to the Docker daemon|error during connect/i.test(stderr)) return 'Start the docker daemon, or point DOCKER_HOST at one.';
   if (/pull access denied|manifest unknown|not found: manifest/i.test(stderr)) return 'The image is not available: check the tag, or log in to its registry.';
   return undefined;
-}
-
-/** docker inspect State → normalised state (contract §8). */
-export function mapDockerState(s: { Status?: string; ExitCode?: number; OOMKilled?: boolean; Error?: string }): JobState {
-  const native = s.Status ?? 'unknown';
-  const exitCode = s.ExitCode;
-  switch (native) {
-    case 'created':
-    case 'restarting':
-      return { state: 'pending', native };
-    case 'running':
-    case 'paused':
-      return { state: 'running', native };
-    case 'exited':
-      return exitCode === 0
-        ? { state: 'complete', native, exitCode }
-        : { state: 'error', native, exitCode, ...(s.OOMKilled ? { reason: 'OOMKilled' } : s.Error ? { reason: s.Error } : {}) };
-    default:
-      return { state: 'unknown', native };
-  }
 }
 
 class LocalDockerAdapter implements PlatformAdapter {

@@ -1,8 +1,9 @@
 /**
- * The `docker run` invocation shared by local-docker and brev (contract §8 local-docker).
+ * Docker CLI knowledge shared by local-docker and brev (a Brev instance runs the same docker
+ * invocation): the `docker run` argv (contract §8 local-docker) and the `docker inspect` state mapping.
  * Secrets and chosen env vars appear as `-e NAME` only: values travel in the docker client's environment.
  */
-import type { LaunchSpec } from '../../types.js';
+import type { JobState, LaunchSpec } from '../types.js';
 
 export interface DockerRunOptions {
   /** docker network (`${DOCKER_NETWORK:-tao_default}`). */
@@ -45,4 +46,24 @@ export function dockerRunArgs(spec: LaunchSpec, opts: DockerRunOptions): string[
 /** Environment for the docker client process: caller's env plus the plain values (secrets already in it). */
 export function dockerClientEnv(spec: LaunchSpec, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
   return { ...env, ...spec.env.plain };
+}
+
+/** docker inspect State → normalised state (contract §8: created/restarting pending, running/paused running, exited 0 complete / non-zero error, else unknown). */
+export function mapDockerState(s: { Status?: string; ExitCode?: number; OOMKilled?: boolean; Error?: string }): JobState {
+  const native = s.Status ?? 'unknown';
+  const exitCode = s.ExitCode;
+  switch (native) {
+    case 'created':
+    case 'restarting':
+      return { state: 'pending', native };
+    case 'running':
+    case 'paused':
+      return { state: 'running', native };
+    case 'exited':
+      return exitCode === 0
+        ? { state: 'complete', native, exitCode }
+        : { state: 'error', native, exitCode, ...(s.OOMKilled ? { reason: 'OOMKilled' } : s.Error ? { reason: s.Error } : {}) };
+    default:
+      return { state: 'unknown', native };
+  }
 }
