@@ -14,7 +14,7 @@
  */
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdtempSync, readFileSync, readdirSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
 import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -35,6 +35,9 @@ const SSH_FLAGS = ['--slurm-host', '127.0.0.1', '--ssh-port', '2222', '--identit
 const slurmJobs: string[] = [];
 const forwarders: number[] = [];
 const containers: string[] = [];
+/** job_ids whose job directory (on the "cluster", i.e. this machine) the tests created. */
+const jobDirs: string[] = [];
+const jobDirOf = (jobId: string) => join(homedir(), '.tao-infer', 'jobs', jobId);
 
 function sh(cmd: string, args: string[]): string {
   return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
@@ -144,6 +147,7 @@ afterAll(() => {
   }
   for (const pid of forwarders) if (alive(pid)) process.kill(pid, 'SIGTERM');
   if (containers.length) docker(['rm', '-f', ...containers]);
+  for (const id of jobDirs) rmSync(jobDirOf(id), { recursive: true, force: true });
 });
 
 /** Assert the canary shows nowhere: outputs, argv samples, registry, files given. */
@@ -178,6 +182,7 @@ async function lifecycle(runtime: 'none' | 'docker'): Promise<void> {
     return e;
   });
   slurmJobs.push(jobId.platform_job_id);
+  jobDirs.push(jobId.job_id);
   expect(squeue(jobId.platform_job_id)).toMatch(/^PENDING\|/);
   const lsPending = keep(await runCli(['ls', '--json'], { env: t.env }));
   expect(lsPending.exitCode, lsPending.stderr).toBe(0);
@@ -202,7 +207,7 @@ async function lifecycle(runtime: 'none' | 'docker'): Promise<void> {
   expect(entry.platform_data).toMatchObject({ ssh_user: 'root', ssh_host: '127.0.0.1', ssh_port: 2222, container_runtime: runtime });
 
   // the secrets file on the cluster: mode 600 while the job runs; the job script holds no value.
-  const jobDir = join(homedir(), '.tao-infer', 'jobs', entry.job_id);
+  const jobDir = jobDirOf(entry.job_id);
   const secrets = join(jobDir, 'secrets.env');
   expect(statSync(secrets).mode & 0o777).toBe(0o600);
   expect(readFileSync(secrets, 'utf8')).toContain(CANARY); // the value did arrive, through stdin
@@ -316,10 +321,125 @@ describe('slurm end to end', () => {
     expect(Object.keys(reg).filter((k) => k !== 'latest')).toEqual([]);
     // the job directory keeps its log (with the crash) but not the secrets
     const jobId = /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/.exec(err.message)![1]!;
-    const jobDir = join(homedir(), '.tao-infer', 'jobs', jobId);
+    const jobDir = jobDirOf(jobId);
+    jobDirs.push(jobId);
     expect(readFileSync(join(jobDir, 'job.log'), 'utf8')).toMatch(/\[standin\]/);
     expect(existsSync(join(jobDir, 'secrets.env'))).toBe(false);
     expect(readFileSync(join(jobDir, 'job.log'), 'utf8')).not.toContain(CANARY);
+  });
+});
+
+describe('slurm stop of a pending job', () => {
+  it('cancels it, removes its secrets file, and the waiting start fails with the CANCELLED state', async () => {
+    const t = testEnv();
+    const blocker = sh('sbatch', ['--parsable', '--job-name=tao-infer-test-blocker', '--partition=debug', '--exclusive', '--output=/dev/null', '--wrap=sleep 300']).trim();
+    slurmJobs.push(blocker);
+    try {
+      const startP = execa(process.execPath, [CLI, 'start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...SSH_FLAGS, '--container-runtime', 'none', '--env', 'PATH', '--json'], {
+        reject: false,
+        env: { CI: 'true', NO_COLOR: '1', ...t.env },
+        stdin: 'ignore',
+        timeout: 120_000,
+      });
+      const e = await waitFor('the Slurm job id in the registry', () => {
+        if (!existsSync(t.stateFile)) return undefined;
+        const reg = JSON.parse(readFileSync(t.stateFile, 'utf8'));
+        return Object.values(reg).find((v): v is { platform_job_id: string; job_id: string } => typeof v === 'object' && v !== null && 'platform_job_id' in v);
+      });
+      slurmJobs.push(e.platform_job_id);
+      jobDirs.push(e.job_id);
+      const secrets = join(homedir(), '.tao-infer', 'jobs', e.job_id, 'secrets.env');
+      await waitFor('the secrets file', () => existsSync(secrets) || undefined);
+      expect(squeue(e.platform_job_id)).toMatch(/^PENDING\|/);
+      const stop = await runCli(['stop', e.job_id, '--json'], { env: t.env });
+      expect(stop.exitCode, stop.stderr).toBe(0);
+      expect(squeue(e.platform_job_id)).toBe('');
+      expect(existsSync(secrets)).toBe(false);
+      const start = (await startP) as unknown as CliResult;
+      expect(start.exitCode).toBe(3);
+      const err = JSON.parse(start.stdout).error;
+      expect(err.code).toBe('launch_failed');
+      expect(err.message).toMatch(/ended CANCELLED before the service was reachable/);
+      expect(err.hint).toMatch(/left no log/);
+      expect(start.stdout + start.stderr + stop.stdout + stop.stderr).not.toContain(CANARY);
+    } finally {
+      sh('scancel', [blocker]);
+    }
+  });
+});
+
+describe('slurm through ssh-agent', () => {
+  it('authenticates with the key held by ssh-agent (no --identity-file, no ~/.ssh keys), tunnel included', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'tao-infer-agent-'));
+    const sock = join(dir, 'agent.sock');
+    const out = sh('ssh-agent', ['-s', '-a', sock]);
+    const agentPid = Number(/SSH_AGENT_PID=(\d+)/.exec(out)![1]);
+    try {
+      execFileSync('ssh-add', ['-q', KEY], { env: { ...process.env, SSH_AUTH_SOCK: sock }, stdio: 'ignore' });
+      // HOME without ~/.ssh: only the agent can authenticate.
+      const t = testEnv({ SSH_AUTH_SOCK: sock, HOME: dir });
+      const flags = ['--slurm-host', '127.0.0.1', '--ssh-port', '2222', '--known-hosts', KNOWN, '--partition', 'debug'];
+      const start = await runCli(['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...flags, '--container-runtime', 'none', '--env', 'PATH', '--timeout', '120', '--json'], { env: t.env });
+      expect(start.exitCode, start.stderr).toBe(0);
+      const entry = parseJson(start);
+      slurmJobs.push(entry.platform_job_id);
+      jobDirs.push(entry.job_id);
+      forwarders.push(entry.forwarder_pid);
+      expect(entry.platform_data.identity_file).toBeUndefined();
+      const req = await runCli(['request', '--job', entry.job_id, '--prompt', 'hi', '--image', PNG, '--json'], { env: t.env });
+      expect(req.exitCode, req.stderr).toBe(0);
+      const stop = await runCli(['stop', entry.job_id], { env: t.env });
+      expect(stop.exitCode, stop.stderr).toBe(0);
+      expect(alive(entry.forwarder_pid)).toBe(false);
+
+      // the same run without the agent fails clearly
+      const noAgent = await runCli(['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...flags, '--container-runtime', 'none', '--json'], { env: { ...t.env, SSH_AUTH_SOCK: '' } });
+      expect(noAgent.exitCode).toBe(3);
+      expect(JSON.parse(noAgent.stdout).error.message).toMatch(/no SSH key available/);
+    } finally {
+      process.kill(agentPid, 'SIGTERM');
+    }
+  });
+});
+
+describe('slurm tunnel forwarder', () => {
+  it('forwards to node:8080 through the login node and exits by itself once the Slurm job has ended', async () => {
+    const job = sh('sbatch', ['--parsable', '--job-name=tao-infer-test-tunnel', '--partition=debug', '--output=/dev/null', '--wrap=sleep 300']).trim();
+    slurmJobs.push(job);
+    await waitFor('the job to run', () => squeue(job).startsWith('RUNNING') || undefined);
+    // a stand-in for the service on the node
+    const svc = createServer((c) => c.end('hello from the node\n'));
+    await new Promise<void>((r) => svc.listen(8080, '0.0.0.0', () => r()));
+    const port = await waitFor('a free local port', async () => {
+      for (let p = 8150; p < 8200; p++) if (await portFree(p)) return p;
+      return undefined;
+    });
+    const log = join(mkdtempSync(join(tmpdir(), 'tao-infer-tunnel-')), 'tunnel.log');
+    const fwd = execa(process.execPath, [join(ROOT, 'dist/src/platforms/slurm/tunnel.js'), '--job-id', 'tunnel-test', '--slurm-job-id', job, '--user', 'root', '--host', '127.0.0.1', '--port', '2222', '--identity-file', KEY, '--known-hosts', KNOWN, '--node', 'vm', '--remote-port', '8080', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--watch-interval', '1'], {
+      reject: false,
+      env: { PATH: process.env.PATH ?? '' },
+      stdin: 'ignore',
+      timeout: 60_000,
+    });
+    try {
+      await waitFor('the forwarder to listen', async () => (await portOpen(port)) || undefined, 20_000);
+      const got = await new Promise<string>((resolve, reject) => {
+        let buf = '';
+        const c = createConnection({ host: '127.0.0.1', port });
+        c.on('data', (d) => (buf += d.toString()));
+        c.on('end', () => resolve(buf));
+        c.on('error', reject);
+      });
+      expect(got).toBe('hello from the node\n');
+      sh('scancel', [job]);
+      const r = await fwd;
+      expect(r.exitCode).toBe(0);
+      expect(r.stdout).toMatch(new RegExp(`Slurm job ${job} has ended`));
+      expect(await portFree(port)).toBe(true);
+    } finally {
+      fwd.kill();
+      await new Promise((r) => svc.close(r));
+    }
   });
 });
 

@@ -176,7 +176,8 @@ export async function queryJob(s: SshSession, id: string, jobDir: string | undef
     const [native = '', node = '', reason = ''] = line.split('|');
     const st: JobState = { state: mapSlurmState(native), native };
     if (node && node !== '(null)') st.node = node;
-    if (reason && reason !== 'None' && reason !== '(null)') st.reason = reason;
+    // The reason column keeps the last pending reason after a cancel; it only helps for pending and failed jobs.
+    if (reason && reason !== 'None' && reason !== '(null)' && (st.state === 'pending' || st.state === 'error')) st.reason = reason;
     if (st.state === 'error' || st.state === 'complete' || st.state === 'canceled') {
       exitFromFile = await readStatusFile();
       if (exitFromFile !== undefined) st.exitCode = exitFromFile;
@@ -206,7 +207,9 @@ async function jobEndedError(s: SshSession, slurmId: string, jobId: string, p: S
   const tail = await tailLog(s, p.jobDir, 20);
   const exit = st.exitCode !== undefined ? ` with exit code ${st.exitCode}` : '';
   return new LaunchFailedError(`Slurm job ${slurmId} (${jobId}) ended ${st.native ?? st.state}${exit} before the service was reachable`, st.native ?? st.state, tail, {
-    hint: `The full job log is ${p.jobDir}/${JOB_FILES.log} on ${p.target.host}.`,
+    hint: tail.length
+      ? `The full job log is ${p.jobDir}/${JOB_FILES.log} on ${p.target.host}.`
+      : `The job left no log: it ended before it ran (cancelled while pending, or refused by Slurm). Check 'scontrol show job ${slurmId}' or sacct on ${p.target.host}.`,
   });
 }
 
