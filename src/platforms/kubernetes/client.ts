@@ -1,0 +1,175 @@
+/**
+ * Loading a kubeconfig and turning Kubernetes API failures into tao-infer errors (contract §8
+ * kubernetes). Imports `@kubernetes/client-node`, so only the adapter and the port-forward process
+ * import this module (never the CLI's cheap paths).
+ */
+import { ApiException, BatchV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { existsSync } from 'node:fs';
+import { homedir } from 'node:os';
+import { delimiter, join, resolve } from 'node:path';
+import { InvalidInputError, PlatformError, PlatformUnavailableError } from '../../errors.js';
+
+/** Service-account token mounted into pods; its presence means "running inside a cluster". */
+export const SERVICEACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
+
+/** Where the kubeconfig came from: files (absolute paths, merged in order) or the pod's service account. */
+export interface KubeSource {
+  /** Absolute kubeconfig paths joined with ':' (the platform's path delimiter); undefined for in-cluster. */
+  kubeconfig?: string;
+  inCluster: boolean;
+  /** Context actually used (the kubeconfig's current-context when none was asked for). */
+  context: string;
+}
+
+export interface KubeConnection {
+  kc: KubeConfig;
+  core: CoreV1Api;
+  batch: BatchV1Api;
+  source: KubeSource;
+  /** API server URL (for messages and --dry-run). */
+  server: string;
+}
+
+export interface LoadKubeOptions {
+  /** Explicit kubeconfig path(s) (`--kubeconfig`, or `$KUBECONFIG` via the option's env fallback), ':'-joined. */
+  kubeconfig?: string;
+  /** Context name (`--context` / TAO_K8S_CONTEXT). */
+  context?: string;
+  /** Force the in-cluster service account (stored entries that were started in a pod). */
+  inCluster?: boolean;
+  /** Environment consulted for KUBECONFIG and HOME. */
+  env: NodeJS.ProcessEnv;
+}
+
+/**
+ * Load a kubeconfig the way kubectl finds it: the given file list, else `$KUBECONFIG` (files merged in
+ * order), else `~/.kube/config`, else the in-cluster service account. Unlike the client's
+ * `loadFromDefault`, it never falls back to an unauthenticated `http://localhost:8080`.
+ * @throws PlatformUnavailableError when no kubeconfig exists, a file cannot be parsed, or it has no usable cluster;
+ *   InvalidInputError('--context') when the asked context is not in the kubeconfig.
+ */
+export function loadKube(opts: LoadKubeOptions): KubeConnection {
+  const kc = new KubeConfig();
+  let source: Omit<KubeSource, 'context'>;
+  const list = opts.kubeconfig ?? (opts.inCluster ? undefined : opts.env['KUBECONFIG']);
+  const files = (list ?? '')
+    .split(delimiter)
+    .filter((f) => f !== '')
+    .map((f) => resolve(f));
+  const home = opts.env['HOME'] || homedir();
+  if (!opts.inCluster && files.length === 0 && home && existsSync(join(home, '.kube', 'config'))) files.push(join(home, '.kube', 'config'));
+  try {
+    if (files.length > 0) {
+      const existing = files.filter((f) => existsSync(f));
+      if (existing.length === 0) {
+        throw new PlatformUnavailableError('kubernetes', `kubeconfig ${files.join(delimiter)} does not exist`, {
+          hint: 'Pass --kubeconfig <file> or set KUBECONFIG to an existing kubeconfig (e.g. from `aws eks update-kubeconfig`, `gcloud container clusters get-credentials`, `az aks get-credentials`).',
+        });
+      }
+      kc.loadFromFile(existing[0]!);
+      for (const f of existing.slice(1)) {
+        const more = new KubeConfig();
+        more.loadFromFile(f);
+        kc.mergeConfig(more, true);
+      }
+      source = { kubeconfig: existing.join(delimiter), inCluster: false };
+    } else if (existsSync(SERVICEACCOUNT_TOKEN)) {
+      kc.loadFromCluster();
+      source = { inCluster: true };
+    } else {
+      throw new PlatformUnavailableError('kubernetes', 'no kubeconfig found (looked at --kubeconfig, $KUBECONFIG, ~/.kube/config and the in-cluster service account)', {
+        hint: 'Pass --kubeconfig <file> or set KUBECONFIG (e.g. after `aws eks update-kubeconfig`, `gcloud container clusters get-credentials` or `az aks get-credentials`).',
+      });
+    }
+  } catch (e) {
+    if (e instanceof PlatformUnavailableError) throw e;
+    throw new PlatformUnavailableError('kubernetes', `cannot load kubeconfig ${files.join(delimiter) || '(in-cluster)'}: ${(e as Error).message.split('\n')[0]}`, {
+      hint: 'Check the file with `kubectl config view`.',
+      cause: e,
+    });
+  }
+  if (opts.context) {
+    if (!kc.getContextObject(opts.context)) {
+      const known = kc.getContexts().map((c) => c.name);
+      throw new InvalidInputError('--context', `context '${opts.context}' is not in the kubeconfig`, {
+        hint: known.length ? `Known contexts: ${known.join(', ')} (see \`kubectl config get-contexts\`).` : 'The kubeconfig defines no contexts.',
+      });
+    }
+    kc.setCurrentContext(opts.context);
+  }
+  const cluster = kc.getCurrentCluster();
+  if (!cluster) {
+    throw new PlatformUnavailableError('kubernetes', `the kubeconfig has no cluster for context '${kc.getCurrentContext() || '(none)'}'`, {
+      hint: 'Choose a context with --context or TAO_K8S_CONTEXT (see `kubectl config get-contexts`).',
+    });
+  }
+  return {
+    kc,
+    core: kc.makeApiClient(CoreV1Api),
+    batch: kc.makeApiClient(BatchV1Api),
+    source: { ...source, context: kc.getCurrentContext() },
+    server: cluster.server,
+  };
+}
+
+/** Kubernetes Status fields parsed from an ApiException body (the body is JSON text). */
+export interface ApiStatus {
+  code: number;
+  reason?: string;
+  message?: string;
+}
+
+/** The HTTP status and Status object of an API failure, or undefined when it is not an API answer (network error). */
+export function apiStatus(e: unknown): ApiStatus | undefined {
+  if (!(e instanceof ApiException)) return undefined;
+  const out: ApiStatus = { code: e.code };
+  let body: unknown = e.body;
+  if (typeof body === 'string') {
+    try {
+      body = JSON.parse(body);
+    } catch {
+      if (body) out.message = (body as string).slice(0, 500);
+      return out;
+    }
+  }
+  if (body && typeof body === 'object') {
+    const b = body as { reason?: unknown; message?: unknown };
+    if (typeof b.reason === 'string') out.reason = b.reason;
+    if (typeof b.message === 'string') out.message = b.message;
+  }
+  return out;
+}
+
+/** True when the API said 404 NotFound. */
+export function isNotFound(e: unknown): boolean {
+  return apiStatus(e)?.code === 404;
+}
+
+/**
+ * Turn any failure of a client call into a tao-infer error: unreachable server or 401/403 →
+ * PlatformUnavailableError with a fix; other API answers → PlatformError('kubernetes_api_error')
+ * quoting the API's Status message. `scrub` removes secret values from text taken from the server.
+ */
+export function toPlatformError(e: unknown, what: string, conn: Pick<KubeConnection, 'server' | 'source'>, scrub: (s: string) => string = (s) => s): Error {
+  if (e instanceof PlatformError || e instanceof InvalidInputError) return e;
+  const st = apiStatus(e);
+  if (!st) {
+    const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
+    return new PlatformUnavailableError('kubernetes', `cannot reach the Kubernetes API server ${conn.server} (${what}): ${scrub(msg)}`, {
+      hint: `Check that the cluster of context '${conn.source.context}' is up and reachable (\`kubectl --context ${conn.source.context} get nodes\`).`,
+      cause: e,
+    });
+  }
+  const detail = scrub(st.message ?? st.reason ?? 'no details');
+  if (st.code === 401) {
+    return new PlatformUnavailableError('kubernetes', `the API server rejected the credentials of context '${conn.source.context}' (${what}): ${detail}`, {
+      hint: 'Refresh the kubeconfig credentials (e.g. re-run `aws eks update-kubeconfig` / `gcloud container clusters get-credentials` / `az aks get-credentials`).',
+    });
+  }
+  if (st.code === 403) {
+    return new PlatformUnavailableError('kubernetes', `not allowed to ${what}: ${detail}`, {
+      hint: 'Ask a cluster admin for RBAC permission (Jobs, Services, Secrets, Pods, pods/log, pods/portforward in the namespace; list Nodes for the capacity check).',
+    });
+  }
+  return new PlatformError('kubernetes_api_error', `Kubernetes API refused to ${what} (HTTP ${st.code}${st.reason ? ` ${st.reason}` : ''}): ${detail}`);
+}

@@ -1,0 +1,108 @@
+/**
+ * Detached local port-forward for `--expose port-forward` (contract §8 kubernetes: "clusters without a
+ * load balancer need NodePort or a port-forward"). Started by the kubernetes adapter with
+ * `spawnDetached(process.execPath, [this file, ...flags])`; it outlives the CLI, its PID is recorded in
+ * the registry entry (`forwarder_pid`) and `tao-infer stop` ends it by that PID.
+ *
+ * Listens on 127.0.0.1:<local-port> (and [::1] when available, like `kubectl port-forward` does for
+ * localhost). Every accepted TCP connection opens one port-forward WebSocket to the pod through the
+ * API server (`@kubernetes/client-node` PortForward: /api/v1/namespaces/{ns}/pods/{pod}/portforward).
+ *
+ * Usage: node port-forward.js --namespace NS --pod POD --port 8080 --local-port N [--context C]
+ *        [--kubeconfig FILES] [--in-cluster]
+ * No secret is ever passed here; the kubeconfig is read from its file.
+ */
+import { PortForward } from '@kubernetes/client-node';
+import { createServer, type Server, type Socket } from 'node:net';
+import { Writable } from 'node:stream';
+import { parseArgs } from 'node:util';
+import { loadKube } from './client.js';
+
+function stamp(msg: string): void {
+  process.stderr.write(`${new Date().toISOString()} ${msg}\n`);
+}
+
+async function main(): Promise<void> {
+  const { values } = parseArgs({
+    options: {
+      namespace: { type: 'string' },
+      pod: { type: 'string' },
+      port: { type: 'string' },
+      'local-port': { type: 'string' },
+      context: { type: 'string' },
+      kubeconfig: { type: 'string' },
+      'in-cluster': { type: 'boolean' },
+    },
+  });
+  const namespace = values.namespace;
+  const pod = values.pod;
+  const port = Number(values.port);
+  const localPort = Number(values['local-port']);
+  if (!namespace || !pod || !Number.isInteger(port) || !Number.isInteger(localPort)) {
+    stamp('usage: port-forward.js --namespace NS --pod POD --port N --local-port N [--context C] [--kubeconfig F] [--in-cluster]');
+    process.exit(2);
+  }
+  const opts: Parameters<typeof loadKube>[0] = { env: process.env };
+  if (values.kubeconfig) opts.kubeconfig = values.kubeconfig;
+  if (values.context) opts.context = values.context;
+  if (values['in-cluster']) opts.inCluster = true;
+  const conn = loadKube(opts);
+  const forward = new PortForward(conn.kc);
+
+  const onConnection = async (sock: Socket) => {
+    const peer = `${sock.remoteAddress}:${sock.remotePort}`;
+    const errors = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        const text = chunk.toString('utf8').trim();
+        if (text) stamp(`pod ${pod}:${port} error for ${peer}: ${text}`);
+        cb();
+      },
+    });
+    sock.on('error', () => sock.destroy());
+    try {
+      const ws = (await forward.portForward(namespace, pod, [port], sock, errors, sock)) as unknown as {
+        on(ev: 'close' | 'error', fn: (...a: unknown[]) => void): void;
+        close(): void;
+      };
+      ws.on('close', () => sock.end());
+      ws.on('error', (e) => {
+        stamp(`websocket error for ${peer}: ${String((e as Error)?.message ?? e)}`);
+        sock.destroy();
+      });
+      sock.on('close', () => ws.close());
+    } catch (e) {
+      stamp(`port-forward to ${namespace}/${pod}:${port} failed for ${peer}: ${String((e as Error)?.message ?? e)}`);
+      sock.destroy();
+    }
+  };
+
+  const servers: Server[] = [];
+  const listen = (host: string) =>
+    new Promise<void>((resolve, reject) => {
+      const srv = createServer({ pauseOnConnect: false }, (s) => void onConnection(s));
+      srv.once('error', reject);
+      srv.listen({ host, port: localPort, exclusive: true }, () => {
+        srv.removeListener('error', reject);
+        srv.on('error', (e) => stamp(`listener ${host}: ${e.message}`));
+        servers.push(srv);
+        resolve();
+      });
+    });
+  await listen('127.0.0.1');
+  await listen('::1').catch(() => undefined);
+  stamp(`forwarding localhost:${localPort} -> ${namespace}/${pod}:${port} (context ${conn.source.context})`);
+
+  const shutdown = () => {
+    stamp('stopping');
+    for (const s of servers) s.close();
+    process.exit(0);
+  };
+  process.on('SIGTERM', shutdown);
+  process.on('SIGINT', shutdown);
+  process.on('SIGHUP', () => undefined);
+}
+
+main().catch((e) => {
+  stamp(`port-forward failed: ${String((e as Error)?.message ?? e)}`);
+  process.exit(1);
+});
