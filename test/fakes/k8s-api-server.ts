@@ -40,7 +40,8 @@
  *   ImagePullBackOff), envFrom of a missing Secret → CreateContainerConfigError `secret "x" not found`, the
  *   container command really runs on this host (`/bin/sh -c ...` with PATH led by the stand-in's bin/, env = the
  *   container's env + the decoded Secret, nothing inherited from the test process), STANDIN_HOST = the pod IP (a
- *   unique 127.x.y.z address), readiness probe httpGet (200-399 = ready) every second, container state
+ *   unique 127.x.y.z address; the container port is privately translated with STANDIN_PORT, standing in for the
+ *   pod's network namespace, so a host program on 0.0.0.0:8080 cannot collide with pods), readiness probe httpGet (200-399 = ready) every second, container state
  *   running/terminated (Completed, Error + exit code, OOMKilled 137), pod phase Pending/Running/Succeeded/Failed,
  *   pod logs from the process's stdout+stderr (tailLines, follow until the container ends).
  * - Services: clusterIP, nodePorts (30000-32767) for NodePort/LoadBalancer, a LoadBalancer gets
@@ -107,6 +108,12 @@ interface PodRuntime {
   probeTimer?: NodeJS.Timeout;
   workdir?: string;
   gpus: number;
+  /**
+   * The pod's "network namespace": container port → the port the process really listens on at the pod IP.
+   * All pods share this host, and a program holding 0.0.0.0:8080 would block every 127.x.y.z:8080 on Linux, so
+   * the container port is translated (STANDIN_PORT) the way a pod network would keep it private.
+   */
+  portMap: Map<number, number>;
 }
 
 /** A Service address (LB ingress:port or node:nodePort) that forwards to the Service's ready pods. */
@@ -937,7 +944,7 @@ export class FakeK8sApiServer {
       if (!named) return undefined;
       port = named.containerPort;
     }
-    return { ip: pod.status.podIP, port };
+    return { ip: pod.status.podIP, port: this.podPort(ns, pod.metadata.name, port) };
   }
 
   // ------------------------------------------------------------------ delete
@@ -1095,7 +1102,7 @@ export class FakeK8sApiServer {
     this.stamp(pod, ns);
     const gpus = (pod.spec.containers as Obj[]).reduce((n, c) => n + Number(c.resources?.limits?.['nvidia.com/gpu'] ?? c.resources?.requests?.['nvidia.com/gpu'] ?? 0), 0);
     this.store.set(`pods/${ns}/${name}`, pod);
-    this.runtimes.set(`${ns}/${name}`, { stage: 'unscheduled', since: Date.now(), behaviour: this.nextBehaviours.shift() ?? {}, logs: '', followers: new Set(), gpus });
+    this.runtimes.set(`${ns}/${name}`, { stage: 'unscheduled', since: Date.now(), behaviour: this.nextBehaviours.shift() ?? {}, logs: '', followers: new Set(), gpus, portMap: new Map() });
   }
 
   private usedGpus(node: string): number {
@@ -1280,7 +1287,11 @@ export class FakeK8sApiServer {
     Object.assign(env, rt.behaviour.env ?? {});
     env.STANDIN_HOST = pod.status.podIP;
     const port = c.ports?.[0]?.containerPort;
-    if (port) env.STANDIN_PORT ??= String(port);
+    if (port) {
+      const hostPort = 20000 + Math.floor(Math.random() * 10000);
+      rt.portMap.set(port, hostPort);
+      env.STANDIN_PORT = String(hostPort);
+    }
     this.podEnv.set(`${ns}/${pod.metadata.name}`, Object.keys(env).sort());
     rt.workdir = mkdtempSync(join(tmpdir(), 'fake-k8s-pod-'));
     env.HOME = rt.workdir;
@@ -1313,7 +1324,7 @@ export class FakeK8sApiServer {
     if (probe) {
       const probePort = typeof probe.port === 'number' ? probe.port : Number(c.ports?.find((p: Obj) => p.name === probe.port)?.containerPort ?? probe.port);
       rt.probeTimer = setInterval(() => {
-        const req = http.get({ host: pod.status.podIP, port: probePort, path: probe.path ?? '/', timeout: 1000 }, (res) => {
+        const req = http.get({ host: pod.status.podIP, port: rt.portMap.get(probePort) ?? probePort, path: probe.path ?? '/', timeout: 1000 }, (res) => {
           res.resume();
           this.setReady(pod, rt, (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 400);
         });
@@ -1351,6 +1362,11 @@ export class FakeK8sApiServer {
     this.setCondition(pod, 'Ready', ready ? 'True' : 'False', ready ? undefined : 'ContainersNotReady');
     this.setCondition(pod, 'ContainersReady', ready ? 'True' : 'False', ready ? undefined : 'ContainersNotReady');
     this.touch(pod);
+  }
+
+  /** Where a container port of a pod really listens (see PodRuntime.portMap). */
+  private podPort(ns: string, name: string, port: number): number {
+    return this.runtimes.get(`${ns}/${name}`)?.portMap.get(port) ?? port;
   }
 
   private allocIP(): string {
@@ -1427,7 +1443,7 @@ export class FakeK8sApiServer {
       portBytes.writeUInt16LE(port, 0);
       ws.send(Buffer.concat([Buffer.from([2 * i]), portBytes]));
       ws.send(Buffer.concat([Buffer.from([2 * i + 1]), portBytes]));
-      const up = net.connect({ host: ip, port });
+      const up = net.connect({ host: ip, port: this.podPort(pod.metadata.namespace, pod.metadata.name, port) });
       conns[i] = up;
       up.on('data', (d) => ws.send(Buffer.concat([Buffer.from([2 * i]), d])));
       up.on('error', (e) => {

@@ -226,11 +226,9 @@ describe('kubernetes: start → ready → request → stop', () => {
     expect(parseJson(req).tao_standin.job_id).toBe(entry.job_id);
     expect(fake.requests.slice(before).some((r) => r.method === 'UPGRADE' && r.path.endsWith('/portforward') && r.query.ports === '8080')).toBe(true);
 
-    // A dead forwarder is reported by ls and restarted by `tunnel` on the same port.
+    // A dead forwarder is restarted by `tunnel` on the same port (right away, so the port is still free).
     process.kill(entry.forwarder_pid, 'SIGKILL');
     await waitFor(() => !alive(entry.forwarder_pid));
-    const ls = await runCli(['ls', '--json'], { env: t.env });
-    expect(parseJson(ls)[0].live.reason).toMatch(/port-forward process .* is not running/);
     const tun = await runCli(['tunnel', entry.job_id, '--json'], { env: t.env });
     outputs.push(tun.stdout, tun.stderr);
     expect(tun.exitCode, tun.stderr).toBe(0);
@@ -239,6 +237,15 @@ describe('kubernetes: start → ready → request → stop', () => {
     expect(updated.host_url).toBe(entry.host_url);
     const req2 = await runCli(['request', '--job', entry.job_id, '--prompt', 'again', '--image', PNG, '--json'], { env: t.env });
     expect(req2.exitCode, req2.stderr).toBe(0);
+    const again = await runCli(['tunnel', entry.job_id], { env: t.env });
+    expect(again.exitCode, again.stderr).toBe(0);
+    expect(again.stdout + again.stderr).toContain(`forwarder already running: ${entry.host_url}`);
+
+    // A dead forwarder is reported by ls.
+    process.kill(updated.forwarder_pid, 'SIGKILL');
+    await waitFor(() => !alive(updated.forwarder_pid));
+    const ls = await runCli(['ls', '--json'], { env: t.env });
+    expect(parseJson(ls)[0].live).toMatchObject({ state: 'running', reason: expect.stringMatching(/port-forward process .* is not running/) });
 
     const stop = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
     outputs.push(stop.stdout, stop.stderr);
@@ -246,6 +253,21 @@ describe('kubernetes: start → ready → request → stop', () => {
     await waitFor(() => !alive(updated.forwarder_pid));
     expect(ourObjects()).toEqual([]);
     expectNoSecretLeak(outputs, t.stateFile);
+  });
+
+  it('port-forward: the forwarder ends by itself when its pod is deleted behind our back; stop still succeeds', async () => {
+    const t = k8sEnv({ TAO_K8S_FORWARDER_CHECK_S: '1' });
+    const s = await start(t, ['--expose', 'port-forward', '--image-pull-secret', 'ngc-pull']);
+    expect(s.exitCode, s.stderr).toBe(0);
+    const entry = parseJson(s);
+    expect(alive(entry.forwarder_pid)).toBe(true);
+    fake.reset(); // like `kubectl delete job --cascade=foreground` by someone else
+    await waitFor(() => !alive(entry.forwarder_pid), 20_000);
+    const ls = await runCli(['ls', '--json'], { env: t.env });
+    expect(parseJson(ls)[0].live).toMatchObject({ state: 'unknown', native: 'NotFound' });
+    const stop = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [] });
   });
 
   it('nodeport in the namespace from TAO_K8S_NAMESPACE: host_url is a node address and the nodePort', async () => {

@@ -11,12 +11,15 @@
  * Usage: node port-forward.js --namespace NS --pod POD --port 8080 --local-port N [--context C]
  *        [--kubeconfig FILES] [--in-cluster]
  * No secret is ever passed here; the kubeconfig is read from its file.
+ *
+ * It ends by itself once the pod is gone (checked every TAO_K8S_FORWARDER_CHECK_S seconds, default 30; an
+ * API answer 404 for the pod), so a Job deleted with kubectl leaves no forwarder behind.
  */
 import { PortForward } from '@kubernetes/client-node';
 import { createServer, type Server, type Socket } from 'node:net';
 import { Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
-import { loadKube } from './client.js';
+import { isNotFound, loadKube } from './client.js';
 
 function stamp(msg: string): void {
   process.stderr.write(`${new Date().toISOString()} ${msg}\n`);
@@ -92,7 +95,22 @@ async function main(): Promise<void> {
   await listen('::1').catch(() => undefined);
   stamp(`forwarding localhost:${localPort} -> ${namespace}/${pod}:${port} (context ${conn.source.context})`);
 
+  const checkS = Number(process.env['TAO_K8S_FORWARDER_CHECK_S'] ?? '30');
+  const check = setInterval(
+    () => {
+      conn.core.readNamespacedPod({ name: pod, namespace }).then(
+        () => undefined,
+        (e: unknown) => {
+          if (!isNotFound(e)) return;
+          stamp(`pod ${namespace}/${pod} is gone; exiting`);
+          shutdown();
+        },
+      );
+    },
+    Math.max(1, Number.isFinite(checkS) ? checkS : 30) * 1000,
+  );
   const shutdown = () => {
+    clearInterval(check);
     stamp('stopping');
     for (const s of servers) s.close();
     process.exit(0);
