@@ -55,7 +55,8 @@
  * Not reproduced: watch, PATCH/PUT, field selectors, admission webhooks, quotas, TLS, SPDY.
  *
  * Test controls: `setNodes`, `nextPod({...})` (image pull failure, extra env such as STANDIN_CRASH_AT_START, OOM kill),
- * `withholdIngress`, `forbidNodeList`, `seedSecret`, `requests` (every request received, raw body), `objects()`.
+ * `withholdIngress`, `forbidNodeList`, `hangRequests`, `seedSecret`, `reset()`, `requests` (every request received,
+ * raw body), `objects()`/`allObjects()`, `podEnvNames()`, `podLog()`.
  */
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
@@ -296,6 +297,8 @@ export class FakeK8sApiServer {
   withholdIngress = false;
   /** Listing nodes answers 403 Forbidden while true. */
   forbidNodeList = false;
+  /** While true, requests are accepted and never answered (a blackholed API server). */
+  hangRequests = false;
   url = '';
 
   private server?: https.Server;
@@ -429,6 +432,7 @@ export class FakeK8sApiServer {
     this.nextBehaviours = [];
     this.withholdIngress = false;
     this.forbidNodeList = false;
+    this.hangRequests = false;
   }
 
   /** Queue a behaviour for the next pod created by the Job controller. */
@@ -496,6 +500,7 @@ export class FakeK8sApiServer {
     const body = Buffer.concat(chunks).toString('utf8');
     const query = Object.fromEntries(u.searchParams.entries());
     this.requests.push({ method: req.method ?? 'GET', path: u.pathname, query, body });
+    if (this.hangRequests) return;
     try {
       if (!this.authorized(req)) throw new ApiError(401, 'Unauthorized', 'Unauthorized');
       await this.route(req.method ?? 'GET', u.pathname, query, body, res);

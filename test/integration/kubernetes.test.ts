@@ -408,6 +408,31 @@ describe('kubernetes: refusals and failed starts leave nothing behind', () => {
     expect(missing.stderr).toMatch(/kubeconfig .*absent does not exist/);
   });
 
+  it('listing nodes forbidden by RBAC: a clear refusal naming --skip-capacity-check', async () => {
+    const t = k8sEnv();
+    fake.forbidNodeList = true;
+    const s = await start(t, ['--image-pull-secret', 'ngc-pull']);
+    expect(s.exitCode).toBe(3);
+    expect(s.stderr).toMatch(/cannot list nodes to check GPU capacity: nodes is forbidden/);
+    expect(s.stderr).toContain('--skip-capacity-check');
+    expect(ourObjects()).toEqual([]);
+  });
+
+  it('an API server that never answers: ls reports unknown instead of hanging', async () => {
+    const t = k8sEnv();
+    const s = await start(t, ['--image-pull-secret', 'ngc-pull']);
+    expect(s.exitCode, s.stderr).toBe(0);
+    const entry = parseJson(s);
+    fake.hangRequests = true;
+    const ls = await runCli(['ls', '--json'], { env: t.env });
+    expect(ls.exitCode, ls.stderr).toBe(0);
+    expect(parseJson(ls)[0].live).toMatchObject({ state: 'unknown', reason: expect.stringMatching(/did not answer|no answer within/) });
+    fake.hangRequests = false;
+    const stop = await runCli(['stop', entry.job_id], { env: t.env });
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    expect(ourObjects()).toEqual([]);
+  });
+
   it('a namespace that does not exist is a clear platform error and leaves nothing', async () => {
     const t = k8sEnv();
     const s = await start(t, ['--namespace', 'missing', '--image-pull-secret', 'ngc-pull']);

@@ -51,6 +51,8 @@ import { jobVerdict, newestPod, podSelectorFor, podVerdict } from './pods.js';
 const POLL_MS = 1000;
 /** How long stop waits for a foreground Job deletion to finish before returning. */
 const STOP_WAIT_MS = 60_000;
+/** Per-request timeout for status (ls stays responsive when a cluster is unreachable). */
+const STATUS_TIMEOUT_MS = 10_000;
 /** How long the local port-forward process may take to listen. */
 const FORWARDER_START_MS = 20_000;
 /** Env vars never handed to the forwarder process (it needs only the kubeconfig). */
@@ -111,8 +113,9 @@ function entryData(entry: RegistryEntry, env: NodeJS.ProcessEnv): K8sEntryData {
   return out;
 }
 
-function connectEntry(d: K8sEntryData, env: NodeJS.ProcessEnv): KubeConnection {
+function connectEntry(d: K8sEntryData, env: NodeJS.ProcessEnv, timeoutMs?: number): KubeConnection {
   const o: Parameters<typeof loadKube>[0] = { env };
+  if (timeoutMs !== undefined) o.timeoutMs = timeoutMs;
   if (d.kubeconfig) o.kubeconfig = d.kubeconfig;
   if (d.context) o.context = d.context;
   if (d.in_cluster) o.inCluster = true;
@@ -489,7 +492,7 @@ class KubernetesAdapter implements PlatformAdapter {
     const d = entryData(entry, ctx.env);
     let conn: KubeConnection;
     try {
-      conn = connectEntry(d, ctx.env);
+      conn = connectEntry(d, ctx.env, STATUS_TIMEOUT_MS);
     } catch (e) {
       return { state: 'unknown', reason: (e as Error).message };
     }

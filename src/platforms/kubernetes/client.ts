@@ -3,11 +3,14 @@
  * kubernetes). Imports `@kubernetes/client-node`, so only the adapter and the port-forward process
  * import this module (never the CLI's cheap paths).
  */
-import { ApiException, BatchV1Api, CoreV1Api, KubeConfig } from '@kubernetes/client-node';
+import { ApiException, BatchV1Api, CoreV1Api, KubeConfig, ServerConfiguration, createConfiguration, type Middleware } from '@kubernetes/client-node';
 import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { InvalidInputError, PlatformError, PlatformUnavailableError } from '../../errors.js';
+
+/** Every API call is aborted after this long (a blackholed API server must not hang the CLI). */
+export const API_TIMEOUT_MS = 30_000;
 
 /** Service-account token mounted into pods; its presence means "running inside a cluster". */
 export const SERVICEACCOUNT_TOKEN = '/var/run/secrets/kubernetes.io/serviceaccount/token';
@@ -39,6 +42,8 @@ export interface LoadKubeOptions {
   inCluster?: boolean;
   /** Environment consulted for KUBECONFIG and HOME. */
   env: NodeJS.ProcessEnv;
+  /** Per-request timeout in ms (default API_TIMEOUT_MS). */
+  timeoutMs?: number;
 }
 
 /**
@@ -103,10 +108,23 @@ export function loadKube(opts: LoadKubeOptions): KubeConnection {
       hint: 'Choose a context with --context or TAO_K8S_CONTEXT (see `kubectl config get-contexts`).',
     });
   }
+  // Like kc.makeApiClient, plus a per-request timeout (the client sets none).
+  const timeout: Middleware = {
+    pre: async (ctx) => {
+      ctx.setSignal(AbortSignal.timeout(opts.timeoutMs ?? API_TIMEOUT_MS));
+      return ctx;
+    },
+    post: async (res) => res,
+  };
+  const config = createConfiguration({
+    baseServer: new ServerConfiguration(cluster.server, {}),
+    authMethods: { default: kc },
+    promiseMiddleware: [timeout],
+  });
   return {
     kc,
-    core: kc.makeApiClient(CoreV1Api),
-    batch: kc.makeApiClient(BatchV1Api),
+    core: new CoreV1Api(config),
+    batch: new BatchV1Api(config),
     source: { ...source, context: kc.getCurrentContext() },
     server: cluster.server,
   };
@@ -154,7 +172,8 @@ export function toPlatformError(e: unknown, what: string, conn: Pick<KubeConnect
   if (e instanceof PlatformError || e instanceof InvalidInputError) return e;
   const st = apiStatus(e);
   if (!st) {
-    const msg = e instanceof Error ? e.message.split('\n')[0]! : String(e);
+    const aborted = e instanceof Error && (e.name === 'AbortError' || /aborted/i.test(e.message));
+    const msg = aborted ? 'no answer within the request timeout' : e instanceof Error ? e.message.split('\n')[0]! : String(e);
     return new PlatformUnavailableError('kubernetes', `cannot reach the Kubernetes API server ${conn.server} (${what}): ${scrub(msg)}`, {
       hint: `Check that the cluster of context '${conn.source.context}' is up and reachable (\`kubectl --context ${conn.source.context} get nodes\`).`,
       cause: e,
