@@ -409,7 +409,10 @@ describe('slurm tunnel forwarder', () => {
     await waitFor('the job to run', () => squeue(job).startsWith('RUNNING') || undefined);
     // a stand-in for the service on the node
     const svc = createServer((c) => c.end('hello from the node\n'));
-    await new Promise<void>((r) => svc.listen(8080, '0.0.0.0', () => r()));
+    await new Promise<void>((resolve, reject) => {
+      svc.once('error', reject);
+      svc.listen(8080, '0.0.0.0', () => resolve());
+    });
     const port = await waitFor('a free local port', async () => {
       for (let p = 8150; p < 8200; p++) if (await portFree(p)) return p;
       return undefined;

@@ -159,12 +159,17 @@ async function must(s: SshSession, command: string, opts: { stdin?: string; sign
   return r.stdout;
 }
 
+const SQUEUE_ERROR = 'squeue error';
+
 /**
  * Ask the cluster about Slurm job `id`: squeue (`-t all` also shows jobs that ended within MinJobAge),
  * then sacct when accounting exists, then the `exit_status` file the job script writes.
  */
 export async function queryJob(s: SshSession, id: string, jobDir: string | undefined): Promise<JobState> {
   const q = await s.exec(remote.squeue(id));
+  if (q.code !== 0 && !/invalid job id/i.test(q.stderr))
+    // e.g. "Unable to contact slurm controller": say so rather than guess that the job is gone.
+    return { state: 'unknown', native: SQUEUE_ERROR, reason: `squeue failed: ${q.stderr.trim().split('\n').pop() ?? `exit ${q.code}`}` };
   const line = q.code === 0 ? q.stdout.trim().split('\n')[0]?.trim() : '';
   let exitFromFile: number | undefined;
   const readStatusFile = async () => {
@@ -381,7 +386,7 @@ class SlurmAdapter implements PlatformAdapter {
           hint: 'Point --slurm-host at a Slurm login node, or make the Slurm commands available in non-interactive SSH sessions (PATH in ~/.bashrc).',
         });
       const parts = p.partition.split(',');
-      const r = await s.exec(`sinfo -h -o '%R'`);
+      const r = await s.exec(`sinfo -a -h -o '%R'`);
       const known = r.stdout.split(/\s+/).filter(Boolean);
       const unknown = parts.filter((x) => !known.includes(x));
       if (r.code === 0 && known.length && unknown.length)
@@ -450,7 +455,7 @@ class SlurmAdapter implements PlatformAdapter {
           node = st.node;
           break;
         }
-        if (st.state === 'complete' || st.state === 'error' || st.state === 'canceled' || (st.state === 'unknown' && i > 2)) {
+        if (st.state === 'complete' || st.state === 'error' || st.state === 'canceled' || (st.state === 'unknown' && st.native !== SQUEUE_ERROR && i > 2)) {
           throw await jobEndedError(s, slurmId, spec.job_id, p, st);
         }
         if (Date.now() >= deadline) {
@@ -463,11 +468,12 @@ class SlurmAdapter implements PlatformAdapter {
       // ---- wait until something listens on node:8080 (seen from the login node), watching the job meanwhile
       for (let i = 0; ; i++) {
         if (ctx.signal?.aborted) throw abortError(ctx.signal);
-        if (await probePort(s, node, SERVICE_PORT)) break;
+        // Job state first: a job that already died must not be mistaken for whatever else answers on that port.
         const st = await queryJob(s, slurmId, p.jobDir);
-        if (st.state !== 'running') {
+        if (st.state !== 'running' && st.native !== SQUEUE_ERROR) {
           throw await jobEndedError(s, slurmId, spec.job_id, p, st);
         }
+        if (await probePort(s, node, SERVICE_PORT)) break;
         if (i === 5) ctx.log(`waiting for the service to listen on ${node}:${SERVICE_PORT}`);
         if (Date.now() >= deadline)
           throw new ReadinessTimeoutError(spec.job_id, Math.round((deadline - startedAt) / 1000), `Slurm job RUNNING on ${node}, nothing listening on ${node}:${SERVICE_PORT}`);
@@ -575,7 +581,7 @@ class SlurmAdapter implements PlatformAdapter {
             // Wait until the job has really ended, so the service port is closed when stop returns.
             const until = Date.now() + 90_000;
             let st = await queryJob(s, id, jobDir);
-            while (st.state === 'running' || st.state === 'pending') {
+            while (st.state === 'running' || st.state === 'pending' || st.native === SQUEUE_ERROR) {
               if (Date.now() > until) {
                 ctx.warn(`Slurm job ${id} is still ${st.native} after scancel; it ends when Slurm's KillWait expires`);
                 break;
