@@ -13,7 +13,7 @@
  * Everything status/logs/stop/tunnel need later (SSH target, paths, job dir) is kept in
  * `entry.platform_data` — names and paths only, never a secret.
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -596,6 +596,8 @@ class SlurmAdapter implements PlatformAdapter {
       }
     } finally {
       if (isOurForwarder(entry.forwarder_pid, entry.job_id)) await killPid(entry.forwarder_pid);
+      const tunnelLog = dataOf(entry).tunnel_log;
+      if (tunnelLog && !isOurForwarder(entry.forwarder_pid, entry.job_id)) rmSync(tunnelLog, { force: true });
     }
   }
 
