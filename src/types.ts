@@ -212,6 +212,8 @@ export interface PlatformOptionSpec {
   default?: string | boolean | number;
   /** Required for launch: prompted when interactive and unset. */
   required?: boolean;
+  /** Optional, but asked when interactive and unset (an empty answer leaves it unset), e.g. slurm --account. */
+  askIfInteractive?: boolean;
   /** Allowed values (also used as prompt choices). */
   choices?: string[];
   /** Parse as integer. */

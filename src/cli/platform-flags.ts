@@ -95,6 +95,10 @@ export async function platformOptionValues(
         : await askText(`${spec.description} (${flag})`, { validate: (x) => (x.trim() ? true : `${flag} is required`) });
       v = coerce(spec, answer, flag);
     }
+    if (v === undefined && spec.askIfInteractive && interactive) {
+      const answer = (await askText(`${spec.description} (${flag}; Enter to skip)`)).trim();
+      if (answer) v = coerce(spec, answer, flag);
+    }
     if (v === undefined) v = spec.default;
     if (v !== undefined) out[spec.key] = v;
   }

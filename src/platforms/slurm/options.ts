@@ -61,6 +61,7 @@ export const options: PlatformOptionSpec[] = [
     flags: '--account <name>',
     description: 'Slurm account to charge (omit on clusters without accounts; sbatch then uses your default account)',
     env: 'SLURM_ACCOUNT',
+    askIfInteractive: true,
   },
   {
     key: 'time',
