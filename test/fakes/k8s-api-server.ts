@@ -421,6 +421,7 @@ export class FakeK8sApiServer {
       this.killProc(rt, 'SIGKILL');
       if (rt.probeTimer) clearInterval(rt.probeTimer);
       for (const f of rt.followers) f.end();
+      if (rt.workdir) rmSync(rt.workdir, { recursive: true, force: true });
       this.runtimes.delete(key);
     }
     for (const [key, obj] of this.store) {
@@ -868,10 +869,21 @@ export class FakeK8sApiServer {
       const lbIP = this.allocIP();
       this.lbIPs.set(key, lbIP);
       for (const p of spec.ports) this.listenProxy(key, lbIP, p.port, ns, svc.metadata.name, p);
+      // The address must be usable: on Linux a program holding 0.0.0.0:<port> blocks every 127.x.y.z:<port>, and
+      // traffic to the ingress would reach that program instead. Then the "cloud" never provisions the LB.
+      let usable = true;
+      for (const p of spec.ports) {
+        const probe = net.createServer();
+        probe.once('error', (e: NodeJS.ErrnoException) => {
+          usable = false;
+          console.warn(`fake k8s: LoadBalancer ${ns}/${svc.metadata.name} gets no ingress: ${lbIP}:${p.port} is unusable (${e.code}); another program holds 0.0.0.0:${p.port}?`);
+        });
+        probe.listen(p.port, lbIP, () => probe.close());
+      }
       // The cloud load balancer gets its address after a short provisioning delay (never, while withheld).
       setTimeout(() => {
         const stored = this.store.get(`services/${ns}/${svc.metadata.name}`);
-        if (!stored || stored.metadata.uid !== svc.metadata.uid || this.withholdIngress) return;
+        if (!stored || stored.metadata.uid !== svc.metadata.uid || this.withholdIngress || !usable) return;
         stored.status.loadBalancer = { ingress: [{ ip: lbIP, ipMode: 'VIP' }] };
         this.touch(stored);
       }, this.lbDelayMs);
@@ -1013,6 +1025,7 @@ export class FakeK8sApiServer {
         if (rt.probeTimer) clearInterval(rt.probeTimer);
         for (const f of rt.followers) f.end();
         rt.followers.clear();
+        if (rt.workdir) rmSync(rt.workdir, { recursive: true, force: true });
       }
     };
     if (!rt || !rt.proc || rt.proc.exitCode !== null || rt.proc.signalCode !== null) {

@@ -6,7 +6,7 @@
  * HTTP service exactly the way they would in a cluster.
  */
 import { randomBytes } from 'node:crypto';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, parseJson, runCli, tempState, type CliResult } from '../helpers/cli.js';
@@ -19,6 +19,8 @@ const CANARY_B64 = Buffer.from(CANARY).toString('base64');
 const WANDB_CANARY = `wandb_k8sCanary_${randomBytes(12).toString('hex')}`;
 
 let fake: FakeK8sApiServer;
+const forwarders: number[] = [];
+const dirs: string[] = [];
 
 beforeAll(async () => {
   fake = new FakeK8sApiServer();
@@ -29,8 +31,17 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await fake?.close();
+  for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 afterEach(() => {
+  // A failed assertion may skip a test's `stop`: end the forwarders it started (by their recorded PIDs only).
+  for (const pid of forwarders.splice(0)) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('kubernetes/port-forward.js')) process.kill(pid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
+  }
   fake.reset();
   fake.setNodes([
     { name: 'gpu-node-a', gpus: 2, taints: [{ key: 'nvidia.com/gpu', value: 'present', effect: 'NoSchedule' }] },
@@ -47,6 +58,7 @@ interface Env {
 
 function k8sEnv(extra: Record<string, string> = {}): Env {
   const { dir, stateFile } = tempState();
+  dirs.push(dir);
   const kubeconfig = fake.writeKubeconfig(dir);
   return { dir, stateFile, kubeconfig, env: { TAO_INF_STATE_FILE: stateFile, HOME: dir, ...extra } };
 }
@@ -209,6 +221,7 @@ describe('kubernetes: start → ready → request → stop', () => {
     outputs.push(s.stdout, s.stderr);
     expect(s.exitCode, s.stderr).toBe(0);
     const entry = parseJson(s);
+    forwarders.push(entry.forwarder_pid);
     expect(entry.host_port).toBeGreaterThanOrEqual(8080);
     expect(entry.host_port).toBeLessThanOrEqual(8199);
     expect(entry.host_url).toBe(`http://localhost:${entry.host_port}`);
@@ -233,6 +246,7 @@ describe('kubernetes: start → ready → request → stop', () => {
     outputs.push(tun.stdout, tun.stderr);
     expect(tun.exitCode, tun.stderr).toBe(0);
     const updated = parseJson(tun);
+    forwarders.push(updated.forwarder_pid);
     expect(updated.forwarder_pid).not.toBe(entry.forwarder_pid);
     expect(updated.host_url).toBe(entry.host_url);
     const req2 = await runCli(['request', '--job', entry.job_id, '--prompt', 'again', '--image', PNG, '--json'], { env: t.env });
@@ -260,6 +274,7 @@ describe('kubernetes: start → ready → request → stop', () => {
     const s = await start(t, ['--expose', 'port-forward', '--image-pull-secret', 'ngc-pull']);
     expect(s.exitCode, s.stderr).toBe(0);
     const entry = parseJson(s);
+    forwarders.push(entry.forwarder_pid);
     expect(alive(entry.forwarder_pid)).toBe(true);
     fake.reset(); // like `kubectl delete job --cascade=foreground` by someone else
     await waitFor(() => !alive(entry.forwarder_pid), 20_000);

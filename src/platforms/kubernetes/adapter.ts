@@ -389,6 +389,11 @@ class KubernetesAdapter implements PlatformAdapter {
       }
       if (pod && (opts.expose !== 'loadbalancer' || ingress)) break;
       if (Date.now() > deadline) {
+        if (pod) {
+          throw new LaunchFailedError(`Service ${names.service} got no load balancer address (status.loadBalancer.ingress) before the start timeout`, 'NoLoadBalancerIngress', [], {
+            hint: 'The cluster may have no load balancer controller (bare metal: install MetalLB). Otherwise use --expose nodeport or --expose port-forward, or raise --timeout.',
+          });
+        }
         throw new LaunchFailedError(`the pod of Job ${names.job} did not start before the start timeout${lastNote ? ` (last: ${lastNote})` : ''}`, 'StartTimeout', [], {
           hint: `Inspect it with: kubectl -n ${ns} describe job ${names.job}; raise --timeout for large images.`,
         });
