@@ -40,8 +40,10 @@ export function addPlatformFlags(cmd: Command, taken: Set<string>): void {
     }
   }
   for (const [long, owners] of seen) {
-    const spec = PLATFORM_OPTIONS[owners[0] as PlatformName].find((s) => longName(s.flags) === long)!;
-    const desc = `[${owners.join(', ')}] ${spec.description}${spec.env ? ` (env ${spec.env})` : ''}`;
+    const specs = owners.map((p) => [p, PLATFORM_OPTIONS[p as PlatformName].find((s) => longName(s.flags) === long)!] as const);
+    const spec = specs[0]![1];
+    // A flag shared by several platforms shows each platform's own description.
+    const desc = specs.map(([p, s]) => `[${p}] ${s.description}${s.env ? ` (env ${s.env})` : ''}`).join('; ');
     const opt = new Option(spec.flags, desc);
     if (spec.repeatable) opt.argParser(collect);
     if (spec.choices) opt.choices(spec.choices);

@@ -8,6 +8,7 @@ import { RequestRejectedError, ServiceFailedError, ServiceNotReadyError } from '
 import type { RequestYaml } from '../references.js';
 import type { ChatBody } from './request-body.js';
 import { errorOf } from './readiness.js';
+import { fetchText } from '../util/http.js';
 
 export interface ChatCompletion {
   id?: string;
@@ -41,21 +42,21 @@ export async function sendChatCompletion(body: ChatBody, o: SendOptions): Promis
   const timeoutMs = Math.max(o.request.endpoint.client_timeout_seconds, o.timeoutS ?? 0) * 1000;
   let delay = 1000;
   for (;;) {
-    let res: Response;
+    let res: { status: number; text: string };
     try {
-      res = await fetch(url, {
-        method: 'POST',
-        headers: { 'content-type': o.request.endpoint.content_type, ...o.headers },
-        body: JSON.stringify(body),
-        signal: o.signal ? AbortSignal.any([o.signal, AbortSignal.timeout(timeoutMs)]) : AbortSignal.timeout(timeoutMs),
-      });
+      res = await fetchText(
+        url,
+        { method: 'POST', headers: { 'content-type': o.request.endpoint.content_type, ...o.headers }, body: JSON.stringify(body) },
+        timeoutMs,
+        o.signal,
+      );
     } catch (e) {
       const code = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
       throw new ServiceNotReadyError('service_unreachable', `cannot reach ${url} (${code})`, {
         hint: `Check the service with 'tao-infer ls' and 'tao-infer logs ${o.job_id}'.`,
       });
     }
-    const text = await res.text();
+    const text = res.text;
     let parsed: unknown = text;
     try {
       parsed = JSON.parse(text);

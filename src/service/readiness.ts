@@ -6,6 +6,7 @@
  */
 import { ReadinessTimeoutError, ServiceFailedError } from '../errors.js';
 import type { RequestYaml } from '../references.js';
+import { fetchText } from '../util/http.js';
 
 export type ReadinessResult =
   | { kind: 'ready' }
@@ -28,14 +29,14 @@ export function errorOf(body: unknown): { type: string; message: string } {
  * @param headers extra headers (e.g. Authorization for lepton)
  */
 export async function probeReadiness(host_url: string, readiness: RequestYaml['readiness'], headers: Record<string, string> = {}, timeoutMs = 5000): Promise<ReadinessResult> {
-  let res: Response;
+  let res: { status: number; text: string };
   try {
-    res = await fetch(`${host_url}${readiness.path}`, { headers, signal: AbortSignal.timeout(timeoutMs) });
+    res = await fetchText(`${host_url}${readiness.path}`, { headers }, timeoutMs);
   } catch (e) {
     const code = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
     return { kind: 'waiting', state: ['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET'].includes(code) ? 'not listening yet' : `unreachable (${code})` };
   }
-  const text = await res.text().catch(() => '');
+  const text = res.text;
   let body: unknown = text;
   try {
     body = JSON.parse(text);

@@ -12,7 +12,7 @@ HERE=$(cd "$(dirname "$0")" && pwd)
 t0=$(date +%s.%N); ts(){ printf '%-28s %6.1fs\n' "$1" "$(echo "$(date +%s.%N)-$t0" | bc)"; }
 export DEBIAN_FRONTEND=noninteractive
 need=""
-for p in docker.io busybox-static openssh-server openssh-client slurm-wlm munge bc; do
+for p in docker.io busybox-static openssh-server openssh-client slurm-wlm munge bc openssl; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then

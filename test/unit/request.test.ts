@@ -131,3 +131,12 @@ describe('HTTP contract handling against a real loopback server', () => {
     await expect(sendChatCompletion(body, o)).rejects.toBeInstanceOf(ServiceNotReadyError);
   });
 });
+
+describe('readiness against a server that closes every connection at once', () => {
+  it('keeps polling and ends with a readiness timeout instead of exiting silently', async () => {
+    const { execa } = await import('execa');
+    const r = await execa(process.execPath, [join(ROOT, 'test/fixtures/readiness-vs-closing-server.mjs'), '3'], { reject: false, timeout: 60_000 });
+    expect(r.exitCode, r.stderr).toBe(0);
+    expect(r.stdout).toMatch(/^ReadinessTimeoutError after \d+ probes/);
+  });
+});
