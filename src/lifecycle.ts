@@ -111,7 +111,6 @@ export function prepareLaunch(
   const num_gpus = checkNumGpus(refs, input.num_gpus ?? refs.service.num_gpus.default, true);
   if (num_gpus === 0) warn('--num-gpus 0: lifecycle smoke only — no GPU is requested, the model cannot run for real.');
   if (input.gpu_ids?.length) {
-    if (platform !== 'local-docker' && platform !== 'brev') throw new InvalidInputError('--gpu-ids', `--gpu-ids applies to local-docker and brev, not ${platform}`);
     if (input.num_gpus !== undefined && input.num_gpus !== input.gpu_ids.length)
       throw new InvalidInputError('--gpu-ids', `--num-gpus ${input.num_gpus} does not match ${input.gpu_ids.length} id(s) in --gpu-ids`, { hint: 'Give one of them, or make them agree.' });
   }
@@ -198,7 +197,10 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
   const refs = parts.refs();
   const { spec, image, inner, platform } = prepareLaunch(input, refs, env, warn);
   const adapter = await loadAdapter(platform);
-  if (spec.gpu_ids?.length && adapter.unsupported.gpu_ids) throw new InvalidInputError('--gpu-ids', adapter.unsupported.gpu_ids);
+  if (spec.gpu_ids?.length && adapter.unsupported.gpu_ids) throw new InvalidInputError('--gpu-ids', `--gpu-ids is not available on ${platform}: ${adapter.unsupported.gpu_ids}`);
+  if (input.port !== undefined && adapter.unsupported.port) throw new InvalidInputError('--port', `--port is not available on ${platform}: ${adapter.unsupported.port}`);
+  if (spec.bind_address !== '127.0.0.1' && adapter.unsupported.bind_address)
+    throw new InvalidInputError('--bind', `--bind is not available on ${platform}: ${adapter.unsupported.bind_address}`);
   const holdsSame = (e: RegistryEntry) => e.platform === platform;
 
   const noRecord = async () => undefined;

@@ -227,6 +227,8 @@ describe('local-docker: several services, failures, bad input', () => {
       [['request', '--job', 'keep', '--prompt', 'x', '--image', 's3://b/cat.png'], /cloud URI/],
       [['request', '--job', 'keep', '--prompt', 'x', '--image', PNG, '--guidance', '2'], /guidance does not apply to cosmos-rl/],
       [['start', '--arch', 'cosmos-rl', '--model', '/m', '--platform', 'mars'], /unknown platform 'mars'/],
+      [['start', '--arch', 'cosmos-rl', '--model', '/m', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--port', '9000'], /--port is not available on lepton/],
+      [['start', '--arch', 'cosmos-rl', '--model', '/m', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--gpu-ids', '0'], /--gpu-ids is not available on lepton/],
     ];
     for (const [args, msg] of cases) {
       const r = await runCli(args, { env: t.env });
