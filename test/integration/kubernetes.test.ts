@@ -10,6 +10,7 @@ import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, parseJson, runCli, tempState, type CliResult } from '../helpers/cli.js';
+import { isAlive as alive } from '../../src/util/detached.js';
 import { FakeK8sApiServer } from '../fakes/k8s-api-server.js';
 
 const PNG = join(ROOT, 'test/fixtures/media/cat.png');
@@ -113,15 +114,6 @@ async function waitFor(cond: () => boolean, ms = 15_000): Promise<void> {
   while (!cond()) {
     if (Date.now() > end) throw new Error('condition not met in time');
     await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
   }
 }
 

@@ -2,11 +2,11 @@
  * The registry as the CLI meets it: a SIGKILLed lock holder, a corrupt file, a symlink, a foreign
  * entry written by NVIDIA's published skill. Runs the built CLI; local-docker stop goes to the real engine.
  */
-import { spawn } from 'node:child_process';
 import { existsSync, readFileSync, readdirSync, symlinkSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { ROOT, parseJson, runCli, tempState } from '../helpers/cli.js';
+import { leaveStaleLock } from '../helpers/lock.js';
 
 const skillEntry = (job_id: string) => ({
   job_id,
@@ -23,13 +23,7 @@ describe('registry through the CLI', () => {
   it('a SIGKILLed lock holder delays the next command no longer than the stale timeout', async () => {
     const { stateFile } = tempState();
     writeFileSync(stateFile, JSON.stringify({ 'gone-1': skillEntry('gone-1'), latest: 'gone-1' }), { mode: 0o600 });
-    const holder = spawn(process.execPath, [join(ROOT, 'test/fixtures/hold-registry-lock.mjs'), stateFile], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((res, rej) => {
-      holder.stdout!.on('data', (d) => String(d).includes('locked') && res());
-      holder.once('exit', (c) => rej(new Error(`holder exited ${c}`)));
-    });
-    holder.kill('SIGKILL');
-    await new Promise((r) => holder.once('exit', r));
+    await leaveStaleLock(stateFile);
     expect(existsSync(`${stateFile}.lock`)).toBe(true);
     const t0 = Date.now();
     // The container is already gone: stop only has to clean the registry, under the lock.

@@ -22,6 +22,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, ROOT, parseJson, runCli, type CliResult } from '../helpers/cli.js';
+import { isAlive as alive } from '../../src/util/detached.js';
 import { docker, ensureTestImage, TEST_IMAGE } from '../helpers/docker.js';
 
 const INFRA = '/tmp/tao-infer-infra/ssh';
@@ -74,15 +75,6 @@ function portFree(port: number): Promise<boolean> {
     srv.once('error', () => resolve(false));
     srv.listen(port, '127.0.0.1', () => srv.close(() => resolve(true)));
   });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch {
-    return false;
-  }
 }
 
 /** squeue line for a job (`STATE|NODE`), '' once Slurm no longer lists it as pending/running. */

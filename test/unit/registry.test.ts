@@ -1,4 +1,3 @@
-import { spawn } from 'node:child_process';
 import { chownSync, existsSync, mkdtempSync, readFileSync, readdirSync, statSync, symlinkSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -7,7 +6,7 @@ import { RegistryCorruptError, RegistryError } from '../../src/errors.js';
 import { pickPort } from '../../src/registry/ports.js';
 import { Registry, repairLatest, type RegistryState } from '../../src/registry/store.js';
 import type { RegistryEntry } from '../../src/types.js';
-import { ROOT } from '../helpers/cli.js';
+import { leaveStaleLock } from '../helpers/lock.js';
 
 function tmpFile(): string {
   return join(mkdtempSync(join(tmpdir(), 'tao-reg-')), 'state.json');
@@ -115,13 +114,7 @@ describe('registry file', () => {
 
   it('a SIGKILLed lock holder delays the next writer no longer than the stale timeout', async () => {
     const f = tmpFile();
-    const child = spawn(process.execPath, [join(ROOT, 'test/fixtures/hold-registry-lock.mjs'), f], { stdio: ['ignore', 'pipe', 'inherit'] });
-    await new Promise<void>((res, rej) => {
-      child.stdout!.on('data', (d) => String(d).includes('locked') && res());
-      child.once('exit', (c) => rej(new Error(`holder exited ${c}`)));
-    });
-    child.kill('SIGKILL');
-    await new Promise((r) => child.once('exit', r));
+    await leaveStaleLock(f);
     const reg = new Registry(f, { staleMs: 3000 });
     const t0 = Date.now();
     await reg.mutate((s) => void (s.entries.after = entry('after')));
