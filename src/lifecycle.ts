@@ -16,7 +16,7 @@ import { InvalidInputError, JobNotFoundError, ServiceFailedError, TaoInferError 
 import { loadAdapter, checkPlatform } from './platforms/index.js';
 import { loadReferences, type References } from './references.js';
 import { pickPort } from './registry/ports.js';
-import { Registry } from './registry/store.js';
+import { Registry, type RegistryState } from './registry/store.js';
 import { sendChatCompletion, type ChatCompletion } from './service/chat.js';
 import { waitForReadiness } from './service/readiness.js';
 import { buildBody, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
@@ -202,13 +202,15 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
   if (spec.bind_address !== '127.0.0.1' && adapter.unsupported.bind_address)
     throw new InvalidInputError('--bind', `--bind is not available on ${platform}: ${adapter.unsupported.bind_address}`);
   const holdsSame = (e: RegistryEntry) => e.platform === platform;
+  // The host port rule for platforms that reserve one (contract §5); ports bound on this host only matter locally.
+  const pickHostPort = (s: RegistryState) =>
+    pickPort(s, { holds: holdsSame, checkBound: platform === 'local-docker', bindAddress: spec.bind_address, explicit: input.port });
 
   const noRecord = async () => undefined;
   if (input.dry_run) {
     let host_port: number | undefined;
     if (adapter.reservesHostPort) {
-      const state = await registry.read();
-      host_port = await pickPort(state, { holds: holdsSame, checkBound: platform === 'local-docker', bindAddress: spec.bind_address, explicit: input.port });
+      host_port = await pickHostPort(await registry.read());
       spec.host_port = host_port;
     }
     const plan = await adapter.plan(spec, {
@@ -248,15 +250,14 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
   };
   if (input.port !== undefined && adapter.reservesHostPort) {
     // Refuse a taken --port before any platform call (checked again under the lock below).
-    await pickPort(await registry.read(), { holds: holdsSame, checkBound: platform === 'local-docker', bindAddress: spec.bind_address, explicit: input.port });
+    await pickHostPort(await registry.read());
   }
   await adapter.preflight(spec, ctx);
 
   // Record before launch: state starting, host port reserved under the lock.
   const started_at = new Date().toISOString();
   await registry.mutate(async (s) => {
-    if (adapter.reservesHostPort)
-      spec.host_port = await pickPort(s, { holds: holdsSame, checkBound: platform === 'local-docker', bindAddress: spec.bind_address, explicit: input.port });
+    if (adapter.reservesHostPort) spec.host_port = await pickHostPort(s);
     s.entries[spec.job_id] = {
       job_id: spec.job_id,
       platform,
