@@ -160,7 +160,7 @@ export class CommandFailedError extends PlatformError {
     );
   }
   override details() {
-    return { argv: this.argv, exit_code: this.exitCode, stderr_tail: this.stderrTail };
+    return { argv: this.argv, command_exit_code: this.exitCode, stderr_tail: this.stderrTail };
   }
 }
 
@@ -213,7 +213,7 @@ export class ServiceFailedError extends ServiceNotReadyError {
     );
   }
   override details() {
-    return { job_id: this.job_id, error_type: this.errorType, exit_code: this.exitCode, log_tail: this.logTail };
+    return { job_id: this.job_id, error_type: this.errorType, service_exit_code: this.exitCode, log_tail: this.logTail };
   }
 }
 

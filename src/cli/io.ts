@@ -111,7 +111,7 @@ export function handleError(err: unknown, flags: GlobalFlags): number {
     if (err.hint) process.stderr.write(`hint: ${err.hint}\n`);
     if (debug && err.stack) process.stderr.write(`${err.stack}\n`);
     if (flags.json)
-      process.stdout.write(`${JSON.stringify({ error: { code: err.code, type: err.name, message: err.message, hint: err.hint, exit_code: code, ...err.details() } }, null, 2)}\n`);
+      process.stdout.write(`${JSON.stringify({ error: { code: err.code, type: err.name, message: err.message, hint: err.hint, ...err.details(), exit_code: code } }, null, 2)}\n`);
   } else {
     const e = err as Error;
     process.stderr.write(`error: unexpected failure: ${e?.message ?? String(err)}\n`);

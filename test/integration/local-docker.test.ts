@@ -143,7 +143,8 @@ describe('local-docker: several services, failures, bad input', () => {
     expect(r.exitCode).toBe(4);
     const err = parseJson(r).error;
     expect(err.code).toBe('service_failed');
-    expect(err.exit_code).toBe(3);
+    expect(err.exit_code).toBe(4);
+    expect(err.service_exit_code).toBe(3);
     expect(err.log_tail.join('\n')).toMatch(/Traceback|crash/i);
     expect(r.stderr).toMatch(/last \d+ log lines/);
     const jobId = /service ([0-9a-f-]{36}) failed/.exec(err.message)![1]!;
@@ -227,6 +228,9 @@ describe('local-docker: several services, failures, bad input', () => {
       [['request', '--job', 'keep', '--prompt', 'x', '--image', 's3://b/cat.png'], /cloud URI/],
       [['request', '--job', 'keep', '--prompt', 'x', '--image', PNG, '--guidance', '2'], /guidance does not apply to cosmos-rl/],
       [['start', '--arch', 'cosmos-rl', '--model', '/m', '--platform', 'mars'], /unknown platform 'mars'/],
+      [['start', '--arch', 'cosmos-rl', '--model', '/m', '--docker-network', 'bad name;x'], /not a docker network name/],
+      [['start', '--arch', 'cosmos-rl', '--model', '/m', '--bind', '9.9.9.9.9'], /--bind '9\.9\.9\.9\.9' is not an IP address/],
+      [['request', '--job', 'keep', '--prompt', 'x', '--image', PNG, '--retry-window', 'abc'], /--retry-window must be a whole number/],
       [['start', '--arch', 'cosmos-rl', '--model', '/m', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--port', '9000'], /--port is not available on lepton/],
       [['start', '--arch', 'cosmos-rl', '--model', '/m', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--gpu-ids', '0'], /--gpu-ids is not available on lepton/],
     ];
