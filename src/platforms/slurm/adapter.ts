@@ -32,8 +32,8 @@ import type {
   PortAllocator,
   RegistryEntry,
 } from '../../types.js';
-import { isAlive, killPid, spawnDetached, waitForPort } from '../../util/detached.js';
-import { formatArgv } from '../../util/shell.js';
+import { forwarderEnv, isAlive, isOwnProcess, killPid, spawnDetached, waitForPort } from '../../util/detached.js';
+import { formatArgv, shQuote } from '../../util/shell.js';
 import { JOB_FILES, packageFile, remote, remotePath, renderJobScript, renderSecretsFile, resolveSlurmParams, type SlurmParams } from './script.js';
 import { connectSsh, type SshSession, type SshTarget } from './ssh.js';
 
@@ -251,22 +251,7 @@ function tunnelLogFile(jobId: string): string {
 
 /** True when `pid` is alive and (where /proc exists) is the forwarder of `jobId`, so we never signal a recycled PID. */
 export function isOurForwarder(pid: number | undefined, jobId: string): boolean {
-  if (!pid || !isAlive(pid)) return false;
-  const proc = `/proc/${pid}/cmdline`;
-  if (!existsSync('/proc/self/cmdline')) return true;
-  try {
-    const args = readFileSync(proc, 'utf8').split('\0');
-    return args.some((a) => a.endsWith('tunnel.js')) && args.includes(jobId);
-  } catch {
-    return false;
-  }
-}
-
-/** Environment for the forwarder: only what SSH needs (no secrets from the caller's environment). */
-function forwarderEnv(env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
-  const out: NodeJS.ProcessEnv = {};
-  for (const k of ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'SSH_AUTH_SOCK', 'TMPDIR']) if (env[k] !== undefined) out[k] = env[k];
-  return out;
+  return isOwnProcess(pid, ['tunnel.js', jobId]);
 }
 
 /**
@@ -427,6 +412,8 @@ class SlurmAdapter implements PlatformAdapter {
     const s = await connectSsh(p.target, ctx.env);
     let slurmId: string | undefined;
     try {
+      // Record where the secrets file goes before it exists, so stop can always remove it (and find the job by name).
+      await ctx.record({ platform_data: { ...data } });
       await must(s, remote.prepareDir(p));
       await must(s, remote.writeSecrets(p), { stdin: renderSecretsFile(spec.env.secretNames, ctx.env) });
       await must(s, remote.writeScript(p), { stdin: script });
@@ -590,6 +577,9 @@ class SlurmAdapter implements PlatformAdapter {
               st = await queryJob(s, id, jobDir);
             }
             ctx.log(`Slurm job ${id}: ${st.native ?? st.state}`);
+          } else {
+            // Interrupted between sbatch and recording its id: the job name is the job_id (a UUID).
+            await s.exec(`scancel --name=${shQuote(entry.job_id)}`);
           }
           if (jobDir) await s.exec(remote.removeSecrets(jobDir));
         });
