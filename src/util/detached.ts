@@ -3,7 +3,7 @@
  * Their PID is recorded in the registry entry; stop ends them by that PID only.
  */
 import { spawn } from 'node:child_process';
-import { openSync, closeSync, mkdirSync } from 'node:fs';
+import { openSync, closeSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
 import { createConnection } from 'node:net';
 import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -90,4 +90,26 @@ export async function waitForPort(host: string, port: number, timeoutMs: number)
     await sleep(100);
   }
   return false;
+}
+
+/**
+ * True when `pid` is alive and, where /proc exists, its argv has each of `needles` as a substring
+ * of some argument — so a recycled PID is never signalled. Without /proc: alive is enough.
+ */
+export function isOwnProcess(pid: number | undefined, needles: string[]): boolean {
+  if (!pid || !isAlive(pid)) return false;
+  if (!existsSync('/proc/self/cmdline')) return true;
+  try {
+    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
+    return needles.every((n) => args.some((a) => a.includes(n)));
+  } catch {
+    return false;
+  }
+}
+
+/** Environment for a forwarder: only what SSH/the client needs, never the caller's secrets. `extra` names are kept too. */
+export function forwarderEnv(env: NodeJS.ProcessEnv, extra: string[] = []): NodeJS.ProcessEnv {
+  const out: NodeJS.ProcessEnv = {};
+  for (const k of ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'SSH_AUTH_SOCK', 'TMPDIR', ...extra]) if (env[k] !== undefined) out[k] = env[k];
+  return out;
 }

@@ -35,7 +35,7 @@ import type {
   PlatformAdapter,
   RegistryEntry,
 } from '../../types.js';
-import { isAlive, killPid, spawnDetached, waitForPort } from '../../util/detached.js';
+import { forwarderEnv, isAlive, isOwnProcess, killPid, spawnDetached, waitForPort } from '../../util/detached.js';
 import { runCapture, tailLines, type RunResult } from '../../util/run.js';
 import { mapDockerState } from '../docker-cli.js';
 import {
@@ -129,6 +129,11 @@ export function brevDockerHint(stderr: string, instance: string): string | undef
   if (/docker: (command )?not found|docker: not found/i.test(stderr)) return `Docker is not installed on ${instance}: use a Brev VM instance (Docker and the NVIDIA toolkit preinstalled).`;
   if (/Cannot connect to the Docker daemon|permission denied.*docker\.sock/i.test(stderr)) return `The docker daemon on ${instance} is not reachable for the login user.`;
   return undefined;
+}
+
+/** True when the entry's forwarder PID is alive and is its ssh forward (never signal a recycled PID). */
+function isOurForward(entry: RegistryEntry): boolean {
+  return isOwnProcess(entry.forwarder_pid, ['ssh', `127.0.0.1:${entry.local_port}:`]);
 }
 
 interface ExecOutcome extends RunResult {
@@ -311,7 +316,7 @@ class BrevAdapter implements PlatformAdapter {
     const target = this.forwardTarget(s.bind_address);
     const logFile = join(tmpdir(), 'tao-infer', `brev-forward-${s.job_id}.log`);
     const fargv = forwardArgv(instance, local, host_port, target, cfg);
-    const pid = spawnDetached({ command: fargv[0]!, args: fargv.slice(1), env: ctx.env, logFile });
+    const pid = spawnDetached({ command: fargv[0]!, args: fargv.slice(1), env: forwarderEnv(ctx.env), logFile });
     await ctx.record({ forwarder_pid: pid, platform_data: { ...platform_data, forward_log: logFile } });
     const up = await this.waitForward(pid, local);
     if (!up) {
@@ -357,7 +362,7 @@ class BrevAdapter implements PlatformAdapter {
    * @throws InvalidInputError when the entry lacks what a forward needs; LaunchFailedError when it does not come up
    */
   async restartForwarder(entry: RegistryEntry, ctx: EntryContext): Promise<Partial<RegistryEntry>> {
-    if (entry.forwarder_pid && isAlive(entry.forwarder_pid)) return {};
+    if (isOurForward(entry)) return {};
     const instance = instanceOf(entry);
     if (!instance || typeof entry.local_port !== 'number' || typeof entry.host_port !== 'number')
       throw new InvalidInputError('<job_id>', `registry entry ${entry.job_id} lacks the instance or ports of its forward`);
@@ -366,7 +371,7 @@ class BrevAdapter implements PlatformAdapter {
     const bind = typeof pd.bind_address === 'string' ? pd.bind_address : '127.0.0.1';
     const logFile = typeof pd.forward_log === 'string' ? pd.forward_log : join(tmpdir(), 'tao-infer', `brev-forward-${entry.job_id}.log`);
     const fargv = forwardArgv(instance, entry.local_port, entry.host_port, this.forwardTarget(bind), cfg);
-    const pid = spawnDetached({ command: fargv[0]!, args: fargv.slice(1), env: ctx.env, logFile });
+    const pid = spawnDetached({ command: fargv[0]!, args: fargv.slice(1), env: forwarderEnv(ctx.env), logFile });
     if (!(await this.waitForward(pid, entry.local_port))) {
       await killPid(pid);
       throw new LaunchFailedError(`the ssh forward 127.0.0.1:${entry.local_port} → ${instance}:${entry.host_port} did not come up`, 'forward_failed', [], {
@@ -392,7 +397,7 @@ class BrevAdapter implements PlatformAdapter {
     } catch {
       return { state: 'unknown', native: 'inspect-failed', reason: `unexpected docker inspect output: ${r.remote.out.slice(0, 120)}` };
     }
-    if (st.state === 'running' && entry.forwarder_pid && !isAlive(entry.forwarder_pid))
+    if (st.state === 'running' && entry.forwarder_pid && !isOurForward(entry))
       st.reason = `the local ssh forward (pid ${entry.forwarder_pid}) is not running; requests to ${entry.host_url} will fail`;
     return st;
   }
@@ -440,7 +445,7 @@ class BrevAdapter implements PlatformAdapter {
   }
 
   async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
-    await killPid(entry.forwarder_pid);
+    if (isOurForward(entry)) await killPid(entry.forwarder_pid);
     const instance = instanceOf(entry);
     if (!instance) return;
     const r = await brevExec(instance, stopScript(entry.job_id), ctx.env, { timeoutMs: 180_000, signal: ctx.signal });

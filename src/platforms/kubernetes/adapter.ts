@@ -30,7 +30,7 @@ import type {
   PlanStep,
   RegistryEntry,
 } from '../../types.js';
-import { isAlive, killPid, spawnDetached } from '../../util/detached.js';
+import { isAlive, isOwnProcess, killPid, spawnDetached } from '../../util/detached.js';
 import { apiStatus, isNotFound, loadKube, toPlatformError, type KubeConnection } from './client.js';
 import {
   CONTAINER_NAME,
@@ -164,15 +164,9 @@ function forwarderScript(): string {
   throw new PlatformError('kubernetes_forwarder_missing', `the port-forward helper script is missing (${here})`, { hint: 'Rebuild tao-infer (npm run build).' });
 }
 
-/** True when `pid` looks like our port-forward process (Linux /proc check; elsewhere assume yes). */
+/** True when `pid` is our port-forward process (Linux /proc check; elsewhere alive is enough). */
 function isOurForwarder(pid: number): boolean {
-  const f = `/proc/${pid}/cmdline`;
-  if (!existsSync('/proc/self/cmdline')) return true;
-  try {
-    return readFileSync(f, 'utf8').includes('port-forward');
-  } catch {
-    return false;
-  }
+  return isOwnProcess(pid, ['port-forward']);
 }
 
 function lastLines(text: string, n: number): string[] {
@@ -213,6 +207,10 @@ class KubernetesAdapter implements PlatformAdapter {
   async preflight(spec: LaunchSpec, ctx: AdapterContext): Promise<void> {
     const opts = parseK8sOptions(spec.options);
     shmSizeToQuantity(spec.shm_size);
+    if (spec.host_port !== undefined && opts.expose !== 'port-forward')
+      throw new InvalidInputError('--port', `--port sets the local port of --expose port-forward; with --expose ${opts.expose} the Service decides the address`, {
+        hint: 'Drop --port, or add --expose port-forward.',
+      });
     const conn = connectSpec(opts, ctx.env);
     this.warnPullSecret(spec, opts, ctx);
     if (spec.num_gpus <= 0) return;
