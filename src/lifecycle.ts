@@ -9,10 +9,11 @@
  * keepOnFailure), so no service ever runs unrecorded.
  */
 import { randomUUID } from 'node:crypto';
+import { isIP } from 'node:net';
 import { buildInnerCommand, type InnerCommand } from './archs/command.js';
 import { resolveImage, type ResolvedImage } from './archs/image.js';
 import { checkEnvName, checkNumGpus, checkPort, parseModelPath } from './archs/inputs.js';
-import { InvalidInputError, JobNotFoundError, ServiceFailedError, TaoInferError } from './errors.js';
+import { InvalidInputError, JobNotFoundError, ServiceFailedError } from './errors.js';
 import { loadAdapter, checkPlatform } from './platforms/index.js';
 import { loadReferences, type References } from './references.js';
 import { pickPort } from './registry/ports.js';
@@ -90,6 +91,12 @@ function ctxParts(deps: Deps) {
   return { env, registry, refs, warnings, log, warn };
 }
 
+/**
+ * Names passed with `--env` that look like credentials are handled as secrets (never in a manifest,
+ * script, argv or dry-run), even when service.yaml does not list them.
+ */
+export const SECRET_LIKE = /(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(^|_)KEY$|API_?KEY)/i;
+
 /** Secret env var names (service secrets + platform credentials) from service.yaml. */
 export function secretNames(refs: References): string[] {
   return [...refs.service.secrets_handling.secret_env_vars, ...refs.service.secrets_handling.platform_credentials];
@@ -116,7 +123,7 @@ export function prepareLaunch(
   }
   if (input.port !== undefined) checkPort(input.port);
   const bind_address = input.bind_address ?? '127.0.0.1';
-  if (!/^[0-9a-fA-F:.]+$/.test(bind_address)) throw new InvalidInputError('--bind', `--bind '${bind_address}' is not an IP address`, { hint: 'Example: --bind 0.0.0.0 to listen on all interfaces.' });
+  if (!isIP(bind_address)) throw new InvalidInputError('--bind', `--bind '${bind_address}' is not an IP address`, { hint: 'Example: --bind 0.0.0.0 to listen on all interfaces.' });
   const shm_size = input.shm_size ?? '16g';
   if (!/^\d+[bkmg]?$/i.test(shm_size)) throw new InvalidInputError('--shm-size', `--shm-size '${shm_size}' is not a size`, { hint: 'Example: --shm-size 16g' });
 
@@ -130,7 +137,7 @@ export function prepareLaunch(
       throw new InvalidInputError('--env', `${name} must not be set for inference services (callbacks are disabled)`, { hint: `Drop --env ${name}.` });
     const v = env[name];
     if (v === undefined) throw new InvalidInputError('--env', `${name} is not set in your environment`, { hint: `export ${name}=... first; --env takes the name only.` });
-    if (secrets.has(name)) {
+    if (secrets.has(name) || SECRET_LIKE.test(name)) {
       if (!secretSet.includes(name)) secretSet.push(name);
     } else plain[name] = v;
   }
@@ -248,9 +255,12 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
       });
     },
   };
-  if (input.port !== undefined && adapter.reservesHostPort) {
-    // Refuse a taken --port before any platform call (checked again under the lock below).
-    await pickHostPort(await registry.read());
+  if (input.port !== undefined) {
+    // Refuse a taken --port before any platform call (checked again under the lock when it is taken).
+    // Platforms that do not reserve a host port use --port for a local forwarder: any entry or program holding it counts.
+    const state = await registry.read();
+    if (adapter.reservesHostPort) await pickHostPort(state);
+    else await pickPort(state, { holds: () => true, checkBound: true, bindAddress: '127.0.0.1', explicit: input.port });
   }
   await adapter.preflight(spec, ctx);
 
@@ -328,7 +338,8 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
       },
     });
   } catch (e) {
-    if (e instanceof TaoInferError) await cleanup(e.message.split('\n')[0]!);
+    // Any failure while waiting (also an interrupt) removes the service unless --keep-on-failure.
+    await cleanup(e instanceof Error ? e.message.split('\n')[0]! : 'start failed');
     throw e;
   }
   return { job_id: spec.job_id, entry, ready: true, warnings };

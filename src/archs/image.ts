@@ -53,7 +53,14 @@ export function resolveImage(refs: References, network_arch: string, env: NodeJS
     value = mapped;
     source = 'mapping';
   }
-  if (value.includes('/')) return { image: value, key, source };
+  if (value.includes('/')) {
+    // An image reference: no whitespace or control characters, and it must not read as a flag.
+    if (/[\s\u0000-\u001f]/.test(value) || value.startsWith('-'))
+      throw new ConfigError(source.startsWith('env:') ? source.slice(4) : servicePath, [`'${value}' is not a valid image reference`], {
+        hint: 'Use a reference such as nvcr.io/nvidia/tao/tao-toolkit:<tag>.',
+      });
+    return { image: value, key, source };
+  }
   const parts = value.split('.');
   const versionsPath = join(refs.root, 'versions.yaml');
   if (parts.length !== 2 || !parts[0] || !parts[1])

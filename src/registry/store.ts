@@ -47,7 +47,13 @@ export interface LockStats {
 function isEntry(v: unknown): v is RegistryEntry {
   if (!v || typeof v !== 'object' || Array.isArray(v)) return false;
   const e = v as Record<string, unknown>;
-  return typeof e.job_id === 'string' && typeof e.network_arch === 'string' && typeof e.platform === 'string';
+  return (
+    typeof e.job_id === 'string' &&
+    typeof e.network_arch === 'string' &&
+    typeof e.platform === 'string' &&
+    typeof e.host_url === 'string' &&
+    typeof e.started_at === 'string'
+  );
 }
 
 /** Split a parsed registry object into entries / latest / other keys. */
@@ -55,7 +61,7 @@ export function parseState(obj: Record<string, unknown>): RegistryState {
   const state: RegistryState = { entries: {}, other: {} };
   for (const [k, v] of Object.entries(obj)) {
     if (k === 'latest' && typeof v === 'string') state.latest = v;
-    else if (isEntry(v)) state.entries[k] = { ...v, host_url: typeof v.host_url === 'string' ? v.host_url : '', started_at: typeof v.started_at === 'string' ? v.started_at : '' };
+    else if (isEntry(v)) state.entries[k] = v;
     else state.other[k] = v;
   }
   return state;

@@ -96,6 +96,7 @@ export function requestCommand(): Command {
           .map(([k, v]) => `${k}=${JSON.stringify(v)}${prepared.defaulted.includes(k) ? ' (default)' : ''}`)
           .join(' ')}`,
       );
+      if (!/^\d+$/.test(String(o.retryWindow))) throw new InvalidInputError('--retry-window', `--retry-window must be a whole number of seconds, got '${o.retryWindow}'`);
       const completion = await sendRequest(prepared, {
         retry_window_s: Number(o.retryWindow),
         onRetry: (status, type, el) => info(`service still loading (HTTP ${status} ${type}) after ${el.toFixed(0)}s; retrying`),

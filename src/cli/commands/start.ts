@@ -34,7 +34,7 @@ export function startCommand(): Command {
     .addOption(new Option('--platform <name>', 'where to run').default('local-docker'))
     .option('--num-gpus <n>', 'GPUs to request (default 1; 0 = lifecycle smoke without GPU flags)', intArg('--num-gpus'))
     .option('--gpu-ids <ids>', 'explicit GPU device ids, e.g. 0,1 (local-docker, brev)')
-    .option('--port <n>', 'host port (default: lowest free in 8080-8199)', intArg('--port'))
+    .option('--port <n>', 'local-docker/brev host port, or the local port of a kubernetes port-forward (default: lowest free in 8080-8199)', intArg('--port'))
     .option('--bind <addr>', 'address the host port binds to (local-docker; brev: on the instance)', '127.0.0.1')
     .option('--model-key <key>', 'cosmos-predict2.5 registered model key for hf_model:// paths (e.g. base-2b)')
     .option('--output-dir <dir>', 'cosmos-predict2.5 output dir inside the container')

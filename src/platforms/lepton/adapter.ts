@@ -184,6 +184,11 @@ class LeptonAdapter implements PlatformAdapter {
     if (tokenEnv) {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(tokenEnv)) throw new InvalidInputError('--endpoint-token-env', `'${tokenEnv}' is not an environment variable name`);
       if (!env[tokenEnv]) throw new InvalidInputError('--endpoint-token-env', `${tokenEnv} is not set in your environment`, { hint: `export ${tokenEnv}=<endpoint token> first; the flag takes the NAME only.` });
+      // Its value goes into the deployment body: it must hold nothing but the endpoint token.
+      if (spec.env.secretNames.includes(tokenEnv) || ['NGC_KEY', 'BREV_API_TOKEN', WORKSPACE_TOKEN_ENV].includes(tokenEnv))
+        throw new InvalidInputError('--endpoint-token-env', `${tokenEnv} holds another credential; it must not become the endpoint token`, {
+          hint: `Put a token made for this endpoint in its own variable (e.g. export TAO_ENDPOINT_TOKEN=...), or omit the flag to use the workspace token.`,
+        });
     }
     const pull = opt(spec, 'imagePullSecret');
     if (pull !== undefined && !/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(pull)) throw new InvalidInputError('--image-pull-secret', `'${pull}' is not a secret name`);

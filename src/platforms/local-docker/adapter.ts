@@ -4,7 +4,7 @@
  * logs from `docker logs`, stop with `docker rm -f`.
  */
 import { execa } from 'execa';
-import { PlatformUnavailableError } from '../../errors.js';
+import { InvalidInputError, PlatformUnavailableError } from '../../errors.js';
 import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, Launched, LogOptions, PlatformAdapter, RegistryEntry } from '../../types.js';
 import { formatArgv } from '../../util/shell.js';
 import { runCapture, runChecked } from '../../util/run.js';
@@ -31,10 +31,14 @@ class LocalDockerAdapter implements PlatformAdapter {
   readonly reservesHostPort = true;
 
   private network(spec: LaunchSpec): string {
-    return String(spec.options.network || 'tao_default');
+    const net = String(spec.options.network || 'tao_default');
+    if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(net))
+      throw new InvalidInputError('--docker-network', `'${net}' is not a docker network name`, { hint: 'Use letters, digits, "_", "." and "-" (e.g. tao_default).' });
+    return net;
   }
 
-  async preflight(_spec: LaunchSpec, ctx: AdapterContext): Promise<void> {
+  async preflight(spec: LaunchSpec, ctx: AdapterContext): Promise<void> {
+    this.network(spec);
     const r = await runCapture('docker', ['version', '--format', '{{.Server.Version}}'], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT, timeoutMs: 30_000 });
     if (r.exitCode !== 0)
       throw new PlatformUnavailableError('local-docker', `the docker daemon does not answer: ${r.stderr.trim().split('\n').pop() ?? ''}`, {
