@@ -8,6 +8,7 @@
  *   4  service not ready                — readiness timed out or the service failed while loading
  *   5  request rejected                 — the microservice answered 4xx/5xx to a request
  *   6  registry problem                 — lock timeout, corrupt/unsafe registry file
+ *   130 interrupted (Ctrl-C)            — a start interrupted while launching or loading is cleaned up
  *   1  anything else (a bug)
  */
 
@@ -250,8 +251,16 @@ export class RegistryCorruptError extends RegistryError {
   }
 }
 
+/** The user interrupted the command (Ctrl-C / SIGINT / SIGTERM). */
+export class InterruptedError extends TaoInferError {
+  constructor(signal: string) {
+    super('interrupted', `interrupted by ${signal}`);
+  }
+}
+
 /** Family → exit code. The single place that decides process exit codes. */
 export function exitCodeFor(err: unknown): number {
+  if (err instanceof InterruptedError) return 130;
   if (err instanceof UserError) return 2;
   if (err instanceof PlatformError) return 3;
   if (err instanceof ServiceNotReadyError) return 4;

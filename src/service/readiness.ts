@@ -6,6 +6,7 @@
  */
 import { ReadinessTimeoutError, ServiceFailedError } from '../errors.js';
 import type { RequestYaml } from '../references.js';
+import { setTimeout as sleep } from 'node:timers/promises';
 import { fetchText } from '../util/http.js';
 
 export type ReadinessResult =
@@ -28,10 +29,16 @@ export function errorOf(body: unknown): { type: string; message: string } {
  * One readiness probe. Never throws: network errors are `waiting` with the error code as state.
  * @param headers extra headers (e.g. Authorization for lepton)
  */
-export async function probeReadiness(host_url: string, readiness: RequestYaml['readiness'], headers: Record<string, string> = {}, timeoutMs = 5000): Promise<ReadinessResult> {
+export async function probeReadiness(
+  host_url: string,
+  readiness: RequestYaml['readiness'],
+  headers: Record<string, string> = {},
+  timeoutMs = 5000,
+  signal?: AbortSignal,
+): Promise<ReadinessResult> {
   let res: { status: number; text: string };
   try {
-    res = await fetchText(`${host_url}${readiness.path}`, { headers }, timeoutMs);
+    res = await fetchText(`${host_url}${readiness.path}`, { headers }, timeoutMs, signal);
   } catch (e) {
     const code = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
     return { kind: 'waiting', state: ['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET'].includes(code) ? 'not listening yet' : `unreachable (${code})` };
@@ -79,7 +86,8 @@ export async function waitForReadiness(o: WaitOptions): Promise<void> {
   let state = 'starting';
   for (;;) {
     if (o.signal?.aborted) throw o.signal.reason ?? new Error('aborted');
-    const r = await probeReadiness(o.host_url, o.readiness, o.headers, Math.min(5000, Math.max(500, deadline - Date.now())));
+    const r = await probeReadiness(o.host_url, o.readiness, o.headers, Math.min(5000, Math.max(500, deadline - Date.now())), o.signal);
+    if (o.signal?.aborted) throw o.signal.reason ?? new Error('aborted');
     if (r.kind === 'ready') {
       o.onProgress?.((Date.now() - t0) / 1000, 'ready');
       return;
@@ -95,7 +103,9 @@ export async function waitForReadiness(o: WaitOptions): Promise<void> {
       await o.checkAlive();
     }
     if (Date.now() >= deadline) throw new ReadinessTimeoutError(o.job_id, o.timeoutS, state);
-    await new Promise((res) => setTimeout(res, Math.min(interval, Math.max(0, deadline - Date.now()))));
+    await sleep(Math.min(interval, Math.max(0, deadline - Date.now())), undefined, { signal: o.signal }).catch(() => {
+      throw o.signal?.reason ?? new Error('aborted');
+    });
     interval = Math.min(2000, Math.round(interval * 1.5));
   }
 }

@@ -6,7 +6,7 @@
 import { existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, parseJson, runCli } from '../helpers/cli.js';
+import { CLI, ROOT, parseJson, runCli } from '../helpers/cli.js';
 import { CANARY, docker, dockerTestEnv, ensureTestImage, recordedArgv, removeContainers, TEST_IMAGE } from '../helpers/docker.js';
 
 const PNG = join(ROOT, 'test/fixtures/media/cat.png');
@@ -168,6 +168,35 @@ describe('local-docker: several services, failures, bad input', () => {
     expect(docker(['inspect', jobId]).code).not.toBe(0);
   });
 
+  it('Ctrl-C while waiting for readiness removes the half-started service and exits 130', async () => {
+    const t = dockerTestEnv();
+    t.env.STANDIN_READY_FILE = '/never-created'; // inside the container: the model never finishes loading
+    const { spawn } = await import('node:child_process');
+    const child = spawn(process.execPath, [CLI, 'start', '--arch', 'cosmos-rl', '--model', '/m/x', '--num-gpus', '0', '--env', 'STANDIN_READY_FILE', '--json'], {
+      env: { ...process.env, ...t.env, CI: 'true' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let err = '';
+    let out = '';
+    child.stdout!.on('data', (d) => (out += d));
+    const exited = new Promise<number | null>((res) => child.once('close', (code) => res(code)));
+    await new Promise<void>((res) => {
+      child.stderr!.on('data', (d) => {
+        err += d;
+        if (/model_loading/.test(err)) res();
+      });
+    });
+    const jobId = /job_id ([0-9a-f-]{36})/.exec(err)![1]!;
+    expect(docker(['inspect', '--format', '{{.State.Status}}', jobId]).out.trim()).toBe('running');
+    child.kill('SIGINT');
+    const code = await exited;
+    const r = { exitCode: code, stdout: out };
+    expect(r.exitCode, err).toBe(130);
+    expect(JSON.parse(String(r.stdout)).error.code).toBe('interrupted');
+    expect(docker(['inspect', jobId]).code).not.toBe(0);
+    expect(JSON.parse(readFileSync(t.stateFile, 'utf8'))).toEqual({});
+  });
+
   it('model_load_error from readiness is a hard failure, not a timeout', async () => {
     const t = dockerTestEnv();
     t.env.STANDIN_MODEL_LOAD_ERROR = '1';
@@ -183,7 +212,7 @@ describe('local-docker: several services, failures, bad input', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toContain(`# image ${TEST_IMAGE}`);
     expect(r.stdout).toContain("umask 0 && cosmos-rl-inference-microservice --job '{");
-    expect(r.stdout).toMatch(/docker run -d --name [0-9a-f-]{36} .*-p 127\.0\.0\.1:8080:8080 --network tao_infer_test --shm-size 16g --gpus '"device=0,1"' -e HF_TOKEN tao-infer-test\/standin:latest \/bin\/sh -c /);
+    expect(r.stdout).toMatch(/docker run -d --name [0-9a-f-]{36} .*-p 127\.0\.0\.1:80\d\d:8080 --network tao_infer_test --shm-size 16g --gpus '"device=0,1"' -e HF_TOKEN tao-infer-test\/standin:latest \/bin\/sh -c /);
     expect(r.stdout + r.stderr).not.toContain(CANARY);
     expect(recordedArgv(t.argvLog)).toEqual([]);
     expect(existsSync(t.stateFile)).toBe(false);

@@ -1,5 +1,5 @@
 import { Command, Option } from 'commander';
-import { InvalidInputError } from '../../errors.js';
+import { InterruptedError, InvalidInputError } from '../../errors.js';
 import { parseGpuIds } from '../../archs/inputs.js';
 import { supportedArchs } from '../../archs/image.js';
 import type { PlanStep } from '../../types.js';
@@ -105,11 +105,22 @@ export function startCommand(): Command {
       dry_run: Boolean(o.dryRun),
     };
     const progress = progressReporter('waiting for readiness');
+    // Ctrl-C / SIGTERM while launching or loading: stop waiting and remove the half-started service
+    // (kept with --keep-on-failure), then exit 130.
+    const ac = new AbortController();
+    const onSignal = (sig: NodeJS.Signals) => ac.abort(new InterruptedError(sig));
+    process.once('SIGINT', onSignal);
+    process.once('SIGTERM', onSignal);
     const result = await startService(input, {
       registry: new Registry(),
       refs,
+      signal: ac.signal,
       reporter: { log: (m) => info(m), warn: (m) => warnLine(m), progress: progress.progress },
-    }).finally(() => progress.done());
+    }).finally(() => {
+      progress.done();
+      process.off('SIGINT', onSignal);
+      process.off('SIGTERM', onSignal);
+    });
     if (result.dry_run) {
       const d = result.dry_run;
       emit(flags, { dry_run: true, job_id: result.job_id, network_arch, platform, image: d.image.image, image_source: d.image.source, inner_command: d.inner_command, host_port: d.host_port, plan: d.plan, warnings: result.warnings }, () =>
