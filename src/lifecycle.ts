@@ -217,7 +217,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
   if (input.dry_run) {
     let host_port: number | undefined;
     if (adapter.reservesHostPort) {
-      host_port = await pickHostPort(await registry.read());
+      host_port = await pickHostPort(await registry.peek());
       spec.host_port = host_port;
     }
     const plan = await adapter.plan(spec, {

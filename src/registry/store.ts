@@ -125,7 +125,16 @@ export class Registry {
     return this.load(false);
   }
 
-  private async load(locked: boolean): Promise<RegistryState> {
+  /**
+   * Read without side effects, for --dry-run: a file that does not parse is reported (RegistryError
+   * `registry_corrupt`) but not moved aside.
+   */
+  async peek(): Promise<RegistryState> {
+    if (!(await this.checkSafe())) return { entries: {}, other: {} };
+    return this.load(false, false);
+  }
+
+  private async load(locked: boolean, quarantine = true): Promise<RegistryState> {
     let text: string;
     try {
       // O_NOFOLLOW: the symlink check above cannot race with a swap to a link.
@@ -151,6 +160,10 @@ export class Registry {
       reason = (e as Error).message;
     }
     if (reason) {
+      if (!quarantine)
+        throw new RegistryError('registry_corrupt', `registry ${this.file} could not be parsed (${reason})`, {
+          hint: 'Run any command without --dry-run to move it aside (it is never deleted), or repair it.',
+        });
       if (!locked) {
         // Quarantine only while holding the lock, so a concurrent writer's file is never moved.
         return this.withLock(() => this.load(true));

@@ -77,6 +77,13 @@ describe('registry file', () => {
     expect(readdirSync(join(f, '..')).filter((n) => n.includes('.corrupt-')).length).toBe(2);
   });
 
+  it('peek (for --dry-run) reports a corrupt file without moving it', async () => {
+    const f = tmpFile();
+    writeFileSync(f, 'not json');
+    await expect(new Registry(f).peek()).rejects.toThrow(/could not be parsed/);
+    expect(readFileSync(f, 'utf8')).toBe('not json');
+  });
+
   it('refuses a symlinked registry without touching its target', async () => {
     const f = tmpFile();
     const target = join(f, '..', 'target.json');
