@@ -169,10 +169,6 @@ export function prepareLaunch(
   return { spec, image, inner, platform };
 }
 
-function entryContext(env: NodeJS.ProcessEnv, log: (m: string) => void, warn: (m: string) => void, signal?: AbortSignal): EntryContext {
-  return { env, log, warn, signal };
-}
-
 /** Last `n` log lines of a service; [] when logs cannot be read. */
 export async function logTail(adapter: PlatformAdapter, entry: RegistryEntry, ctx: EntryContext, n = 20): Promise<string[]> {
   try {
@@ -284,7 +280,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
   });
   log(`job_id ${spec.job_id}: launching ${spec.network_arch} on ${platform} (image ${spec.image})`);
 
-  const ectx = entryContext(env, log, warn, deps.signal);
+  const ectx = { env, log, warn, signal: deps.signal };
   const cleanup = async (why: string) => {
     const entry = (await registry.get(spec.job_id)) ?? ({ job_id: spec.job_id, platform, network_arch: spec.network_arch, host_url: '', started_at } as RegistryEntry);
     if (input.keep_on_failure) {

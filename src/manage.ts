@@ -5,7 +5,7 @@
 import { JobNotFoundError } from './errors.js';
 import { loadAdapter } from './platforms/index.js';
 import { Registry, repairLatest } from './registry/store.js';
-import type { EntryContext, JobState, RegistryEntry } from './types.js';
+import type { JobState, RegistryEntry } from './types.js';
 
 /** Registry, environment and reporting used by these functions. All optional. */
 export interface ManageDeps {
@@ -23,10 +23,6 @@ function ctxParts(deps: ManageDeps) {
   return { env, registry, log, warn };
 }
 
-function entryContext(env: NodeJS.ProcessEnv, log: (m: string) => void, warn: (m: string) => void, signal?: AbortSignal): EntryContext {
-  return { env, log, warn, signal };
-}
-
 /**
  * Stop a service on its platform and remove it from the registry (contract §5: `latest` repaired).
  * A job already gone on the platform counts as stopped.
@@ -37,7 +33,7 @@ export async function stopService(job_id: string, deps: ManageDeps = {}): Promis
   const entry = await registry.get(job_id);
   if (!entry) throw new JobNotFoundError(job_id);
   const adapter = await loadAdapter(entry.platform);
-  await adapter.stop(entry, entryContext(env, log, warn, deps.signal));
+  await adapter.stop(entry, { env, log, warn, signal: deps.signal });
   await registry.remove(job_id);
   return entry;
 }
@@ -54,7 +50,7 @@ export async function listServices(deps: ManageDeps = {}): Promise<{ services: L
   const { env, registry, log, warn } = ctxParts(deps);
   const state = await registry.read();
   const entries = Object.values(state.entries).sort((a, b) => a.started_at.localeCompare(b.started_at));
-  const ectx = entryContext(env, log, warn, deps.signal);
+  const ectx = { env, log, warn, signal: deps.signal };
   const services = await Promise.all(
     entries.map(async (e): Promise<ListedService> => {
       try {
@@ -78,7 +74,7 @@ export async function* serviceLogs(job_id: string, opts: { follow?: boolean; tai
   const entry = await registry.get(job_id);
   if (!entry) throw new JobNotFoundError(job_id);
   const adapter = await loadAdapter(entry.platform);
-  yield* adapter.logs(entry, { ...opts, signal: deps.signal }, entryContext(env, log, warn, deps.signal));
+  yield* adapter.logs(entry, { ...opts, signal: deps.signal }, { env, log, warn, signal: deps.signal });
 }
 
 /** Pick a registry entry for stop: explicit id, else `latest` (confirmation is the caller's). */

@@ -31,6 +31,7 @@ import type {
   RegistryEntry,
 } from '../../types.js';
 import { isAlive, isOwnProcess, killPid, spawnDetached } from '../../util/detached.js';
+import { tailLines } from '../../util/run.js';
 import { apiStatus, isNotFound, loadKube, toPlatformError, type KubeConnection } from './client.js';
 import {
   CONTAINER_NAME,
@@ -169,16 +170,10 @@ function isOurForwarder(pid: number): boolean {
   return isOwnProcess(pid, ['port-forward']);
 }
 
-function lastLines(text: string, n: number): string[] {
-  const lines = text.split(/\r?\n/);
-  if (lines.length && lines[lines.length - 1] === '') lines.pop();
-  return lines.slice(-n);
-}
-
 async function podLogTail(conn: KubeConnection, namespace: string, pod: string, n: number, scrub: (s: string) => string): Promise<string[]> {
   try {
     const text = await conn.core.readNamespacedPodLog({ name: pod, namespace, container: CONTAINER_NAME, tailLines: n });
-    return lastLines(scrub(String(text ?? '')), n);
+    return tailLines(scrub(String(text ?? '')), n);
   } catch {
     return [];
   }
@@ -676,7 +671,7 @@ async function spawnForwarder(
     await sleep(100);
   }
   await killPid(pid);
-  throw new PlatformError('kubernetes_port_forward', `the local port-forward to pod ${podName} did not start listening on localhost:${port}\n${lastLines(readLog(), 20).join('\n')}`, {
+  throw new PlatformError('kubernetes_port_forward', `the local port-forward to pod ${podName} did not start listening on localhost:${port}\n${tailLines(readLog(), 20).join('\n')}`, {
     hint: `Check RBAC for pods/portforward in namespace ${data.namespace} and that port ${port} is free, or use --expose loadbalancer|nodeport.`,
   });
 }
