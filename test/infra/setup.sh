@@ -10,6 +10,14 @@ set -euo pipefail
 W=${W:-/tmp/tao-infer-infra}; mkdir -p "$W"/{log,ssh,slurm/state,slurm/spool}
 HERE=$(cd "$(dirname "$0")" && pwd)
 t0=$(date +%s.%N); ts(){ printf '%-28s %6.1fs\n' "$1" "$(echo "$(date +%s.%N)-$t0" | bc)"; }
+# wait_for WHAT SECONDS CMD...: retries CMD until it succeeds or SECONDS of wall-clock time have passed.
+wait_for(){ local what=$1 secs=$2; shift 2; local end=$(( $(date +%s) + secs ))
+  until "$@"; do [ "$(date +%s)" -lt "$end" ] || { echo "setup: $what not up after ${secs}s" >&2; return 1; }; sleep 0.25; done; }
+# fail MESSAGE LOG...: says what failed, shows the end of each log, exits non-zero (never waits on).
+fail(){ echo "setup: $1" >&2; shift; for f in "$@"; do [ -f "$f" ] && { echo "--- tail $f" >&2; tail -n 30 "$f" >&2; }; done; exit 1; }
+# stop_pidfile FILE NAME: ends the process in FILE only if it is still NAME (a stale file may name a reused PID).
+stop_pidfile(){ local pid; pid=$(cat "$1" 2>/dev/null) || return 0
+  [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$2" ] && kill "$pid" 2>/dev/null; rm -f "$1"; }
 export DEBIAN_FRONTEND=noninteractive
 need=""
 for p in docker.io busybox-static openssh-server openssh-client slurm-wlm munge bc openssl; do
@@ -22,12 +30,14 @@ fi
 ts apt-install
 
 # ---- docker engine ----
-if ! docker info >/dev/null 2>&1; then
+docker_ok(){ timeout 10 docker info >/dev/null 2>&1; }
+if ! docker_ok; then
+  # /var/run/docker.pid left by a dockerd of an earlier machine session would stop a new one from starting.
+  pgrep -x dockerd >/dev/null || rm -f /var/run/docker.pid
   nohup dockerd --storage-driver=overlay2 --iptables=false --data-root "$W/docker" > "$W/log/dockerd.log" 2>&1 &
   echo $! > "$W/dockerd.pid"
-  for i in $(seq 1 120); do docker info >/dev/null 2>&1 && break; sleep 0.25; done
+  wait_for "dockerd" 60 docker_ok || fail "dockerd did not start" "$W/log/dockerd.log"
 fi
-docker info >/dev/null
 ts dockerd-up
 bash "$HERE/../fixtures/build-test-image.sh"
 ts test-image
@@ -54,19 +64,34 @@ AllowTcpForwarding yes
 MaxStartups 100:30:200
 MaxSessions 50
 EOC
-if ! [ -f "$S/sshd.pid" ] || ! kill -0 "$(cat "$S/sshd.pid")" 2>/dev/null; then
+ssh_ok(){ timeout 10 ssh -p 2222 -i "$S/client_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o ConnectTimeout=3 -o LogLevel=ERROR root@127.0.0.1 true 2>/dev/null; }
+# Health, not a PID file, decides: a PID file left by an earlier machine session may name a reused PID.
+if ! ssh_ok; then
+  rm -f "$S/sshd.pid"
   /usr/sbin/sshd -f "$S/sshd_config" -E "$W/log/sshd.log"
+  wait_for "sshd on 127.0.0.1:2222" 20 ssh_ok || fail "sshd did not answer" "$W/log/sshd.log"
 fi
-for i in $(seq 1 40); do ssh -p 2222 -i "$S/client_key" -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes -o LogLevel=ERROR root@127.0.0.1 true 2>/dev/null && break; sleep 0.25; done
 ts sshd-up
 
 # ---- munge + slurm (single node, 8 fake CPUs, 4 fake GPUs) ----
 mkdir -p /run/munge; chown munge:munge /run/munge
 [ -f /etc/munge/munge.key ] || { dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=128 2>/dev/null; chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key; }
-[ -S /run/munge/munge.socket.2 ] || runuser -u munge -- /usr/sbin/munged
+munge_ok(){ timeout 5 munge -n 2>/dev/null | timeout 5 unmunge >/dev/null 2>&1; }
+# A socket left behind by a munged that is gone (the machine's processes end between sessions) is stale:
+# --force lets munged replace it.
+if ! munge_ok; then
+  runuser -u munge -- /usr/sbin/munged --force
+  wait_for "munged" 10 munge_ok || fail "munged does not answer" /var/log/munge/munged.log
+fi
 H=$(hostname -s); L="$W/slurm"
 for i in 0 1 2 3; do [ -e "$L/fakegpu$i" ] || mknod "$L/fakegpu$i" c 1 3; done
-if ! sinfo -h >/dev/null 2>&1; then
+sinfo_idle(){ timeout 5 sinfo -h -o '%T' 2>/dev/null | grep -qx idle; }
+slurmctld_ok(){ timeout 5 sinfo -h >/dev/null 2>&1; }
+if ! slurmctld_ok; then
+  # Leftovers of an earlier run (daemons without munge, PID files) are ended before a fresh start, and
+  # slurmctld -c drops the saved state of jobs whose processes are gone.
+  stop_pidfile "$W/slurmctld.pid" slurmctld; stop_pidfile "$W/slurmd.pid" slurmd
+  pkill -x slurmctld 2>/dev/null || true; pkill -x slurmd 2>/dev/null || true; sleep 0.5
 cat > /etc/slurm/slurm.conf <<EOC
 ClusterName=taoinfer
 SlurmctldHost=$H(127.0.0.1)
@@ -95,9 +120,12 @@ cat > /etc/slurm/gres.conf <<EOC
 AutoDetect=off
 NodeName=$H Name=gpu File=$L/fakegpu[0-3]
 EOC
-nohup slurmctld -D > "$W/log/slurmctld.log" 2>&1 & echo $! > "$W/slurmctld.pid"
+nohup slurmctld -D -c > "$W/log/slurmctld.log" 2>&1 & echo $! > "$W/slurmctld.pid"
 nohup slurmd -D > "$W/log/slurmd.log" 2>&1 & echo $! > "$W/slurmd.pid"
 fi
-for i in $(seq 1 120); do sinfo -h -o '%T' 2>/dev/null | grep -qx idle && break; sleep 0.25; done
+# A node left DOWN/DRAIN by an earlier run comes back with ReturnToService=2; resume it if not.
+wait_for "slurmctld" 30 slurmctld_ok || fail "slurmctld does not answer" "$W/log/slurmctld.log"
+sinfo_idle || scontrol update NodeName="$H" State=RESUME >/dev/null 2>&1 || true
+wait_for "slurm node idle" 60 sinfo_idle || { sinfo -N -o '%N %T %E' >&2 || true; fail "slurm node not idle" "$W/log/slurmctld.log" "$W/log/slurmd.log"; }
 sinfo -N -o '%N %T %c %G'
 ts slurm-up
