@@ -5,6 +5,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
+    globalSetup: ['test/setup/tmpdir.ts'],
     fileParallelism: false,
     testTimeout: 180_000,
     hookTimeout: 180_000,

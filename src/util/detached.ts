@@ -3,9 +3,10 @@
  * Their PID is recorded in the registry entry; stop ends them by that PID only.
  */
 import { spawn } from 'node:child_process';
-import { openSync, closeSync, mkdirSync, existsSync, readFileSync } from 'node:fs';
+import { openSync, closeSync, mkdirSync, existsSync, lstatSync, readFileSync, constants as fsConstants } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createConnection } from 'node:net';
-import { dirname } from 'node:path';
+import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 
 export interface DetachedOptions {
@@ -19,10 +20,29 @@ export interface DetachedOptions {
   cwd?: string;
 }
 
-/** Start a process in its own session, not attached to our stdio, and return its PID. */
+/**
+ * Where a forwarder's log goes: `<tmpdir>/tao-infer-<uid>/forwarders/<platform>-<job_id>.log`.
+ * The per-user directory (mode 0700) keeps other users of a shared host from reading the log or planting a
+ * symlink in its place; it is created on first use.
+ * @throws Error when that directory exists but is a symlink or belongs to another user.
+ */
+export function forwarderLogFile(platform: string, jobId: string): string {
+  const uid = process.getuid?.();
+  const base = join(tmpdir(), `tao-infer-${uid ?? 'user'}`);
+  mkdirSync(join(base, 'forwarders'), { recursive: true, mode: 0o700 });
+  const st = lstatSync(base);
+  if (st.isSymbolicLink() || !st.isDirectory() || (uid !== undefined && st.uid !== uid))
+    throw new Error(`${base} is not a directory of this user; remove it and try again`);
+  return join(base, 'forwarders', `${platform}-${jobId}.log`);
+}
+
+/**
+ * Start a process in its own session, not attached to our stdio, and return its PID.
+ * The log file is opened for appending with mode 0600 and without following a symlink.
+ */
 export function spawnDetached(opts: DetachedOptions): number {
-  mkdirSync(dirname(opts.logFile), { recursive: true });
-  const fd = openSync(opts.logFile, 'a', 0o600);
+  mkdirSync(dirname(opts.logFile), { recursive: true, mode: 0o700 });
+  const fd = openSync(opts.logFile, fsConstants.O_WRONLY | fsConstants.O_APPEND | fsConstants.O_CREAT | fsConstants.O_NOFOLLOW, 0o600);
   try {
     const child = spawn(opts.command, opts.args, {
       detached: true,

@@ -19,8 +19,6 @@
  * on a command line (visible in the process table); when logged out it stops with a hint instead.
  */
 import { execa } from 'execa';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { existsSync, readFileSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandFailedError, InvalidInputError, LaunchFailedError, MissingInputError, PlatformError, PlatformUnavailableError } from '../../errors.js';
@@ -35,7 +33,7 @@ import type {
   PlatformAdapter,
   RegistryEntry,
 } from '../../types.js';
-import { forwarderEnv, isAlive, isOwnProcess, killPid, spawnDetached, waitForPort } from '../../util/detached.js';
+import { forwarderEnv, isAlive, isOwnProcess, killPid, spawnDetached, waitForPort, forwarderLogFile } from '../../util/detached.js';
 import { runCapture, tailLines, type RunResult } from '../../util/run.js';
 import { mapDockerState } from '../docker-cli.js';
 import {
@@ -314,7 +312,7 @@ class BrevAdapter implements PlatformAdapter {
       field: 'local_port',
     });
     const target = this.forwardTarget(s.bind_address);
-    const logFile = join(tmpdir(), 'tao-infer', `brev-forward-${s.job_id}.log`);
+    const logFile = forwarderLogFile('brev', s.job_id);
     const fargv = forwardArgv(instance, local, host_port, target, cfg);
     const pid = spawnDetached({ command: fargv[0]!, args: fargv.slice(1), env: forwarderEnv(ctx.env), logFile });
     await ctx.record({ forwarder_pid: pid, platform_data: { ...platform_data, forward_log: logFile } });
@@ -369,7 +367,7 @@ class BrevAdapter implements PlatformAdapter {
     const pd = entry.platform_data ?? {};
     const cfg = typeof pd.ssh_config === 'string' ? pd.ssh_config : this.sshConfig(undefined, ctx.env);
     const bind = typeof pd.bind_address === 'string' ? pd.bind_address : '127.0.0.1';
-    const logFile = typeof pd.forward_log === 'string' ? pd.forward_log : join(tmpdir(), 'tao-infer', `brev-forward-${entry.job_id}.log`);
+    const logFile = typeof pd.forward_log === 'string' ? pd.forward_log : forwarderLogFile('brev', entry.job_id);
     const fargv = forwardArgv(instance, entry.local_port, entry.host_port, this.forwardTarget(bind), cfg);
     const pid = spawnDetached({ command: fargv[0]!, args: fargv.slice(1), env: forwarderEnv(ctx.env), logFile });
     if (!(await this.waitForward(pid, entry.local_port))) {

@@ -11,7 +11,6 @@
  */
 import { Log, type V1Pod } from '@kubernetes/client-node';
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
-import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
@@ -30,7 +29,7 @@ import type {
   PlanStep,
   RegistryEntry,
 } from '../../types.js';
-import { isAlive, isOwnProcess, killPid, spawnDetached } from '../../util/detached.js';
+import { isAlive, isOwnProcess, killPid, spawnDetached, forwarderLogFile } from '../../util/detached.js';
 import { tailLines } from '../../util/run.js';
 import { apiStatus, isNotFound, loadKube, toPlatformError, type KubeConnection } from './client.js';
 import {
@@ -439,7 +438,7 @@ class KubernetesAdapter implements PlatformAdapter {
     pod: V1Pod,
   ): Promise<Pick<Launched, 'host_url' | 'host_port' | 'forwarder_pid'>> {
     const port = await ctx.allocatePort({ holds: () => true, checkBound: true, bindAddress: '127.0.0.1', field: 'host_port' });
-    data.forwarder_log = join(tmpdir(), 'tao-infer', `k8s-port-forward-${data.job_name}.log`);
+    data.forwarder_log = forwarderLogFile('kubernetes', data.job_name);
     const podName = pod.metadata!.name!;
     const pid = await spawnForwarder(conn, data, podName, spec.container_port, port, ctx.env, spec.env.secretNames, async (p) => {
       await ctx.record({ forwarder_pid: p, host_port: port, platform_data: { ...data } });
@@ -476,7 +475,7 @@ class KubernetesAdapter implements PlatformAdapter {
       });
     }
     d.pod_name = pod.metadata!.name!;
-    d.forwarder_log ??= join(tmpdir(), 'tao-infer', `k8s-port-forward-${d.job_name}.log`);
+    d.forwarder_log ??= forwarderLogFile('kubernetes', d.job_name);
     const pid = await spawnForwarder(conn, d, d.pod_name, 8080, port, ctx.env, [], async () => undefined);
     ctx.log(`kubernetes: port-forward (pid ${pid}) localhost:${port} -> ${d.pod_name}:8080`);
     return { forwarder_pid: pid, platform_data: { ...(entry.platform_data ?? {}), ...d } };

@@ -14,8 +14,6 @@
  * `entry.platform_data` — names and paths only, never a secret.
  */
 import { existsSync, readFileSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandFailedError, LaunchFailedError, PlatformUnavailableError, ReadinessTimeoutError } from '../../errors.js';
@@ -32,7 +30,7 @@ import type {
   PortAllocator,
   RegistryEntry,
 } from '../../types.js';
-import { forwarderEnv, isAlive, isOwnProcess, killPid, spawnDetached, waitForPort } from '../../util/detached.js';
+import { forwarderEnv, isAlive, isOwnProcess, killPid, spawnDetached, waitForPort, forwarderLogFile } from '../../util/detached.js';
 import { formatArgv, shQuote } from '../../util/shell.js';
 import { JOB_FILES, packageFile, remote, remotePath, renderJobScript, renderSecretsFile, resolveSlurmParams, type SlurmParams } from './script.js';
 import { connectSsh, type SshSession, type SshTarget } from './ssh.js';
@@ -245,10 +243,6 @@ export function tunnelScript(): string {
   return packageFile('dist/src/platforms/slurm/tunnel.js');
 }
 
-function tunnelLogFile(jobId: string): string {
-  return join(tmpdir(), `tao-infer-${process.getuid?.() ?? 'user'}`, 'tunnels', `${jobId}.log`);
-}
-
 /** True when `pid` is alive and (where /proc exists) is the forwarder of `jobId`, so we never signal a recycled PID. */
 export function isOurForwarder(pid: number | undefined, jobId: string): boolean {
   return isOwnProcess(pid, ['tunnel.js', jobId]);
@@ -324,7 +318,7 @@ export async function restartTunnel(entry: RegistryEntry, ctx: EntryContext & { 
       hint: `Free port ${hostPort} (e.g. find it with 'ss -ltnp | grep :${hostPort}') and run 'tao-infer tunnel ${entry.job_id}' again.`,
     });
   }
-  const logFile = dataOf(entry).tunnel_log ?? tunnelLogFile(entry.job_id);
+  const logFile = dataOf(entry).tunnel_log ?? forwarderLogFile('slurm', entry.job_id);
   const pid = await startForwarder({ jobId: entry.job_id, slurmJobId: entry.platform_job_id, target, node: st.node, port: hostPort, env: ctx.env, logFile });
   ctx.log(`tunnel ${entry.job_id}: 127.0.0.1:${hostPort} → ${st.node}:${SERVICE_PORT} (pid ${pid})`);
   return { forwarder_pid: pid, host_port: hostPort, host_url: `http://localhost:${hostPort}`, slurm_node: st.node, restarted: true };
@@ -469,7 +463,7 @@ class SlurmAdapter implements PlatformAdapter {
 
       // ---- tunnel
       const hostPort = await ctx.allocatePort({ holds: (e) => e.platform === PLATFORM, checkBound: true });
-      const logFile = tunnelLogFile(spec.job_id);
+      const logFile = forwarderLogFile('slurm', spec.job_id);
       data.tunnel_log = logFile;
       const pid = await startForwarder({
         jobId: spec.job_id,
