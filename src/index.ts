@@ -4,14 +4,14 @@
 export * from './errors.js';
 export type * from './types.js';
 export { PLATFORM_NAMES } from './types.js';
-export { startService, prepareLaunch, prepareRequest, sendRequest, authHeaders, secretNames } from './lifecycle.js';
+export { startService, prepareLaunch, prepareRequest, sendRequest, authHeaders } from './lifecycle.js';
 export type { StartInput, StartResult, RequestInput, PreparedRequest, Deps, Reporter } from './lifecycle.js';
 export { stopService, listServices, serviceLogs, latestJobId } from './manage.js';
 export type { ListedService, ManageDeps } from './manage.js';
 export { Registry, statePath, DEFAULT_STATE_FILE } from './registry/store.js';
 export type { RegistryState } from './registry/store.js';
 export { pickPort, isPortFree } from './registry/ports.js';
-export { loadReferences } from './references.js';
+export { loadReferences, secretNames } from './references.js';
 export type { References } from './references.js';
 export { resolveImage, supportedArchs } from './archs/image.js';
 export { buildInnerCommand, envPayload } from './archs/command.js';

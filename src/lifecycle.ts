@@ -15,7 +15,7 @@ import { resolveImage, type ResolvedImage } from './archs/image.js';
 import { checkEnvName, checkNumGpus, checkPort, parseModelPath } from './archs/inputs.js';
 import { InvalidInputError, JobNotFoundError, ServiceFailedError } from './errors.js';
 import { loadAdapter, checkPlatform } from './platforms/index.js';
-import { loadReferences, type References } from './references.js';
+import { loadReferences, secretNames, type References } from './references.js';
 import { pickPort } from './registry/ports.js';
 import { Registry, type RegistryState } from './registry/store.js';
 import { sendChatCompletion, type ChatCompletion } from './service/chat.js';
@@ -96,11 +96,6 @@ function ctxParts(deps: Deps) {
  * script, argv or dry-run), even when service.yaml does not list them.
  */
 export const SECRET_LIKE = /(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(^|_)KEY$|API_?KEY)/i;
-
-/** Secret env var names (service secrets + platform credentials) from service.yaml. */
-export function secretNames(refs: References): string[] {
-  return [...refs.service.secrets_handling.secret_env_vars, ...refs.service.secrets_handling.platform_credentials];
-}
 
 /**
  * Validate everything start needs and build the LaunchSpec, without side effects.

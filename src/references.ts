@@ -162,6 +162,14 @@ export interface References {
 let cached: References | undefined;
 
 /**
+ * Every env var name service.yaml calls a secret: `secrets_handling.secret_env_vars` (the service's) followed by
+ * `secrets_handling.platform_credentials` (NGC_KEY, BREV_API_TOKEN, LEPTON_WORKSPACE_TOKEN). Source: contract §4.
+ */
+export function secretNames(refs: References): string[] {
+  return [...refs.service.secrets_handling.secret_env_vars, ...refs.service.secrets_handling.platform_credentials];
+}
+
+/**
  * Load references from `root` (default: the installed package root). Cross-file rules are checked too:
  * every valid arch has a container_commands entry and request constraints.
  * @throws ConfigError

@@ -179,6 +179,11 @@ describe('lepton', () => {
     await expect(startService(input(), badTok)).rejects.toBeInstanceOf(PlatformUnavailableError);
     const noTok = { ...deps(), env: { ...env, LEPTON_WORKSPACE_TOKEN: '' } };
     await expect(startService(input(), noTok)).rejects.toThrow(/LEPTON_WORKSPACE_TOKEN is not set/);
+    // Another credential (named in service.yaml) must never become the endpoint token sent in the deployment body.
+    for (const name of ['NGC_KEY', 'BREV_API_TOKEN', 'TAO_API_KEY']) {
+      const other = { ...deps(), env: { ...env, [name]: CANARY } };
+      await expect(startService(input({ options: { resourceShape: 'gpu.1xh100', endpointTokenEnv: name } }), other)).rejects.toThrow(/holds another credential/);
+    }
     expect(posts()).toBe(n);
     expect(Object.keys((await registry.read()).entries)).toHaveLength(0);
   });

@@ -16,7 +16,7 @@ import { PassThrough } from 'node:stream';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fileURLToPath } from 'node:url';
 import { InvalidInputError, LaunchFailedError, PlatformError, PlatformUnavailableError } from '../../errors.js';
-import { projectRoot } from '../../references.js';
+import { loadReferences, projectRoot, secretNames as referenceSecretNames } from '../../references.js';
 import type {
   AdapterContext,
   EntryContext,
@@ -55,8 +55,6 @@ const STOP_WAIT_MS = 60_000;
 const STATUS_TIMEOUT_MS = 10_000;
 /** How long the local port-forward process may take to listen. */
 const FORWARDER_START_MS = 20_000;
-/** Env vars never handed to the forwarder process (it needs only the kubeconfig). */
-const SECRET_ENV = ['HF_TOKEN', 'NGC_KEY', 'WANDB_API_KEY', 'CLEARML_API_ACCESS_KEY', 'CLEARML_API_SECRET_KEY', 'TAO_API_KEY', 'TAO_USER_KEY', 'BREV_API_TOKEN', 'LEPTON_WORKSPACE_TOKEN'];
 
 /** Not enough allocatable GPUs in the cluster for the Job (checked before anything is created). */
 export class InsufficientGpuCapacityError extends PlatformError {
@@ -639,15 +637,18 @@ async function spawnForwarder(
   containerPort: number,
   port: number,
   baseEnv: NodeJS.ProcessEnv,
-  secretNames: string[],
+  jobSecretNames: string[],
   onSpawn: (pid: number) => Promise<void>,
 ): Promise<number> {
   const logFile = data.forwarder_log!;
   const args = [forwarderScript(), '--namespace', data.namespace, '--pod', podName, '--port', String(containerPort), '--local-port', String(port), '--context', conn.source.context];
   if (conn.source.kubeconfig) args.push('--kubeconfig', conn.source.kubeconfig);
   if (conn.source.inCluster) args.push('--in-cluster');
+  // The forwarder keeps the caller's environment (kubeconfig exec credential plugins such as aws or
+  // gke-gcloud-auth-plugin need AWS_PROFILE and the like) minus every secret service.yaml names and the
+  // --env secrets of this job.
   const env: NodeJS.ProcessEnv = { ...baseEnv };
-  for (const n of [...SECRET_ENV, ...secretNames]) delete env[n];
+  for (const n of [...referenceSecretNames(loadReferences()), ...jobSecretNames]) delete env[n];
   let offset = 0;
   try {
     offset = statSync(logFile).size;

@@ -16,6 +16,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidInputError, LaunchFailedError, MissingInputError } from '../../errors.js';
+import { loadReferences, secretNames as referenceSecretNames } from '../../references.js';
 import type {
   AdapterContext,
   EntryContext,
@@ -185,7 +186,7 @@ class LeptonAdapter implements PlatformAdapter {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(tokenEnv)) throw new InvalidInputError('--endpoint-token-env', `'${tokenEnv}' is not an environment variable name`);
       if (!env[tokenEnv]) throw new InvalidInputError('--endpoint-token-env', `${tokenEnv} is not set in your environment`, { hint: `export ${tokenEnv}=<endpoint token> first; the flag takes the NAME only.` });
       // Its value goes into the deployment body: it must hold nothing but the endpoint token.
-      if (spec.env.secretNames.includes(tokenEnv) || ['NGC_KEY', 'BREV_API_TOKEN', WORKSPACE_TOKEN_ENV].includes(tokenEnv))
+      if (spec.env.secretNames.includes(tokenEnv) || referenceSecretNames(loadReferences()).includes(tokenEnv))
         throw new InvalidInputError('--endpoint-token-env', `${tokenEnv} holds another credential; it must not become the endpoint token`, {
           hint: `Put a token made for this endpoint in its own variable (e.g. export TAO_ENDPOINT_TOKEN=...), or omit the flag to use the workspace token.`,
         });
