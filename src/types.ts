@@ -194,6 +194,13 @@ export interface PlatformAdapter {
    * Returns the registry fields to update (e.g. a new forwarder_pid); resolves with {} when the forwarder is alive.
    */
   restartForwarder?(entry: RegistryEntry, ctx: EntryContext): Promise<Partial<RegistryEntry>>;
+  /**
+   * Prompt choices for a required `start` option that has no value (the CLI asks on a TTY only), looked up
+   * on the platform: brev `instance`, lepton `resourceShape`, slurm `partition`. `options` holds the values
+   * gathered so far (earlier options in the table, e.g. the SSH target). Resolves undefined when it has
+   * none to offer; the CLI then asks for free text. May throw; the CLI treats a failure as "no choices".
+   */
+  suggest?(key: string, env: NodeJS.ProcessEnv, options: Record<string, unknown>): Promise<string[] | undefined>;
 }
 
 /**

@@ -2,7 +2,7 @@
  * CLI input/output: interactive detection, prompts (inquirer, loaded lazily, drawn on stderr so
  * stdout stays clean for --json), progress lines, and the single error renderer.
  */
-import { MissingInputError, TaoInferError, exitCodeFor, type Candidate } from '../errors.js';
+import { InterruptedError, MissingInputError, TaoInferError, exitCodeFor, type Candidate } from '../errors.js';
 
 export interface GlobalFlags {
   json?: boolean;
@@ -18,20 +18,44 @@ export function isInteractive(flags: GlobalFlags, env: NodeJS.ProcessEnv = proce
 
 const promptContext = { output: process.stderr, clearPromptOnDone: false } as const;
 
-/** Free-text prompt; `validate` returns an error text or true. */
+/**
+ * Run one inquirer prompt. Ctrl-C in a prompt (inquirer's ExitPromptError) becomes InterruptedError, so the
+ * command ends with exit 130 like any other interrupt, before anything was launched.
+ */
+async function prompted<T>(ask: () => Promise<T>): Promise<T> {
+  try {
+    return await ask();
+  } catch (e) {
+    if ((e as Error)?.name === 'ExitPromptError') throw new InterruptedError('Ctrl-C at a prompt');
+    throw e;
+  }
+}
+
+/**
+ * Free-text prompt on stderr; `validate` returns an error text or true.
+ * @throws InterruptedError on Ctrl-C
+ */
 export async function askText(message: string, opts: { default?: string; validate?: (v: string) => string | true } = {}): Promise<string> {
   const { input } = await import('@inquirer/prompts');
-  return input({ message, default: opts.default, validate: opts.validate }, promptContext);
+  return prompted(() => input({ message, default: opts.default, validate: opts.validate }, promptContext));
 }
 
+/**
+ * A choice among `choices` (arrow keys, Enter) on stderr; resolves the chosen `value`.
+ * @throws InterruptedError on Ctrl-C
+ */
 export async function askSelect<T extends string>(message: string, choices: Array<{ name: string; value: T; description?: string }>): Promise<T> {
   const { select } = await import('@inquirer/prompts');
-  return select<T>({ message, choices }, promptContext);
+  return prompted(() => select<T>({ message, choices }, promptContext));
 }
 
+/**
+ * A yes/no question on stderr (default `dflt`).
+ * @throws InterruptedError on Ctrl-C
+ */
 export async function askConfirm(message: string, dflt = false): Promise<boolean> {
   const { confirm } = await import('@inquirer/prompts');
-  return confirm({ message, default: dflt }, promptContext);
+  return prompted(() => confirm({ message, default: dflt }, promptContext));
 }
 
 /**

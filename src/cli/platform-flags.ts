@@ -74,7 +74,9 @@ function longFlag(spec: PlatformOptionSpec): string {
 }
 
 /**
- * Collect option values for `platform` from parsed flags / env / defaults / prompts.
+ * Collect option values for `platform` from parsed flags / env / defaults / prompts, in the order of the
+ * platform's options table. A required option without a value is asked on a TTY: as a choice among the
+ * option's `choices` or what `suggest(key, gathered so far)` finds on the platform, else as free text.
  * @throws MissingInputError (required, not interactive), InvalidInputError (bad value)
  */
 export async function platformOptionValues(
@@ -82,7 +84,7 @@ export async function platformOptionValues(
   parsed: Record<string, unknown>,
   env: NodeJS.ProcessEnv,
   interactive: boolean,
-  suggest?: (key: string) => Promise<string[] | undefined>,
+  suggest?: (key: string, gathered: Record<string, unknown>) => Promise<string[] | undefined>,
 ): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
   for (const spec of PLATFORM_OPTIONS[platform]) {
@@ -91,7 +93,7 @@ export async function platformOptionValues(
     if (v === undefined && spec.env && env[spec.env] !== undefined && env[spec.env] !== '') v = coerce(spec, env[spec.env], `$${spec.env}`);
     if (v === undefined && spec.required) {
       if (!interactive) throw new MissingInputError(flag, `${spec.description}${spec.env ? ` (or set ${spec.env})` : ''}`);
-      const choices = spec.choices ?? (await suggest?.(spec.key));
+      const choices = spec.choices ?? (await suggest?.(spec.key, { ...out }));
       const answer = choices?.length
         ? await askSelect(`${spec.description}`, choices.map((c) => ({ name: c, value: c })))
         : await askText(`${spec.description} (${flag})`, { validate: (x) => (x.trim() ? true : `${flag} is required`) });

@@ -76,12 +76,12 @@ export function startCommand(): Command {
       if (i <= 0) throw new InvalidInputError('--arch-opt', `--arch-opt '${kv}' is not name=value`);
       arch_options[kv.slice(0, i)] = kv.slice(i + 1);
     }
-    let suggest: ((key: string) => Promise<string[] | undefined>) | undefined;
+    let suggest: ((key: string, gathered: Record<string, unknown>) => Promise<string[] | undefined>) | undefined;
     if (interactive) {
-      suggest = async (key) => {
+      suggest = async (key, gathered) => {
         const { loadAdapter } = await import('../../platforms/index.js');
-        const adapter = (await loadAdapter(platform)) as { suggest?: (key: string, env: NodeJS.ProcessEnv) => Promise<string[] | undefined> };
-        return adapter.suggest?.(key, process.env).catch(() => undefined);
+        const adapter = await loadAdapter(platform);
+        return adapter.suggest?.(key, process.env, gathered).catch(() => undefined);
       };
     }
     const options = await platformOptionValues(platform, o, process.env, interactive, suggest);

@@ -32,7 +32,7 @@ import type {
 } from '../../types.js';
 import { forwarderEnv, isAlive, isOwnProcess, killPid, spawnDetached, waitForPort, forwarderLogFile } from '../../util/detached.js';
 import { formatArgv, shQuote } from '../../util/shell.js';
-import { JOB_FILES, packageFile, remote, remotePath, renderJobScript, renderSecretsFile, resolveSlurmParams, type SlurmParams } from './script.js';
+import { JOB_FILES, packageFile, remote, remotePath, renderJobScript, renderSecretsFile, resolveSlurmParams, resolveSshTarget, type SlurmParams } from './script.js';
 import { connectSsh, type SshSession, type SshTarget } from './ssh.js';
 
 const PLATFORM = 'slurm';
@@ -138,6 +138,17 @@ function platformData(p: SlurmParams): SlurmPlatformData {
   if (p.target.knownHosts) d.known_hosts = p.target.knownHosts;
   if (p.account) d.account = p.account;
   return d;
+}
+
+/**
+ * Partition names on the cluster (`sinfo -a -h -o %P`), the default partition first; [] when sinfo fails.
+ */
+async function listPartitions(s: SshSession): Promise<string[]> {
+  const r = await s.exec(`sinfo -a -h -o '%P'`);
+  if (r.code !== 0) return [];
+  const raw = [...new Set(r.stdout.split(/\s+/).filter(Boolean))];
+  const dflt = raw.filter((x) => x.endsWith('*')).map((x) => x.slice(0, -1));
+  return [...new Set([...dflt, ...raw.map((x) => x.replace(/\*$/, ''))])];
 }
 
 async function withSession<T>(target: SshTarget, env: NodeJS.ProcessEnv, fn: (s: SshSession) => Promise<T>): Promise<T> {
@@ -365,12 +376,22 @@ class SlurmAdapter implements PlatformAdapter {
           hint: 'Point --slurm-host at a Slurm login node, or make the Slurm commands available in non-interactive SSH sessions (PATH in ~/.bashrc).',
         });
       const parts = p.partition.split(',');
-      const r = await s.exec(`sinfo -a -h -o '%R'`);
-      const known = r.stdout.split(/\s+/).filter(Boolean);
+      const known = await listPartitions(s);
       const unknown = parts.filter((x) => !known.includes(x));
-      if (r.code === 0 && known.length && unknown.length)
+      if (known.length && unknown.length)
         throw new PlatformUnavailableError(PLATFORM, `partition ${unknown.join(', ')} does not exist on ${p.target.host}`, { hint: `Use --partition with one of: ${known.join(', ')}.` });
     });
+  }
+
+  /**
+   * Prompt choices for `partition`: the cluster's partitions (default first), read over SSH with the target
+   * gathered so far. Other keys: undefined.
+   * @throws what connecting throws (unknown host key, auth failure); the CLI then asks for free text.
+   */
+  async suggest(key: string, env: NodeJS.ProcessEnv, options: Record<string, unknown>): Promise<string[] | undefined> {
+    if (key !== 'partition') return undefined;
+    const names = await withSession(resolveSshTarget(options, env), env, listPartitions);
+    return names.length ? names : undefined;
   }
 
   async plan(spec: LaunchSpec, ctx: AdapterContext): Promise<LaunchPlan> {

@@ -56,29 +56,43 @@ function expandLocal(p: string): string {
 }
 
 /**
+ * The login node to SSH to, from `--slurm-user`/`SLURM_USER`, `--slurm-host`/`SLURM_HOSTNAME`, `--ssh-port`
+ * (default 22), `--identity-file` and `--known-hosts` (a leading `~/` is this machine's home).
+ * @throws MissingInputError for a missing user or host; InvalidInputError naming the flag for a bad value.
+ */
+export function resolveSshTarget(o: Record<string, unknown>, env: NodeJS.ProcessEnv = {}): SshTarget {
+  const user = str(o.slurmUser) ?? str(env.SLURM_USER);
+  const host = str(o.slurmHost) ?? str(env.SLURM_HOSTNAME);
+  if (!user) throw new MissingInputError('--slurm-user', 'Slurm login user (--slurm-user or SLURM_USER)');
+  if (!host) throw new MissingInputError('--slurm-host', 'Slurm login node (--slurm-host or SLURM_HOSTNAME)');
+  if (!USER_RE.test(user)) throw new InvalidInputError('--slurm-user', `'${user}' is not a valid user name`, { hint: 'Use the login name on the cluster (letters, digits, ".", "_", "-").' });
+  const hostName = host.replace(/^\[(.*)\]$/, '$1');
+  if (!HOST_RE.test(hostName)) throw new InvalidInputError('--slurm-host', `'${host}' is not a valid host name or address`, { hint: 'Pass the login node name or IP address, without user@ or port.' });
+  const portRaw = o.sshPort ?? SLURM_DEFAULTS.sshPort;
+  const port = typeof portRaw === 'number' ? portRaw : Number(String(portRaw).trim());
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidInputError('--ssh-port', `SSH port '${String(portRaw)}' is not an integer from 1 to 65535`);
+  const target: SshTarget = { user, host: hostName, port };
+  const identity = str(o.identityFile);
+  if (identity) target.identityFile = expandLocal(identity);
+  const known = str(o.knownHosts);
+  if (known) target.knownHosts = expandLocal(known);
+  return target;
+}
+
+/**
  * Read and validate the slurm options of a LaunchSpec (values from flags, or the env vars named in
  * `./options.ts`, already merged by the CLI; `env` is consulted again for direct library use).
  * @throws MissingInputError for a missing user/host/partition; InvalidInputError naming the flag for a bad value.
  */
 export function resolveSlurmParams(spec: Pick<LaunchSpec, 'job_id' | 'options'>, env: NodeJS.ProcessEnv = {}): SlurmParams {
   const o = spec.options;
-  const user = str(o.slurmUser) ?? str(env.SLURM_USER);
-  const host = str(o.slurmHost) ?? str(env.SLURM_HOSTNAME);
+  const target = resolveSshTarget(o, env);
   const partition = str(o.partition) ?? str(env.SLURM_PARTITION);
   const account = str(o.account) ?? str(env.SLURM_ACCOUNT);
-  if (!user) throw new MissingInputError('--slurm-user', 'Slurm login user (--slurm-user or SLURM_USER)');
-  if (!host) throw new MissingInputError('--slurm-host', 'Slurm login node (--slurm-host or SLURM_HOSTNAME)');
   if (!partition) throw new MissingInputError('--partition', 'Slurm partition (--partition or SLURM_PARTITION)');
-  if (!USER_RE.test(user)) throw new InvalidInputError('--slurm-user', `'${user}' is not a valid user name`, { hint: 'Use the login name on the cluster (letters, digits, ".", "_", "-").' });
-  const hostName = host.replace(/^\[(.*)\]$/, '$1');
-  if (!HOST_RE.test(hostName)) throw new InvalidInputError('--slurm-host', `'${host}' is not a valid host name or address`, { hint: 'Pass the login node name or IP address, without user@ or port.' });
   if (!NAME_LIST_RE.test(partition)) throw new InvalidInputError('--partition', `'${partition}' is not a valid partition name`, { hint: "List partitions with 'sinfo -s' on the login node." });
   if (account !== undefined && !NAME_RE.test(account))
     throw new InvalidInputError('--account', `'${account}' is not a valid account name`, { hint: "List your accounts with 'sacctmgr show assoc user=$USER format=account'." });
-
-  const portRaw = o.sshPort ?? SLURM_DEFAULTS.sshPort;
-  const port = typeof portRaw === 'number' ? portRaw : Number(String(portRaw).trim());
-  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new InvalidInputError('--ssh-port', `SSH port '${String(portRaw)}' is not an integer from 1 to 65535`);
 
   const time = str(o.time) ?? SLURM_DEFAULTS.time;
   if (!TIME_RE.test(time)) throw new InvalidInputError('--time', `'${time}' is not a Slurm time limit`, { hint: 'Use MM, HH:MM:SS or D-HH:MM:SS, e.g. --time 04:00:00.' });
@@ -119,11 +133,6 @@ export function resolveSlurmParams(spec: Pick<LaunchSpec, 'job_id' | 'options'>,
     sbatchArgs.push(a);
   }
 
-  const target: SshTarget = { user, host: hostName, port };
-  const identity = str(o.identityFile);
-  if (identity) target.identityFile = expandLocal(identity);
-  const known = str(o.knownHosts);
-  if (known) target.knownHosts = expandLocal(known);
   const p: SlurmParams = { target, partition, time, jobDir, runtime, sbatchArgs };
   if (account) p.account = account;
   if (mounts) p.mounts = mounts;
