@@ -66,6 +66,7 @@ import https from 'node:https';
 import net from 'node:net';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
+import type { Duplex } from 'node:stream';
 import { WebSocketServer, type WebSocket } from 'ws';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
@@ -321,7 +322,7 @@ export class FakeK8sApiServer {
   private readonly privateRegistries: string[];
   private readonly lbDelayMs: number;
   private readonly graceMs: number;
-  private sockets = new Set<net.Socket>();
+  private sockets = new Set<Duplex>();
 
   constructor(opts: FakeK8sOptions = {}) {
     this.token = opts.token ?? `fake-${randomBytes(8).toString('hex')}`;

@@ -34,9 +34,8 @@ export async function runCli(
     timeout: opts.timeoutMs ?? 170_000,
     cwd: opts.cwd ?? ROOT,
     stripFinalNewline: false,
+    ...(opts.input !== undefined ? { input: opts.input } : { stdin: 'ignore' as const }),
   };
-  if (opts.input !== undefined) o.input = opts.input;
-  else o.stdin = 'ignore';
   const r = await execa(process.execPath, [CLI, ...args], o);
   return { exitCode: r.exitCode ?? -1, stdout: String(r.stdout), stderr: String(r.stderr) };
 }

@@ -1,7 +1,7 @@
 /**
  * slurm end to end through the built CLI, against the real servers test/infra/setup.sh runs on
  * loopback: OpenSSH on 127.0.0.1:2222 (the "login node"), munge, slurmctld + slurmd with 4 fake GPUs
- * (the node `vm` is this machine), and the Docker engine with the stand-in test image.
+ * (the one node, named after this machine's short hostname as test/infra/setup.sh configures it), and the Docker engine with the stand-in test image.
  *
  * Checked: start → pending (a blocker job holds all GPUs) → running → tunnel → ready → request → logs
  * → tunnel restart → stop, for `--container-runtime none` (stand-in executables on PATH of the node)
@@ -16,7 +16,7 @@ import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { createConnection, createServer } from 'node:net';
-import { homedir, tmpdir } from 'node:os';
+import { homedir, hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { execa } from 'execa';
@@ -26,6 +26,8 @@ import { isAlive as alive } from '../../src/util/detached.js';
 import { docker, ensureTestImage, TEST_IMAGE } from '../helpers/docker.js';
 
 const INFRA = '/tmp/tao-infer-infra/ssh';
+/** The Slurm node: setup.sh names it after this machine's short hostname. */
+const NODE = hostname().split('.')[0]!;
 const KEY = join(INFRA, 'client_key');
 const KNOWN = join(INFRA, 'known_hosts');
 const CANARY = `slurm-canary-${randomBytes(8).toString('hex')}`;
@@ -188,13 +190,13 @@ async function lifecycle(runtime: 'none' | 'docker'): Promise<void> {
   expect(start.exitCode, `${start.stdout}\n${start.stderr}`).toBe(0);
   const entry = parseJson(start);
   forwarders.push(entry.forwarder_pid);
-  expect(entry).toMatchObject({ platform: 'slurm', platform_job_id: jobId.platform_job_id, slurm_node: 'vm', ready: true });
+  expect(entry).toMatchObject({ platform: 'slurm', platform_job_id: jobId.platform_job_id, slurm_node: NODE, ready: true });
   expect(entry.host_url).toBe(`http://localhost:${entry.host_port}`);
   expect(entry.host_port).toBeGreaterThanOrEqual(8080);
   expect(entry.host_port).toBeLessThanOrEqual(8199);
   expect(start.stderr).toMatch(/PENDING/);
   expect(start.stderr).toMatch(/RUNNING/);
-  expect(squeue(entry.platform_job_id)).toBe('RUNNING|vm');
+  expect(squeue(entry.platform_job_id)).toBe(`RUNNING|${NODE}`);
   expect(alive(entry.forwarder_pid)).toBe(true);
   expect(entry.platform_data).toMatchObject({ ssh_user: 'root', ssh_host: '127.0.0.1', ssh_port: 2222, container_runtime: runtime });
 
@@ -268,7 +270,7 @@ async function lifecycle(runtime: 'none' | 'docker'): Promise<void> {
 
   // the forwarder's log holds no secret; stop removes it.
   const tunnelLog = readFileSync(entry.platform_data.tunnel_log, 'utf8');
-  expect(tunnelLog).toContain(`listening on 127.0.0.1:${entry.host_port} -> vm:8080`);
+  expect(tunnelLog).toContain(`listening on 127.0.0.1:${entry.host_port} -> ${NODE}:8080`);
   expect(tunnelLog).not.toContain(CANARY);
 
   // stop.
@@ -415,8 +417,7 @@ describe('slurm tunnel forwarder', () => {
       for (let p = 8150; p < 8200; p++) if (await portFree(p)) return p;
       return undefined;
     });
-    const log = join(mkdtempSync(join(tmpdir(), 'tao-infer-tunnel-')), 'tunnel.log');
-    const fwd = execa(process.execPath, [join(ROOT, 'dist/src/platforms/slurm/tunnel.js'), '--job-id', 'tunnel-test', '--slurm-job-id', job, '--user', 'root', '--host', '127.0.0.1', '--port', '2222', '--identity-file', KEY, '--known-hosts', KNOWN, '--node', 'vm', '--remote-port', '8080', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--watch-interval', '1'], {
+    const fwd = execa(process.execPath, [join(ROOT, 'dist/src/platforms/slurm/tunnel.js'), '--job-id', 'tunnel-test', '--slurm-job-id', job, '--user', 'root', '--host', '127.0.0.1', '--port', '2222', '--identity-file', KEY, '--known-hosts', KNOWN, '--node', NODE, '--remote-port', '8080', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--watch-interval', '1'], {
       reject: false,
       env: { PATH: process.env.PATH ?? '' },
       stdin: 'ignore',
