@@ -84,6 +84,8 @@ if ! munge_ok; then
   wait_for "munged" 10 munge_ok || fail "munged does not answer" /var/log/munge/munged.log
 fi
 H=$(hostname -s); L="$W/slurm"
+# The node is named after this machine; tunnels reach <node>:8080 by that name, so it must resolve.
+getent hosts "$H" >/dev/null || echo "127.0.0.1 $H" >> /etc/hosts
 for i in 0 1 2 3; do [ -e "$L/fakegpu$i" ] || mknod "$L/fakegpu$i" c 1 3; done
 sinfo_idle(){ timeout 5 sinfo -h -o '%T' 2>/dev/null | grep -qx idle; }
 slurmctld_ok(){ timeout 5 sinfo -h >/dev/null 2>&1; }
