@@ -20,7 +20,7 @@ stop_pidfile(){ local pid; pid=$(cat "$1" 2>/dev/null) || return 0
   [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$2" ] && kill "$pid" 2>/dev/null; rm -f "$1"; }
 export DEBIAN_FRONTEND=noninteractive
 need=""
-for p in docker.io busybox-static openssh-server openssh-client slurm-wlm munge bc openssl; do
+for p in docker.io busybox-static openssh-server openssh-client slurm-wlm munge bc openssl procps; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then
