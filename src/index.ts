@@ -5,7 +5,7 @@ export * from './errors.js';
 export type * from './types.js';
 export { PLATFORM_NAMES } from './types.js';
 export { startService, prepareLaunch, prepareRequest, sendRequest, authHeaders } from './lifecycle.js';
-export type { StartInput, StartResult, RequestInput, PreparedRequest, Deps, Reporter } from './lifecycle.js';
+export type { StartInput, StartResult, RequestInput, RequestHooks, PreparedRequest, Deps, Reporter } from './lifecycle.js';
 export { stopService, listServices, serviceLogs, latestJobId } from './manage.js';
 export type { ListedService, ManageDeps } from './manage.js';
 export { Registry, statePath, DEFAULT_STATE_FILE } from './registry/store.js';

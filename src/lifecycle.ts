@@ -358,14 +358,28 @@ export interface PreparedRequest {
   defaulted: string[];
 }
 
+/** Questions prepareRequest asks a person (the CLI passes them only when interactive). */
+export interface RequestHooks {
+  /** Several services match: pick one (never chosen silently). */
+  choose?: ChooseService;
+  /**
+   * After routing, when no --body file is given: the prompt is missing (`need.prompt`) and/or the arch needs
+   * media and none was given (`need.media`, request.yaml `requires_media`). Returns what the person gave.
+   */
+  askContent?: (entry: RegistryEntry, need: { prompt: boolean; media: boolean }) => Promise<{ prompt?: string; images?: string[]; videos?: string[] }>;
+  /** Sampling parameters not given by flag or body: the values the person chose (text or number). */
+  askSampling?: (entry: RegistryEntry, missing: string[]) => Promise<Record<string, string | number | undefined>>;
+}
+
 /**
- * Route and build a request without sending: target entry (routing rules), checked body, sampling
- * parameters actually used. `askSampling` (interactive only) fills fields not given by flag.
- * @throws UserError subclasses
+ * Route and build a request without sending: target entry (routing rules, contract §7), checked body,
+ * sampling parameters actually used. The hooks (interactive only) are asked in the order a person expects:
+ * which service, then the prompt and media, then each sampling parameter not given by flag.
+ * @throws UserError subclasses (no such service, several and no `choose`, bad media, missing media or prompt)
  */
 export async function prepareRequest(
   input: RequestInput,
-  hooks: { choose?: ChooseService; askSampling?: (entry: RegistryEntry, missing: string[]) => Promise<Record<string, string | number | undefined>> } = {},
+  hooks: RequestHooks = {},
   deps: Deps = {},
 ): Promise<PreparedRequest> {
   const { registry, ...parts } = ctxParts(deps);
@@ -375,6 +389,16 @@ export async function prepareRequest(
   if (entry.state === 'starting' || !entry.host_url)
     throw new InvalidInputError('--job', `service ${entry.job_id} is still starting and has no host_url yet`, { hint: 'Wait for start to finish (tao-infer ls).' });
   const fileBody = input.body_file ? readBodyFile(input.body_file) : undefined;
+  if (hooks.askContent && !fileBody) {
+    const need = {
+      prompt: !input.prompt,
+      media: Boolean(refs.request.network_arch_constraints[entry.network_arch]?.requires_media) && !input.images?.length && !input.videos?.length,
+    };
+    if (need.prompt || need.media) {
+      const a = await hooks.askContent(entry, need);
+      input = { ...input, prompt: input.prompt || a.prompt, images: [...(input.images ?? []), ...(a.images ?? [])], videos: [...(input.videos ?? []), ...(a.videos ?? [])] };
+    }
+  }
   const given: Record<string, string | number | undefined> = {};
   const fields = Object.keys(refs.request.network_arch_constraints[entry.network_arch]?.sampling_fields ?? refs.request.chat_completions_request_body.sampling_fields);
   if (fileBody) for (const f of fields) if (typeof fileBody[f] === 'number' || typeof fileBody[f] === 'string') given[f] = fileBody[f] as string | number;

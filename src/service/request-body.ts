@@ -87,6 +87,29 @@ export function resolveSampling(refs: References, network_arch: string, given: R
 const CLOUD = /^(s3|gs|az|cs|aws|hf|hf_model):\/\//i;
 
 /**
+ * Whether a media argument (local path, http(s) URL or data URI) is an image or a video for `network_arch`:
+ * by its data-URI mime type, else by the extension of the path / URL path against the arch's
+ * `image_extensions` and `video_extensions` (request.yaml). Undefined when it is neither.
+ */
+export function mediaKind(refs: References, network_arch: string, value: string): 'image' | 'video' | undefined {
+  const data = /^data:(image|video)\//i.exec(value);
+  if (data) return data[1]!.toLowerCase() as 'image' | 'video';
+  let path = value;
+  if (/^https?:\/\//i.test(value)) {
+    try {
+      path = new URL(value).pathname;
+    } catch {
+      return undefined;
+    }
+  }
+  const ext = extname(path).toLowerCase();
+  const c = constraintsFor(refs, network_arch);
+  if (c.image_extensions.includes(ext)) return 'image';
+  if (c.video_extensions.includes(ext)) return 'video';
+  return undefined;
+}
+
+/**
  * Turn a `--image`/`--video` argument (local path or http(s) URL or data URI) into a URL for the body.
  * Local files become `data:<mime>;base64,...` when the arch accepts data URIs.
  * @throws InvalidInputError (cloud URI, unknown extension for the arch, missing file, data URIs not accepted)

@@ -1,8 +1,9 @@
-// The CLI as a person uses it: on a real pseudo-terminal (test/helpers/pty.ts), with no flags for what it can
-// ask. start asks for network_arch and model_path; request asks the prompt, which service when several run, and
-// each sampling parameter with its default shown; stop asks before stopping the latest; slurm offers the
-// cluster's partitions (read over the real sshd from the real Slurm); Ctrl-C at a prompt exits 130 with nothing
-// launched. Services run on the real Docker engine with the stand-in image.
+// The CLI as a person uses it: on a real pseudo-terminal (test/helpers/pty.ts), with no flags for what it
+// can ask. start asks for network_arch and model_path; request asks which service when several run, the
+// prompt, the media the arch needs, and each sampling parameter with its default shown; stop asks before
+// stopping the latest; slurm offers the cluster's partitions (read over the real sshd from the real Slurm);
+// Ctrl-C at a prompt exits 130 with nothing launched. Services run on the real Docker engine with the
+// stand-in image.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -46,18 +47,24 @@ describe('interactive use on a terminal', () => {
     expect(r.output).not.toContain(t.env.HF_TOKEN);
   });
 
-  it('request asks for the prompt, then which of two running services (never silently the latest), then each sampling parameter with its default', async () => {
+  it('request asks which of two running services (never silently the latest), the prompt, the image cosmos-rl needs, then each sampling parameter with its default', async () => {
     const second = parseJson(await runCli(['start', '--arch', 'cosmos-rl', '--model', '/models/other', '--num-gpus', '0', '--timeout', '60', '--json'], { env: t.env }));
     expect(second.job_id).toBeTruthy();
-    const pty = startPty(['request', '--image', PNG], t.env);
-    await pty.expect(/prompt/);
-    pty.send(`What is in this picture?${KEY.enter}`);
+    const pty = startPty(['request'], t.env);
     // Never silently the latest: both candidates are offered.
     const m = await pty.expect(/([0-9a-f-]{36})[^\n]*cosmos-rl[\s\S]*?([0-9a-f-]{36})[^\n]*cosmos-rl/);
     expect(new Set([m[1], m[2]]).size).toBe(2);
     expect([m[1], m[2]]).toContain(second.job_id);
     const secondIsFirst = m[1] === second.job_id;
     pty.send(secondIsFirst ? KEY.enter : `${KEY.down}${KEY.enter}`);
+    await pty.expect(/prompt/);
+    pty.send(`What is in this picture?${KEY.enter}`);
+    // cosmos-rl needs media and none was given: asked, checked as typed (a text file is refused), then taken.
+    await pty.expect(/image or video for cosmos-rl/);
+    pty.send(`${join(ROOT, 'README.md')}${KEY.enter}`);
+    await pty.expect(/takes images \(/);
+    for (let i = 0; i < 80; i++) pty.send('\x7f'); // backspace over the rejected answer
+    pty.send(`${PNG}${KEY.enter}`);
     await pty.expect(/max_tokens[^\n]*1024/);
     pty.send(KEY.enter); // keep the default
     await pty.expect(/top_p[^\n]*0\.8/);

@@ -8,7 +8,7 @@ import { loadReferences } from '../../src/references.js';
 import type { RegistryState } from '../../src/registry/store.js';
 import { sendChatCompletion } from '../../src/service/chat.js';
 import { waitForReadiness } from '../../src/service/readiness.js';
-import { buildBody, mediaUrl, resolveSampling } from '../../src/service/request-body.js';
+import { buildBody, mediaKind, mediaUrl, resolveSampling } from '../../src/service/request-body.js';
 import { resolveTarget } from '../../src/service/routing.js';
 import type { RegistryEntry } from '../../src/types.js';
 import { ROOT } from '../helpers/cli.js';
@@ -62,6 +62,14 @@ describe('request body (contract §7)', () => {
     const dir = mkdtempSync(join(tmpdir(), 'tao-media-'));
     writeFileSync(join(dir, 'x.mp4'), 'x');
     expect(() => mediaUrl(refs, 'cosmos-rl', 'image', join(dir, 'x.mp4'))).toThrow(InvalidInputError);
+  });
+
+  it('mediaKind tells image from video by data-URI type or extension, per arch', () => {
+    expect(mediaKind(refs, 'cosmos-rl', PNG)).toBe('image');
+    expect(mediaKind(refs, 'cosmos-rl', 'https://example.invalid/a/clip.MP4?x=1')).toBe('video');
+    expect(mediaKind(refs, 'cosmos-rl', 'data:video/mp4;base64,AAAA')).toBe('video');
+    expect(mediaKind(refs, 'cosmos-predict2.5', '/x/a.bmp')).toBeUndefined(); // predict takes no .bmp
+    expect(mediaKind(refs, 'cosmos-rl', '/x/notes.txt')).toBeUndefined();
   });
 
   it('cross-checks: cosmos-rl needs media; predict fields refused on other archs', () => {

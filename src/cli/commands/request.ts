@@ -48,7 +48,7 @@ export function requestCommand(): Command {
     .option('--json', 'print one JSON document (the chat.completion) on stdout')
     .option('-y, --yes', 'never prompt')
     .action(async (o: Record<string, any>) => {
-      const [{ prepareRequest, sendRequest }, { loadReferences }, { parseSamplingValue, samplingFields }] = await Promise.all([
+      const [{ prepareRequest, sendRequest }, { loadReferences }, { mediaKind, mediaUrl, parseSamplingValue, samplingFields }] = await Promise.all([
         import('../../lifecycle.js'),
         import('../../references.js'),
         import('../../service/request-body.js'),
@@ -58,12 +58,38 @@ export function requestCommand(): Command {
       const refs = loadReferences();
       const sampling: Record<string, string | undefined> = {};
       for (const [attr, field] of Object.entries(SAMPLING_FLAGS)) if (o[attr] !== undefined) sampling[field] = o[attr];
-      let prompt: string | undefined = o.prompt;
-      if (!prompt && !o.body && interactive) prompt = await askText('prompt');
       const prepared = await prepareRequest(
-        { job_id: o.job, network_arch: o.arch, prompt, system: o.system, images: o.image, videos: o.video, body_file: o.body, sampling },
+        { job_id: o.job, network_arch: o.arch, prompt: o.prompt, system: o.system, images: o.image, videos: o.video, body_file: o.body, sampling },
         {
           choose: interactive ? chooseService : undefined,
+          askContent: interactive
+            ? async (entry, need) => {
+                const arch = entry.network_arch;
+                const out: { prompt?: string; images?: string[]; videos?: string[] } = {};
+                if (need.prompt) out.prompt = await askText('prompt', { validate: (v) => (v.trim() ? true : 'a prompt is required') });
+                if (need.media) {
+                  const c = refs.request.network_arch_constraints[arch]!;
+                  const value = (
+                    await askText(`image or video for ${arch} (local file or http(s) URL)`, {
+                      validate: (raw) => {
+                        const v = raw.trim();
+                        const kind = mediaKind(refs, arch, v);
+                        if (!kind) return `${arch} takes images (${c.image_extensions.join(' ')}) or videos (${c.video_extensions.join(' ')})`;
+                        try {
+                          mediaUrl(refs, arch, kind, v);
+                          return true;
+                        } catch (e) {
+                          return (e as Error).message;
+                        }
+                      },
+                    })
+                  ).trim();
+                  if (mediaKind(refs, arch, value) === 'video') out.videos = [value];
+                  else out.images = [value];
+                }
+                return out;
+              }
+            : undefined,
           askSampling: interactive
             ? async (entry, missing) => {
                 const answers: Record<string, string | number | undefined> = {};
