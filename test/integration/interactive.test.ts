@@ -65,11 +65,13 @@ describe('interactive use on a terminal', () => {
     await pty.expect(/takes images \(/);
     for (let i = 0; i < 80; i++) pty.send('\x7f'); // backspace over the rejected answer
     pty.send(`${PNG}${KEY.enter}`);
-    await pty.expect(/max_tokens[^\n]*1024/);
+    // Every field with its type and default is listed first, then asked one by one (inquirer shows the default).
+    await pty.expect(/max_tokens \(integer[^\n]*default 1024\s+top_p \(number[^\n]*default 0\.8\s+temperature \(number[^\n]*default 0\.7/);
+    await pty.expect(/\? max_tokens[^\n]*\(1024\)/);
     pty.send(KEY.enter); // keep the default
-    await pty.expect(/top_p[^\n]*0\.8/);
+    await pty.expect(/\? top_p[^\n]*\(0\.8\)/);
     pty.send(`0.5${KEY.enter}`);
-    await pty.expect(/temperature[^\n]*0\.7/);
+    await pty.expect(/\? temperature[^\n]*\(0\.7\)/);
     pty.send(KEY.enter);
     const r = await pty.done();
     expect(r.exitCode, r.output).toBe(0);

@@ -93,11 +93,14 @@ export function requestCommand(): Command {
           askSampling: interactive
             ? async (entry, missing) => {
                 const answers: Record<string, string | number | undefined> = {};
+                const range = (spec: { minimum?: number; maximum?: number }) =>
+                  spec.minimum !== undefined || spec.maximum !== undefined ? `, ${spec.minimum ?? ''}–${spec.maximum ?? ''}` : '';
+                const asked = samplingFields(refs, entry.network_arch).filter(([name]) => missing.includes(name));
+                // Every applicable field with its type and default first, then one question per field.
                 info(`Sampling parameters for ${entry.network_arch} (Enter keeps the default):`);
-                for (const [name, spec] of samplingFields(refs, entry.network_arch)) {
-                  if (!missing.includes(name)) continue;
-                  const range = spec.minimum !== undefined || spec.maximum !== undefined ? `, ${spec.minimum ?? ''}–${spec.maximum ?? ''}` : '';
-                  const a = await askText(`${name} (${spec.type}${range})`, {
+                for (const [name, spec] of asked) info(`  ${name} (${spec.type}${range(spec)}) default ${JSON.stringify(spec.default)}`);
+                for (const [name, spec] of asked) {
+                  const a = await askText(`${name} (${spec.type}${range(spec)})`, {
                     default: String(spec.default),
                     validate: (v) => {
                       try {
