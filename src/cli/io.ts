@@ -73,11 +73,11 @@ export async function requireInput(
   return prompt();
 }
 
-/** Prompt to choose among several services (routing, stop). */
+/** Prompt to choose among several services (request routing); the highlighted one's host_url and start time show below. */
 export async function chooseService(message: string, candidates: Candidate[]): Promise<string> {
   return askSelect(
     message,
-    candidates.map((c) => ({ name: `${c.job_id}  ${c.network_arch}  ${c.host_url ?? ''}  started ${c.started_at ?? '?'}`, value: c.job_id })),
+    candidates.map((c) => ({ name: `${c.job_id}  ${c.network_arch}`, value: c.job_id, description: `${c.host_url ?? 'no host_url'}, started ${c.started_at ?? '?'}` })),
   );
 }
 

@@ -23,7 +23,8 @@ const ANSI = /\x1b\[[0-9;?]*[A-Za-z]|\x1b\][^\x07]*\x07|\r/g;
 /** Start `tao-infer <args>` on a pty. `env` is added to this process' environment; CI is removed. */
 export function startPty(args: string[], env: Record<string, string | undefined> = {}): PtySession {
   const quoted = [process.execPath, CLI, ...args].map((a) => `'${a.replace(/'/g, `'\\''`)}'`).join(' ');
-  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, TERM: 'xterm', COLUMNS: '200', LINES: '50' };
+  // The pty keeps script's default size (80 columns), a common terminal: prompts must read well there.
+  const childEnv: NodeJS.ProcessEnv = { ...process.env, ...env, TERM: 'xterm' };
   delete childEnv.CI;
   const child = spawn('script', ['-q', '-f', '-e', '-c', quoted, '/dev/null'], { cwd: ROOT, env: childEnv, stdio: ['pipe', 'pipe', 'pipe'] });
   let raw = '';

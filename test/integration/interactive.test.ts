@@ -1,9 +1,9 @@
 // The CLI as a person uses it: on a real pseudo-terminal (test/helpers/pty.ts), with no flags for what it
 // can ask. start asks for network_arch and model_path; request asks which service when several run, the
-// prompt, the media the arch needs, and each sampling parameter with its default shown; stop asks before
-// stopping the latest; slurm offers the cluster's partitions (read over the real sshd from the real Slurm);
-// Ctrl-C at a prompt exits 130 with nothing launched. Services run on the real Docker engine with the
-// stand-in image.
+// prompt, the media the arch needs, and each sampling parameter with its default shown; stop asks which
+// service (the latest first) or confirms the only one; slurm offers the cluster's partitions (read over
+// the real sshd from the real Slurm); Ctrl-C at a prompt exits 130 with nothing launched. Services run on
+// the real Docker engine with the stand-in image.
 import { readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -82,20 +82,31 @@ describe('interactive use on a terminal', () => {
     expect(r.output).toContain('saw 1 image(s)');
   });
 
-  it('stop without a job_id asks before stopping the latest; No keeps it', async () => {
-    const before = Object.keys(registry().entries).length;
+  it('stop without a job_id: with two running it asks which (the latest first), with one it confirms; No keeps it', async () => {
+    const ids = Object.keys(registry().entries);
+    expect(ids).toHaveLength(2);
+    const latest = (JSON.parse(readFileSync(t.stateFile, 'utf8')) as { latest: string }).latest;
+    const older = ids.find((id) => id !== latest)!;
     let pty = startPty(['stop'], t.env);
-    await pty.expect(/Stop the latest service/);
-    pty.send(`n${KEY.enter}`);
+    await pty.expect(new RegExp(`Which service to stop\\?[\\s\\S]*❯ ${latest}[^\\n]*\\(latest\\)[\\s\\S]*${older}`));
+    pty.send(`${KEY.down}${KEY.enter}`); // the older one, not the latest
     let r = await pty.done();
-    expect(Object.keys(registry().entries)).toHaveLength(before);
+    expect(r.exitCode, r.output).toBe(0);
+    expect(Object.keys(registry().entries)).toEqual([latest]);
+
+    pty = startPty(['stop'], t.env);
+    await pty.expect(new RegExp(`Stop the latest service ${latest}`));
+    pty.send(`n${KEY.enter}`);
+    r = await pty.done();
+    expect(r.exitCode, r.output).toBe(0);
+    expect(Object.keys(registry().entries)).toEqual([latest]);
 
     pty = startPty(['stop'], t.env);
     await pty.expect(/Stop the latest service/);
     pty.send(`y${KEY.enter}`);
     r = await pty.done();
     expect(r.exitCode, r.output).toBe(0);
-    expect(Object.keys(registry().entries)).toHaveLength(before - 1);
+    expect(Object.keys(registry().entries)).toEqual([]);
   });
 
   it('Ctrl-C at a prompt exits 130 and launches nothing', async () => {

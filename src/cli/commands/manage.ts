@@ -2,7 +2,7 @@
 import { Command } from 'commander';
 import { InvalidInputError, JobNotFoundError, MissingInputError, NoServiceError } from '../../errors.js';
 import { loadAdapter } from '../../platforms/index.js';
-import { askConfirm, emit, info, isInteractive, warnLine, type GlobalFlags } from '../io.js';
+import { askConfirm, askSelect, emit, info, isInteractive, warnLine, type GlobalFlags } from '../io.js';
 
 const lib = () => import('../../manage.js');
 const newRegistry = async () => new (await import('../../registry/store.js')).Registry();
@@ -16,7 +16,7 @@ function table(rows: string[][]): string {
 
 export function stopCommand(): Command {
   return new Command('stop')
-    .description('Stop a service on its platform and remove it from the registry (no id: the latest, after confirmation)')
+    .description('Stop a service on its platform and remove it from the registry (no id: asks which, the latest first; with --yes the latest)')
     .argument('[job_id]', 'the service to stop')
     .option('--all', 'stop every service in the registry')
     .option('--delete-instance', 'brev: also delete the Brev instance once no other service uses it (ephemeral instances)')
@@ -45,10 +45,29 @@ export function stopCommand(): Command {
         if (!latest) throw new NoServiceError('no service in the registry to stop');
         if (!o.yes) {
           if (!interactive) throw new MissingInputError('<job_id>', 'which service to stop (give a job_id, or --yes to stop the latest)');
-          const e = await registry.get(latest);
-          if (!(await askConfirm(`Stop the latest service ${latest} (${e?.network_arch} on ${e?.platform})?`))) return;
-        } else info(`stopping the latest service: ${latest}`);
-        targets = [latest];
+          const entries = Object.values((await registry.read()).entries);
+          if (entries.length > 1) {
+            // Several run: the person picks one, the latest offered first (spec §5: default to latest).
+            const byAge = entries.sort((a, b) => (a.job_id === latest ? -1 : b.job_id === latest ? 1 : String(b.started_at ?? '').localeCompare(String(a.started_at ?? ''))));
+            targets = [
+              await askSelect(
+                'Which service to stop?',
+                byAge.map((e) => ({
+                  name: `${e.job_id}  ${e.network_arch} on ${e.platform}${e.job_id === latest ? '  (latest)' : ''}`,
+                  value: e.job_id,
+                  description: `${e.host_url ?? 'no host_url'}, started ${e.started_at ?? '?'}`,
+                })),
+              ),
+            ];
+          } else {
+            const e = await registry.get(latest);
+            if (!(await askConfirm(`Stop the latest service ${latest} (${e?.network_arch} on ${e?.platform})?`))) return;
+            targets = [latest];
+          }
+        } else {
+          info(`stopping the latest service: ${latest}`);
+          targets = [latest];
+        }
       }
       if (o.deleteInstance) {
         const state = await registry.read();
