@@ -86,6 +86,7 @@ export function info(msg: string): void {
   process.stderr.write(`${msg}\n`);
 }
 
+/** A `warning: ...` line on stderr. */
 export function warnLine(msg: string): void {
   process.stderr.write(`warning: ${msg}\n`);
 }

@@ -20,6 +20,11 @@ function version(): string {
   }
 }
 
+/**
+ * Run the tao-infer CLI on `argv` (process.argv shape: node, script, args...) and resolve its exit code
+ * (0 ok, 1 unexpected, 2 bad input, 3 platform, 4 not ready, 5 rejected, 6 registry, 130 interrupted; README).
+ * Never throws: every error goes through handleError.
+ */
 export async function main(argv: string[]): Promise<number> {
   const program = new Command('tao-infer')
     .description('Launch NVIDIA TAO inference microservices on local Docker, Brev, DGX Cloud Lepton, Slurm or Kubernetes, keep a registry of what runs where, and send them requests.')

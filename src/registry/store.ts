@@ -83,6 +83,13 @@ export function repairLatest(state: RegistryState): void {
   else delete state.latest;
 }
 
+/**
+ * The service registry file (contract §5): `job_id → entry` plus `latest`, default `/tmp/tao-inf-ms-state.json`
+ * or `TAO_INF_STATE_FILE`. Every read-modify-write holds a proper-lockfile lock (stale after
+ * `TAO_INF_LOCK_STALE_MS`, default 10 000 ms); writes are atomic (temp file + rename, mode 0600). A symlinked
+ * or foreign-owned file is refused and a file that does not parse is moved aside and reported (RegistryError,
+ * exit 6), never replaced by `{}`.
+ */
 export class Registry {
   readonly file: string;
   readonly staleMs: number;

@@ -14,6 +14,7 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }
 
+/** `tao-infer stop [job_id] [--all] [--delete-instance] [--yes] [--json]`. */
 export function stopCommand(): Command {
   return new Command('stop')
     .description('Stop a service on its platform and remove it from the registry (no id: asks which, the latest first; with --yes the latest)')
@@ -109,6 +110,7 @@ export function stopCommand(): Command {
     });
 }
 
+/** `tao-infer ls [--json]`: registry entries with their live state from each platform. */
 export function lsCommand(): Command {
   return new Command('ls')
     .description('List services in the registry with their live state from the platform')
@@ -132,6 +134,7 @@ export function lsCommand(): Command {
     });
 }
 
+/** `tao-infer logs <job_id> [-f] [--tail N]`. */
 export function logsCommand(): Command {
   return new Command('logs')
     .description('Show the logs of a service')
@@ -153,6 +156,7 @@ export function logsCommand(): Command {
     });
 }
 
+/** `tao-infer archs [--json]`: valid network_archs and their resolved images. */
 export function archsCommand(): Command {
   return new Command('archs')
     .description('List the supported network_archs and the images they resolve to')
@@ -168,6 +172,7 @@ export function archsCommand(): Command {
     });
 }
 
+/** `tao-infer tunnel <job_id>`: restart a dead forwarder (slurm, kubernetes port-forward, brev). */
 export function tunnelCommand(): Command {
   return new Command('tunnel')
     .description('Restart the local forwarder (slurm tunnel, kubernetes port-forward, brev port-forward) of a service')

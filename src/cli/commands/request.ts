@@ -26,6 +26,7 @@ function saveVideo(content: string, output: string): string {
   return path;
 }
 
+/** `tao-infer request`: route (contract §7), build the body, ask or take sampling parameters, send, save a video reply. */
 export function requestCommand(): Command {
   return new Command('request')
     .description('Send a chat-completion request to a running service (routing: --job, else --arch, else the only service)')

@@ -26,6 +26,7 @@ function renderStep(s: PlanStep): string {
   return lines.join('\n');
 }
 
+/** `tao-infer start`: gather inputs (flags, env, prompts), launch on the platform, wait for readiness. */
 export function startCommand(): Command {
   const cmd = new Command('start')
     .description('Start an inference microservice, record it in the registry and wait until its model is ready')

@@ -111,6 +111,11 @@ export interface NodeGroup {
   status?: Record<string, unknown>;
 }
 
+/**
+ * The DGX Cloud Lepton REST API v2 of one workspace (`<base>/api/v2/workspaces/<id>`), called with fetch and
+ * `Authorization: Bearer <workspace token>`: deployments, their replicas, readiness and termination reasons,
+ * replica logs, user secrets, node groups and resource shapes. Non-2xx answers throw LeptonApiError.
+ */
 export class LeptonApi {
   constructor(
     readonly cfg: LeptonConfig,

@@ -108,6 +108,7 @@ class LocalDockerAdapter implements PlatformAdapter {
   }
 }
 
+/** The local-docker adapter (contract §8 local-docker), loaded lazily by `src/platforms/index.ts`. */
 export function createAdapter(): PlatformAdapter {
   return new LocalDockerAdapter();
 }
