@@ -8,6 +8,7 @@ import { tmpdir } from 'node:os';
 import { createConnection } from 'node:net';
 import { dirname, join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
+import { PlatformUnavailableError } from '../errors.js';
 
 export interface DetachedOptions {
   /** Executable (e.g. process.execPath) and its arguments. Never put a secret here. */
@@ -24,7 +25,7 @@ export interface DetachedOptions {
  * Where a forwarder's log goes: `<tmpdir>/tao-infer-<uid>/forwarders/<platform>-<job_id>.log`.
  * The per-user directory (mode 0700) keeps other users of a shared host from reading the log or planting a
  * symlink in its place; it is created on first use.
- * @throws Error when that directory exists but is a symlink or belongs to another user.
+ * @throws PlatformUnavailableError (exit 3) when that directory is a symlink or belongs to another user.
  */
 export function forwarderLogFile(platform: string, jobId: string): string {
   const uid = process.getuid?.();
@@ -32,7 +33,9 @@ export function forwarderLogFile(platform: string, jobId: string): string {
   mkdirSync(join(base, 'forwarders'), { recursive: true, mode: 0o700 });
   const st = lstatSync(base);
   if (st.isSymbolicLink() || !st.isDirectory() || (uid !== undefined && st.uid !== uid))
-    throw new Error(`${base} is not a directory of this user; remove it and try again`);
+    throw new PlatformUnavailableError(platform, `${base} (where forwarder logs go) is not a directory of this user`, {
+      hint: `Remove ${base} (it may have been planted by another user), or set TMPDIR to a directory of your own.`,
+    });
   return join(base, 'forwarders', `${platform}-${jobId}.log`);
 }
 

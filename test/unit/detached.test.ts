@@ -3,6 +3,7 @@ import { lstatSync, mkdirSync, mkdtempSync, readFileSync, rmSync, symlinkSync, w
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { PlatformUnavailableError } from '../../src/errors.js';
 import { forwarderLogFile, spawnDetached } from '../../src/util/detached.js';
 
 let root: string;
@@ -30,6 +31,7 @@ describe('forwarderLogFile', () => {
     const elsewhere = join(root, 'elsewhere');
     mkdirSync(elsewhere);
     symlinkSync(elsewhere, join(root, `tao-infer-${process.getuid!()}`));
+    expect(() => forwarderLogFile('brev', 'job-2')).toThrow(PlatformUnavailableError);
     expect(() => forwarderLogFile('brev', 'job-2')).toThrow(/not a directory of this user/);
   });
 });
