@@ -48,7 +48,7 @@ export function stopCommand(): Command {
           if (!interactive) throw new MissingInputError('<job_id>', 'which service to stop (give a job_id, or --yes to stop the latest)');
           const entries = Object.values((await registry.read()).entries);
           if (entries.length > 1) {
-            // Several run: the person picks one, the latest offered first (spec §5: default to latest).
+            // Several run: the person picks one, the latest offered first (behaviour spec, 5. Stopping: default to latest).
             const byAge = entries.sort((a, b) => (a.job_id === latest ? -1 : b.job_id === latest ? 1 : String(b.started_at ?? '').localeCompare(String(a.started_at ?? ''))));
             targets = [
               await askSelect(
