@@ -105,9 +105,12 @@ describe('brev', () => {
     const fwdCmdline = readFileSync(`/proc/${entry.forwarder_pid}/cmdline`, 'utf8');
     expect(fwdCmdline).not.toContain(CANARY);
 
+    const forwardLog = entry.platform_data!.forward_log as string;
+    expect(existsSync(forwardLog)).toBe(true);
     await stopService(entry.job_id, deps());
     expect((await docker(['inspect', entry.job_id])).exitCode).not.toBe(0);
     expect(isAlive(entry.forwarder_pid)).toBe(false);
+    expect(existsSync(forwardLog)).toBe(false);
     expect(await registry.get(entry.job_id)).toBeUndefined();
 
     // every brev argv, the registry and all output are free of the secret

@@ -19,7 +19,7 @@
  * on a command line (visible in the process table); when logged out it stops with a hint instead.
  */
 import { execa } from 'execa';
-import { existsSync, readFileSync } from 'node:fs';
+import { existsSync, readFileSync, rmSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandFailedError, InvalidInputError, LaunchFailedError, MissingInputError, PlatformError, PlatformUnavailableError } from '../../errors.js';
 import type {
@@ -444,6 +444,8 @@ class BrevAdapter implements PlatformAdapter {
 
   async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
     if (isOurForward(entry)) await killPid(entry.forwarder_pid);
+    const forwardLog = entry.platform_data?.forward_log;
+    if (typeof forwardLog === 'string' && !isOurForward(entry)) rmSync(forwardLog, { force: true });
     const instance = instanceOf(entry);
     if (!instance) return;
     const r = await brevExec(instance, stopScript(entry.job_id), ctx.env, { timeoutMs: 180_000, signal: ctx.signal });
