@@ -195,12 +195,8 @@ export class LeptonApi {
     await this.call('POST', '/usersecrets', items);
   }
   /** @returns false when it did not exist */
-  async deleteSecret(name: string): Promise<boolean> {
-    const res = await this.raw('DELETE', `/usersecrets/${encodeURIComponent(name)}`, undefined, 60_000);
-    const text = await res.text();
-    if (res.status === 404) return false;
-    if (!res.ok) throw this.error('DELETE', `/usersecrets/${name}`, res.status, text);
-    return true;
+  deleteSecret(name: string): Promise<boolean> {
+    return this.deleteIfExists('/usersecrets', name);
   }
   async createDeployment(d: { metadata: Metadata; spec: DeploymentSpec }): Promise<void> {
     await this.call('POST', '/deployments', d);
@@ -209,11 +205,15 @@ export class LeptonApi {
     return this.call<Deployment>('GET', `/deployments/${encodeURIComponent(name)}`, undefined, { allow404: true });
   }
   /** @returns false when it did not exist */
-  async deleteDeployment(name: string): Promise<boolean> {
-    const res = await this.raw('DELETE', `/deployments/${encodeURIComponent(name)}`, undefined, 60_000);
+  deleteDeployment(name: string): Promise<boolean> {
+    return this.deleteIfExists('/deployments', name);
+  }
+  /** DELETE `<collection>/<name>`: true when deleted, false on 404 (idempotent stop), LeptonApiError otherwise. */
+  private async deleteIfExists(collection: string, name: string): Promise<boolean> {
+    const res = await this.raw('DELETE', `${collection}/${encodeURIComponent(name)}`, undefined, 60_000);
     const text = await res.text();
     if (res.status === 404) return false;
-    if (!res.ok) throw this.error('DELETE', `/deployments/${name}`, res.status, text);
+    if (!res.ok) throw this.error('DELETE', `${collection}/${name}`, res.status, text);
     return true;
   }
   async readiness(name: string): Promise<Record<string, ReplicaIssue[]>> {
