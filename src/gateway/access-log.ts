@@ -1,0 +1,47 @@
+/**
+ * The JSONL access log of the gateway (issue 12, point 9; like the request trajectories of seed 000):
+ * one line per request with time, method, path, model, routed_to job_id, network_arch, status,
+ * latency_ms, bytes_in, bytes_out, retries and stream. Never a body, a header value, a key or a token.
+ * The file is opened for append with mode 0600.
+ */
+import { createWriteStream, type WriteStream } from 'node:fs';
+
+export interface AccessRecord {
+  time: string;
+  method: string;
+  path: string;
+  model: string | null;
+  routed_to: string | null;
+  network_arch: string | null;
+  status: number;
+  latency_ms: number;
+  bytes_in: number;
+  bytes_out: number;
+  retries: number;
+  stream: boolean;
+  /** Why the gateway answered itself (its error code), when it did. */
+  error?: string;
+}
+
+/** Appends records to a JSONL file; a write error is reported once and logging stops. */
+export class AccessLog {
+  private readonly out: WriteStream;
+  private failed = false;
+
+  constructor(file: string, onError: (e: Error) => void) {
+    this.out = createWriteStream(file, { flags: 'a', mode: 0o600 });
+    this.out.on('error', (e) => {
+      if (!this.failed) onError(e);
+      this.failed = true;
+    });
+  }
+
+  write(r: AccessRecord): void {
+    if (!this.failed) this.out.write(`${JSON.stringify(r)}\n`);
+  }
+
+  /** Flush and close. */
+  close(): Promise<void> {
+    return new Promise((resolve) => this.out.end(resolve));
+  }
+}
