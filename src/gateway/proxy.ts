@@ -122,7 +122,8 @@ export async function forward(d: ProxyDeps, target: Target, body: ReadBody, req:
         const name = target.kind === 'job' ? target.member.job_id : target.network_arch;
         const why = last ? `: ${last.member.job_id} ${last.what}` : '';
         const detail = d.pool.membersOf(target).map((x) => `${x.job_id} ${x.health}${x.detail ? ` (${x.detail})` : ''}`).join(', ');
-        return fail(new GatewayHttpError(503, 'server_error', 'no_live_service', `no live service for ${name}${why || (detail ? `: ${detail}` : '')}`, { 'retry-after': '10' }), last?.member);
+        const code = last && d.request.readiness.fatal_types.includes(last.what) ? last.what : 'no_live_service';
+        return fail(new GatewayHttpError(503, 'server_error', code, `no live service for ${name}${why || (detail ? `: ${detail}` : '')}`, { 'retry-after': '10' }), last?.member);
       }
       attempts++;
       if (attempts > 1) {
