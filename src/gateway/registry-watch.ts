@@ -66,13 +66,12 @@ export async function watchRegistry(
   await refresh(true);
   let watcher: FSWatcher | undefined;
   try {
-    await fsp.mkdir(dirname(file), { recursive: true });
     watcher = watch(dirname(file), { persistent: false }, (_event, name) => {
       if (!name || name.toString() === basename(file)) void refresh();
     });
     watcher.on('error', () => watcher?.close());
   } catch {
-    /* no inotify: the poll below still notices changes */
+    /* no inotify, or the directory does not exist yet: the poll below still notices changes */
   }
   const timer = setInterval(() => void refresh(), pollMs);
   timer.unref();

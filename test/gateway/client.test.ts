@@ -1,0 +1,202 @@
+/**
+ * The gateway as users' clients meet it: the real `openai` npm client (chat and stream), streaming that
+ * arrives chunk by chunk, a client abort reaching the upstream, the api key (401, never in output, never
+ * forwarded upstream), lepton-style upstream bearer tokens, the CLI in the foreground (URL, SIGTERM,
+ * exit codes) and the lazy loading of the gateway's libraries.
+ */
+import { execFileSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import OpenAI from 'openai';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { CLI, ROOT, runCli } from '../helpers/cli.js';
+import { entryFor, gatewayOver, post, startStandin, startStreamingUpstream, TestRegistry, userMsg, type Standin, type StreamingUpstream } from './helpers.js';
+
+const KEY = `gw-key-${Math.random().toString(36).slice(2)}`;
+const TOKEN = `lepton-token-${Math.random().toString(36).slice(2)}`;
+let reg: TestRegistry;
+let s: Standin;
+let up: StreamingUpstream;
+let gw: Awaited<ReturnType<typeof gatewayOver>>;
+
+beforeAll(async () => {
+  reg = new TestRegistry();
+  s = await startStandin('tao-dataservices');
+  up = await startStreamingUpstream('cosmos-predict2.5');
+  await reg.add(entryFor(s), entryFor(up, { platform: 'lepton', auth_env: 'TEST_LEPTON_TOKEN' }));
+  gw = await gatewayOver(reg, { apiKeyEnv: 'TEST_GATEWAY_KEY', env: { ...process.env, TEST_GATEWAY_KEY: KEY, TEST_LEPTON_TOKEN: TOKEN }, logFile: join(reg.dir, 'access.jsonl') });
+});
+afterAll(async () => {
+  await gw?.close();
+  await up?.close();
+  s?.kill();
+  reg?.cleanup();
+});
+
+describe('openai npm client pointed at the gateway', () => {
+  it('chat: a completion routed by network_arch', async () => {
+    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 });
+    const c = await client.chat.completions.create({ model: 'tao-dataservices', messages: [{ role: 'user', content: 'hello from the SDK' }], max_tokens: 16 });
+    expect(c.choices[0]!.message.content).toBe('tao-dataservices saw 0 image(s), 0 video(s): hello from the SDK');
+    const models = await client.models.list();
+    expect(models.data.map((m) => m.id)).toEqual(expect.arrayContaining([s.job_id, 'tao-dataservices', up.job_id]));
+  });
+
+  it('stream: chunks arrive one by one, the first before the upstream sends the rest', async () => {
+    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 });
+    const stream = await client.chat.completions.create({ model: up.job_id, messages: [{ role: 'user', content: 'go' }], stream: true });
+    const parts: string[] = [];
+    for await (const chunk of stream) {
+      const text = chunk.choices[0]?.delta?.content ?? '';
+      if (text) parts.push(text);
+      if (text === 'first ') up.release();
+    }
+    expect(parts).toEqual(['first ', 'second']);
+  });
+
+  it('errors: a wrong key is a 401 AuthenticationError, an unknown model a 404 NotFoundError', async () => {
+    const wrong = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: 'not-the-key', maxRetries: 0 });
+    await expect(wrong.chat.completions.create({ model: 'tao-dataservices', messages: [{ role: 'user', content: 'x' }] })).rejects.toBeInstanceOf(OpenAI.AuthenticationError);
+    const client = new OpenAI({ baseURL: `${gw.url}/v1`, apiKey: KEY, maxRetries: 0 });
+    const err = await client.chat.completions.create({ model: 'gpt-4o', messages: [{ role: 'user', content: 'x' }] }).catch((e) => e);
+    expect(err).toBeInstanceOf(OpenAI.NotFoundError);
+    expect(err.code).toBe('model_not_found');
+  });
+});
+
+describe('streaming and aborts over plain HTTP', () => {
+  it('passes the stream through incrementally: the first event is readable while the upstream holds the rest', async () => {
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: up.job_id, messages: userMsg('go'), stream: true }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-type')).toBe('text/event-stream');
+    const reader = res.body!.getReader();
+    let seen = '';
+    while (!seen.includes('first ')) seen += new TextDecoder().decode((await reader.read()).value);
+    expect(seen).not.toContain('second');
+    up.release();
+    for (let r = await reader.read(); !r.done; r = await reader.read()) seen += new TextDecoder().decode(r.value);
+    expect(seen).toContain('second');
+    expect(seen.trimEnd().endsWith('data: [DONE]')).toBe(true);
+  });
+
+  it('a client that disconnects mid-stream aborts the upstream request', async () => {
+    const ctl = new AbortController();
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: up.job_id, messages: userMsg('go'), stream: true }),
+      signal: ctl.signal,
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    ctl.abort();
+    await expect(Promise.race([up.aborted.then(() => 'aborted'), new Promise((r) => setTimeout(() => r('timeout'), 5000))])).resolves.toBe('aborted');
+    // The gateway is still fine and releases the member.
+    const r = await post(`${gw.url}/v1/chat/completions`, { model: 'tao-dataservices', messages: userMsg('after') }, { authorization: `Bearer ${KEY}` });
+    expect(r.status).toBe(200);
+  });
+});
+
+describe('api key and upstream credentials', () => {
+  it('needs the key on every route but /health (401 with an OpenAI error), and keeps it out of everything', async () => {
+    expect((await fetch(`${gw.url}/health`)).status).toBe(200);
+    for (const path of ['/v1/models', '/metrics']) {
+      const r = await fetch(`${gw.url}${path}`);
+      expect(r.status).toBe(401);
+      expect(((await r.json()) as any).error).toMatchObject({ type: 'authentication_error', code: 'invalid_api_key' });
+      expect((await fetch(`${gw.url}${path}`, { headers: { authorization: `Bearer ${KEY}x` } })).status).toBe(401);
+    }
+    const bad = await post(`${gw.url}/v1/chat/completions`, { model: 'tao-dataservices', messages: userMsg('x') }, { authorization: 'Bearer nope' });
+    expect(bad.status).toBe(401);
+    const metrics = await (await fetch(`${gw.url}/metrics`, { headers: { authorization: `Bearer ${KEY}` } })).text();
+    const log = readFileSync(join(reg.dir, 'access.jsonl'), 'utf8');
+    expect(log).toContain('"status":401');
+    for (const text of [metrics, log, JSON.stringify(bad.json), gw.warnings.join('\n')]) {
+      expect(text).not.toContain(KEY);
+      expect(text).not.toContain(TOKEN);
+    }
+  });
+
+  it('sends the lepton bearer token from the env var named in the entry, never the client key', async () => {
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' },
+      body: JSON.stringify({ model: up.job_id, messages: userMsg('x') }),
+    });
+    expect(res.status).toBe(200);
+    await res.text();
+    const last = up.requests.at(-1)!;
+    expect(last.headers.authorization).toBe(`Bearer ${TOKEN}`);
+    expect(JSON.stringify(last.headers)).not.toContain(KEY);
+  });
+});
+
+describe('tao-infer gateway (CLI)', () => {
+  it('serves in the foreground, prints its URL, logs JSONL without bodies, and stops cleanly on SIGTERM', async () => {
+    const t = new TestRegistry();
+    try {
+      await t.add(entryFor(s));
+      const logFile = join(t.dir, 'access.jsonl');
+      const p = execa(process.execPath, [CLI, 'gateway', '--port', '0', '--json', '--log-file', logFile], { env: { TAO_INF_STATE_FILE: t.file, CI: 'true' }, reject: false, cwd: ROOT });
+      const first = await new Promise<string>((resolve, reject) => {
+        let buf = '';
+        p.stdout!.on('data', (c) => {
+          buf += c;
+          if (buf.includes('\n')) resolve(buf.split('\n')[0]!);
+        });
+        setTimeout(() => reject(new Error('no URL line')), 15_000);
+      });
+      const { url, base_url } = JSON.parse(first);
+      expect(base_url).toBe(`${url}/v1`);
+      const r = await post(`${url}/v1/chat/completions`, { model: s.job_id, messages: userMsg('secret prompt text') });
+      expect(r.status).toBe(200);
+      p.kill('SIGTERM');
+      const done = await p;
+      expect(done.exitCode).toBe(0);
+      expect(done.stderr).toContain(`listening on ${url}`);
+      const lines = readFileSync(logFile, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+      expect(lines[0]).toMatchObject({ method: 'POST', model: s.job_id, routed_to: s.job_id, network_arch: 'tao-dataservices', status: 200, retries: 0, stream: false });
+      expect(lines[0].bytes_in).toBeGreaterThan(0);
+      expect(lines[0].bytes_out).toBeGreaterThan(0);
+      expect(typeof lines[0].latency_ms).toBe('number');
+      expect(readFileSync(logFile, 'utf8')).not.toContain('secret prompt text');
+    } finally {
+      t.cleanup();
+    }
+  });
+
+  it('refuses a non-loopback address without an api key, an unset key variable and a key given as a value (exit 2)', async () => {
+    const open = await runCli(['gateway', '--host', '0.0.0.0', '--port', '0']);
+    expect(open.exitCode).toBe(2);
+    expect(open.stderr).toMatch(/without an api key/);
+    const unset = await runCli(['gateway', '--port', '0', '--api-key-env', 'NO_SUCH_VAR_FOR_TAO']);
+    expect(unset.exitCode).toBe(2);
+    expect(unset.stderr).toContain('$NO_SUCH_VAR_FOR_TAO is not set');
+    const value = await runCli(['gateway', '--port', '0', '--api-key-env', 'sk-live-1234/abcd']);
+    expect(value.exitCode).toBe(2);
+    expect(value.stderr).not.toContain('sk-live-1234/abcd');
+  });
+
+  it('loads undici and prom-client only when the gateway runs', () => {
+    const script = `
+      await import(${JSON.stringify(join(ROOT, 'dist/src/index.js'))});
+      const { createRequire } = await import('node:module');
+      const cache = Object.keys(createRequire(import.meta.url).cache);
+      process.stdout.write(JSON.stringify(cache.filter((f) => /node_modules\\/(undici|prom-client)\\//.test(f))));`;
+    const loaded = JSON.parse(execFileSync(process.execPath, ['--input-type=module', '-e', script], { cwd: ROOT }).toString());
+    expect(loaded).toEqual([]);
+    const after = `
+      const { startGateway } = await import(${JSON.stringify(join(ROOT, 'dist/src/index.js'))});
+      const gw = await startGateway({ port: 0, stateFile: ${JSON.stringify(join(reg.dir, 'lazy-state.json'))} }).catch((e) => e);
+      const { createRequire } = await import('node:module');
+      const cache = Object.keys(createRequire(import.meta.url).cache);
+      process.stdout.write(JSON.stringify(cache.some((f) => /node_modules\\/undici\\//.test(f))));
+      if (gw.close) await gw.close();`;
+    expect(execFileSync(process.execPath, ['--input-type=module', '-e', after], { cwd: ROOT }).toString()).toBe('true');
+  });
+});
