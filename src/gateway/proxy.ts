@@ -211,7 +211,8 @@ export async function forward(d: ProxyDeps, target: Target, body: ReadBody, req:
           return { status: r.statusCode, bytesOut: data.length, retries, routedTo: m };
         }
         res.writeHead(r.statusCode, { ...passHeaders(r.headers), 'x-tao-job-id': m.job_id });
-        res.flushHeaders();
+        // A reply of unknown length (a stream) shows its headers at once; a sized one sends them with its first chunk.
+        if (r.headers['content-length'] === undefined) res.flushHeaders();
         let bytesOut = 0;
         r.body.on('data', (c: Buffer) => (bytesOut += c.length));
         try {
