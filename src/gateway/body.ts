@@ -10,7 +10,7 @@ import { createReadStream, promises as fsp } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
 import { join } from 'node:path';
 import { randomBytes } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { pipeline, Transform, type Readable } from 'node:stream';
 import type { ByteBudget } from './budget.js';
 import { badRequest, GatewayHttpError } from './http-error.js';
 import { JsonSkeleton } from './skeleton.js';
@@ -26,9 +26,14 @@ export interface BodyLimits {
   budget: ByteBudget;
 }
 
-/** A request body read by the gateway: its size, its (skeleton) document, and a way to send it again. */
+/** A request body read by the gateway: its size, its (skeleton) document, and a way to send it (again). */
 export interface ReadBody {
+  /** Bytes (declared ones for a pass-through body). */
   size: number;
+  /** False for a pass-through body: it can be sent once only. */
+  replayable: boolean;
+  /** Why a pass-through body was cut off (its checks failed); the answer to give the client. */
+  failure?: GatewayHttpError;
   /** The parsed body, or the parsed skeleton (long strings cut) of a large one. */
   doc: Record<string, unknown>;
   /** True when `doc` is a skeleton. */
@@ -126,6 +131,7 @@ export async function readBody(req: IncomingMessage, limits: BodyLimits): Promis
   const spoolPath = spool?.path;
   return {
     size,
+    replayable: true,
     doc: obj,
     skeleton: Boolean(skeleton),
     model: typeof obj.model === 'string' ? obj.model : undefined,
@@ -133,4 +139,71 @@ export async function readBody(req: IncomingMessage, limits: BodyLimits): Promis
     open: () => memory ?? createReadStream(spoolPath!),
     dispose,
   };
+}
+
+/**
+ * A large body sent upstream while it arrives, for a request whose target is known without it (path or
+ * x-tao-job-id header) and whose member is ready: nothing is spooled. The skeleton is built on the way and
+ * `check` runs on it before the last chunk is let through, so a body that fails the per-arch checks never
+ * reaches the service complete (its `failure` is the answer). Needs a declared content-length within
+ * limits (taken from the byte budget at once). Can be sent once only (`replayable: false`).
+ * @throws GatewayHttpError 413 / 503 as readBody
+ */
+export function passThroughBody(req: IncomingMessage, declared: number, limits: BodyLimits, check: (doc: Record<string, unknown>) => void): ReadBody {
+  if (declared > limits.maxBytes) throw tooLarge(limits.maxBytes);
+  if (!limits.budget.tryTake(declared)) throw retryLater(`the gateway holds ${limits.budget.inUse} bytes of request bodies (limit ${limits.budget.limit}); retry shortly`);
+  let taken = declared;
+  const skeleton = new JsonSkeleton();
+  let seen = 0;
+  let held: Buffer | undefined;
+  let opened = false;
+  const body: ReadBody = {
+    size: declared,
+    replayable: false,
+    doc: {},
+    skeleton: true,
+    stream: false,
+    open() {
+      if (opened) throw new Error('a pass-through body can be sent once only');
+      opened = true;
+      const t = new Transform({
+        transform(chunk: Buffer, _enc, cb) {
+          seen += chunk.length;
+          if (seen > declared) return cb((body.failure = badRequest('the body is longer than its content-length')));
+          skeleton.push(chunk);
+          const out = held;
+          held = chunk;
+          cb(null, out);
+        },
+        flush(cb) {
+          try {
+            if (skeleton.overflow) throw new GatewayHttpError(413, 'invalid_request_error', 'request_too_complex', 'the structure of this body (outside its strings) exceeds 1 MiB');
+            let doc: unknown;
+            try {
+              doc = JSON.parse(skeleton.text());
+            } catch {
+              throw badRequest('the request body is not valid JSON');
+            }
+            if (!doc || typeof doc !== 'object' || Array.isArray(doc)) throw badRequest('the request body must be a JSON object');
+            const obj = doc as Record<string, unknown>;
+            check(obj);
+            body.doc = obj;
+            body.model = typeof obj.model === 'string' ? obj.model : undefined;
+            body.stream = obj.stream === true;
+            cb(null, held);
+          } catch (e) {
+            body.failure = e instanceof GatewayHttpError ? e : badRequest((e as Error).message);
+            cb(body.failure);
+          }
+        },
+      });
+      pipeline(req, t, () => undefined);
+      return t;
+    },
+    async dispose() {
+      limits.budget.release(taken);
+      taken = 0;
+    },
+  };
+  return body;
 }

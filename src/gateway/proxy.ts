@@ -99,6 +99,12 @@ export async function forward(d: ProxyDeps, target: Target, body: ReadBody, req:
   try {
     for (;;) {
       if (ac.signal.aborted) return { status: 499, bytesOut: 0, retries, routedTo: last?.member, error: 'client_closed' };
+      if (attempts > 0 && !body.replayable && last) {
+        // A body streamed straight through cannot be sent again.
+        const code = d.request.readiness.fatal_types.includes(last.what) ? last.what : reason === 'warming_up' ? 'model_loading' : 'no_live_service';
+        const msg = `${last.member.job_id}: ${last.what}; the body was streamed through and cannot be sent again, retry the request`;
+        return fail(new GatewayHttpError(503, 'server_error', code, msg, { 'retry-after': '10' }), last.member);
+      }
       const m = d.pool.pick(target, new Set([...hard, ...soft]));
       if (!m) {
         if (soft.size) {
@@ -158,7 +164,7 @@ export async function forward(d: ProxyDeps, target: Target, body: ReadBody, req:
             headers: {
               'content-type': String(req.headers['content-type'] ?? 'application/json'),
               ...(req.headers.accept ? { accept: String(req.headers.accept) } : {}),
-              'content-length': String(body.size),
+              ...(body.size !== undefined ? { 'content-length': String(body.size) } : {}),
               ...headers,
             },
             body: payload,
@@ -167,7 +173,8 @@ export async function forward(d: ProxyDeps, target: Target, body: ReadBody, req:
             bodyTimeout: d.idleMs,
           });
         } catch (e) {
-          if (typeof payload !== 'string' && !Buffer.isBuffer(payload)) payload.destroy();
+          if (!Buffer.isBuffer(payload)) payload.destroy();
+          if (body.failure) return fail(body.failure, m);
           if (ac.signal.aborted) return { status: 499, bytesOut: 0, retries, routedTo: m, error: 'client_closed' };
           const code = (e as { code?: string }).code ?? (e as Error).name;
           if (code === 'UND_ERR_HEADERS_TIMEOUT') {

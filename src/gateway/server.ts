@@ -20,7 +20,7 @@ import { authHeaders } from '../lifecycle.js';
 import { loadReferences } from '../references.js';
 import { crossCheck, type ChatBody } from '../service/request-body.js';
 import { AccessLog, type AccessRecord } from './access-log.js';
-import { readBody, type ReadBody } from './body.js';
+import { passThroughBody, readBody, type ReadBody } from './body.js';
 import { ByteBudget } from './budget.js';
 import { badRequest, GatewayHttpError, sendError, sendJson } from './http-error.js';
 import { GatewayMetrics } from './metrics.js';
@@ -157,15 +157,30 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     return data;
   };
 
+  /** The per-arch checks of `request` (contract §7) on a body or its skeleton. @throws GatewayHttpError 400 */
+  const checkArch = (arch: string, doc: Record<string, unknown>) => {
+    try {
+      crossCheck(refs, arch, doc as ChatBody);
+    } catch (e) {
+      if (e instanceof InvalidInputError) throw badRequest(`${e.message} (network_arch ${arch})`, 'invalid_for_network_arch');
+      throw e;
+    }
+  };
+
   const chat = async (req: IncomingMessage, res: ServerResponse, rec: AccessRecord, label: { model: string }, jobFromPath?: string) => {
     const header = req.headers['x-tao-job-id'];
     const early = jobFromPath ?? (typeof header === 'string' && header ? header : undefined);
     let target = early !== undefined ? await resolveName(decodeURIComponent(early)) : undefined;
-    const body: ReadBody = await readBody(req, { maxBytes: o.maxBodyBytes, spoolAbove: o.spoolAbove, parseLimit: o.parseLimit, spoolDir, budget });
+    const limits = { maxBytes: o.maxBodyBytes, spoolAbove: o.spoolAbove, parseLimit: o.parseLimit, spoolDir, budget };
+    const declared = Number(req.headers['content-length'] ?? NaN);
+    // A large body for a known, ready service streams straight through; anything else is read (and spooled) first.
+    const through = target?.kind === 'job' && target.member.health === 'ready' && declared > o.parseLimit;
+    const body: ReadBody = through
+      ? passThroughBody(req, declared, limits, (doc) => checkArch((target as { member: Member }).member.entry.network_arch, doc))
+      : await readBody(req, limits);
     metrics.bodyBytes.set(budget.inUse);
     try {
       rec.bytes_in = body.size;
-      rec.stream = body.stream;
       rec.model = early ?? body.model ?? null;
       if (!target) {
         if (!body.model) throw badRequest("the body has no 'model': give a job_id or network_arch (GET /v1/models lists them), or use /v1/jobs/{job_id}/chat/completions", 'model_required');
@@ -174,13 +189,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       const arch = target.kind === 'job' ? target.member.entry.network_arch : target.network_arch;
       rec.network_arch = arch;
       label.model = target.kind === 'job' ? target.member.job_id : arch;
-      try {
-        crossCheck(refs, arch, body.doc as ChatBody);
-      } catch (e) {
-        if (e instanceof InvalidInputError) throw badRequest(`${e.message} (network_arch ${arch})`, 'invalid_for_network_arch');
-        throw e;
-      }
+      if (!through) checkArch(arch, body.doc);
       const out = await forward({ pool, agent, metrics, request: refs.request, retryWindowMs: o.retryWindowMs, firstByteMs: o.firstByteMs, idleMs: o.idleMs, headersFor, eject }, target, body, req, res);
+      rec.stream = body.stream;
       rec.status = out.status;
       rec.bytes_out = out.bytesOut;
       rec.retries = out.retries;

@@ -102,6 +102,48 @@ describe('streaming and aborts over plain HTTP', () => {
   });
 });
 
+describe('large bodies routed by job_id', () => {
+  const bigBody = (extra: Record<string, unknown> = {}) =>
+    Buffer.from(JSON.stringify({ messages: userMsg('make it move', { kind: 'video_url', url: `data:video/mp4;base64,${Buffer.alloc(2 * 1024 * 1024, 3).toString('base64')}` }), ...extra }));
+  const sendInTwoParts = async (body: Buffer, between: () => Promise<void>) => {
+    let push!: (b: Uint8Array | null) => void;
+    const stream = new ReadableStream<Uint8Array>({ start: (c) => void (push = (b) => (b ? c.enqueue(b) : c.close())) });
+    const pending = fetch(`${gw.url}/v1/jobs/${up.job_id}/chat/completions`, {
+      method: 'POST',
+      headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json', 'content-length': String(body.length) },
+      body: stream,
+      duplex: 'half',
+    } as RequestInit);
+    push(body.subarray(0, body.length >> 1));
+    await between();
+    push(body.subarray(body.length >> 1));
+    push(null);
+    const res = await pending;
+    return { status: res.status, json: (await res.json()) as any };
+  };
+
+  it('stream straight through to a ready service: it sees the request before the client has sent it all', async () => {
+    const before = up.requests.length;
+    const r = await sendInTwoParts(bigBody(), async () => {
+      const t0 = Date.now();
+      while (up.requests.length === before && Date.now() - t0 < 5000) await new Promise((res) => setTimeout(res, 20));
+      expect(up.requests.length).toBe(before + 1);
+    });
+    expect(r.status).toBe(200);
+    expect(r.json.choices[0].message.content).toBe('whole reply');
+  });
+
+  it('are still checked: a body failing the per-arch checks is cut off before its last byte and answered 400', async () => {
+    const [requests, complete] = [up.requests.length, up.bodies.count];
+    const bad = await sendInTwoParts(Buffer.from(JSON.stringify({ messages: [{ role: 'system', content: 'z'.repeat(2 * 1024 * 1024) }] })), async () => undefined);
+    expect(bad.status).toBe(400);
+    expect(bad.json.error.message).toMatch(/no user message/);
+    expect(up.requests.length).toBe(requests + 1);
+    await new Promise((res) => setTimeout(res, 200));
+    expect(up.bodies.count).toBe(complete);
+  });
+});
+
 describe('api key and upstream credentials', () => {
   it('needs the key on every route but /health (401 with an OpenAI error), and keeps it out of everything', async () => {
     expect((await fetch(`${gw.url}/health`)).status).toBe(200);

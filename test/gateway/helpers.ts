@@ -129,6 +129,8 @@ export interface StreamingUpstream {
   host_url: string;
   /** Requests received (headers only). */
   requests: IncomingMessage[];
+  /** How many request bodies arrived complete. */
+  bodies: { count: number };
   /** Let the current stream send its remaining chunks. */
   release: () => void;
   /** Resolves when the upstream saw its client (the gateway) go away before the stream ended. */
@@ -144,6 +146,7 @@ export interface StreamingUpstream {
  */
 export async function startStreamingUpstream(network_arch = 'tao-dataservices'): Promise<StreamingUpstream> {
   const requests: IncomingMessage[] = [];
+  const bodies = { count: 0 };
   let release = () => {};
   let onAbort = () => {};
   const aborted = new Promise<void>((r) => (onAbort = r));
@@ -151,7 +154,12 @@ export async function startStreamingUpstream(network_arch = 'tao-dataservices'):
     if (req.url === '/api/v1/health/readiness') return res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}');
     requests.push(req);
     let raw = '';
-    for await (const c of req) raw += c;
+    try {
+      for await (const c of req) raw += c;
+    } catch {
+      return; // the gateway cut the body off
+    }
+    bodies.count++;
     const body = JSON.parse(raw);
     const id = `chatcmpl-${randomUUID()}`;
     const chunk = (delta: object, finish: string | null = null) =>
@@ -180,6 +188,7 @@ export async function startStreamingUpstream(network_arch = 'tao-dataservices'):
     network_arch,
     host_url: `http://127.0.0.1:${port}`,
     requests,
+    bodies,
     release: () => release(),
     aborted,
     close: () =>
