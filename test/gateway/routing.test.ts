@@ -6,7 +6,7 @@
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { entryFor, gatewayOver, post, startStandin, TestRegistry, userMsg, type Standin } from './helpers.js';
+import { entryFor, gatewayOver, post, startStandin, startStreamingUpstream, TestRegistry, userMsg, type Standin } from './helpers.js';
 
 const PNG = `data:image/png;base64,${Buffer.from('png-bytes').toString('base64')}`;
 const standins: Standin[] = [];
@@ -262,5 +262,30 @@ describe('limits', () => {
     expect(second.headers.get('retry-after')).toBeTruthy();
     ctl.abort();
     await slow;
+  });
+});
+
+describe('shutdown', () => {
+  it('close() stops accepting at once and lets a stream in flight finish', async () => {
+    const reg = newReg();
+    const up = await startStreamingUpstream();
+    closers.push(up.close);
+    await reg.add(entryFor(up));
+    const gw = await gatewayOver(reg, { drainTimeoutS: 10 });
+    const res = await fetch(`${gw.url}/v1/chat/completions`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', connection: 'close' },
+      body: JSON.stringify({ model: up.job_id, messages: userMsg('go'), stream: true }),
+    });
+    const reader = res.body!.getReader();
+    await reader.read();
+    const closed = gw.close();
+    await new Promise((r) => setTimeout(r, 200));
+    await expect(fetch(`${gw.url}/health`)).rejects.toThrow();
+    up.release();
+    let text = '';
+    for (let r = await reader.read(); !r.done; r = await reader.read()) text += new TextDecoder().decode(r.value);
+    expect(text).toContain('[DONE]');
+    await closed;
   });
 });
