@@ -75,8 +75,10 @@ export class Prober {
     if (this.ac.signal.aborted || this.pool.members.get(m.job_id) !== m) return;
     if (r.kind === 'ready') [next, detail] = ['ready', 'ready'];
     else if (r.kind === 'fatal') [next, detail] = ['failed', r.errorType];
-    else if (r.state === 'not listening yet' || r.state.startsWith('unreachable')) [next, detail] = ['down', r.state];
-    else [next, detail] = ['loading', r.state];
+    else if (r.kind === 'waiting') {
+      const down = r.state === 'not listening yet' || r.state.startsWith('unreachable');
+      [next, detail] = [down ? 'down' : 'loading', r.state];
+    } else [next, detail] = ['down', `readiness: ${(r as { kind: string }).kind}`]; // any other outcome (e.g. a refused token): out of rotation
     this.set(m, next, detail);
   }
 
