@@ -55,6 +55,11 @@ function rss(pid) {
   const kb = (k) => Number(new RegExp(`${k}:\\s+(\\d+)`).exec(s)[1]);
   return { rss: kb('VmRSS') / 1024, hwm: kb('VmHWM') / 1024 };
 }
+/** CPU seconds (user + system) a process used so far. */
+function cpuS(pid) {
+  const f = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1].split(' ');
+  return (Number(f[11]) + Number(f[12])) / 100;
+}
 function resetPeak(pid) {
   try {
     writeFileSync(`/proc/${pid}/clear_refs`, '5');
@@ -135,10 +140,15 @@ try {
   console.log(`sequential small  gateway  p50 ${g50.toFixed(3)} ms  p99 ${g99.toFixed(3)} ms`);
   console.log(`added latency              p50 ${(g50 - d50).toFixed(3)} ms (target <= 1)  p99 ${(g99 - d99).toFixed(3)} ms (target <= 5)`);
 
+  const sd0 = cpuS(standin.pid);
   const td = await throughput(direct, 32, CONC_S);
+  const sd1 = cpuS(standin.pid);
+  const g0 = cpuS(gwProc.pid);
   const tg = await throughput(gw, 32, CONC_S);
-  console.log(`32 concurrent     direct   ${td.rps.toFixed(0)} req/s (${td.failed} failed)`);
-  console.log(`32 concurrent     gateway  ${tg.rps.toFixed(0)} req/s (${tg.failed} failed)   ratio ${(tg.rps / td.rps).toFixed(2)}x (target >= 0.9)`);
+  const g1 = cpuS(gwProc.pid);
+  const perReq = (cpu, rps) => ((cpu / (rps * CONC_S)) * 1e6).toFixed(0);
+  console.log(`32 concurrent     direct   ${td.rps.toFixed(0)} req/s (${td.failed} failed); stand-in CPU ${perReq(sd1 - sd0, td.rps)} us/request`);
+  console.log(`32 concurrent     gateway  ${tg.rps.toFixed(0)} req/s (${tg.failed} failed); gateway CPU ${perReq(g1 - g0, tg.rps)} us/request   ratio ${(tg.rps / td.rps).toFixed(2)}x (target >= 0.9)`);
 
   // A 50 MB body whose bulk is one base64 video; `model` after `messages`, as the OpenAI SDKs send it.
   const b64 = Buffer.alloc(Math.floor((50 * 1024 * 1024 * 3) / 4), 1).toString('base64');

@@ -8,7 +8,7 @@
  *   the client and never onto the member that just failed; in-flight counts are released on every path.
  * - The response is passed through as it arrives (no buffering, no parsing of chunks); the client going
  *   away aborts the upstream request.
- * - Timeouts: connect (on the Agent), first byte (headersTimeout), idle between body chunks (bodyTimeout);
+ * - Timeouts (set on the undici Agent): connect, first byte (headersTimeout), idle between body chunks (bodyTimeout);
  *   none on the total length of a stream.
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
@@ -72,9 +72,16 @@ function parseJson(text: string): unknown {
   }
 }
 
+const urls = new WeakMap<Member['entry'], { origin: string; path: string }>();
+/** Origin and path of a member's chat endpoint (cached per registry entry object). */
 function upstreamUrl(m: Member, path: string): { origin: string; path: string } {
-  const u = new URL(m.entry.host_url);
-  return { origin: u.origin, path: `${u.pathname.replace(/\/+$/, '')}${path}` };
+  let hit = urls.get(m.entry);
+  if (!hit) {
+    const u = new URL(m.entry.host_url);
+    hit = { origin: u.origin, path: `${u.pathname.replace(/\/+$/, '')}${path}` };
+    urls.set(m.entry, hit);
+  }
+  return hit;
 }
 
 /**
@@ -169,8 +176,6 @@ export async function forward(d: ProxyDeps, target: Target, body: ReadBody, req:
             },
             body: payload,
             signal: ac.signal,
-            headersTimeout: d.firstByteMs,
-            bodyTimeout: d.idleMs,
           });
         } catch (e) {
           if (!Buffer.isBuffer(payload)) payload.destroy();
@@ -220,8 +225,9 @@ export async function forward(d: ProxyDeps, target: Target, body: ReadBody, req:
         res.writeHead(r.statusCode, { ...passHeaders(r.headers), 'x-tao-job-id': m.job_id });
         // A reply of unknown length (a stream) shows its headers at once; a sized one sends them with its first chunk.
         if (r.headers['content-length'] === undefined) res.flushHeaders();
-        let bytesOut = 0;
-        r.body.on('data', (c: Buffer) => (bytesOut += c.length));
+        const sized = Number(r.headers['content-length']);
+        let bytesOut = Number.isFinite(sized) ? sized : 0;
+        if (!Number.isFinite(sized)) r.body.on('data', (c: Buffer) => (bytesOut += c.length));
         try {
           await pipe(r.body, res);
         } catch {
