@@ -4,6 +4,8 @@
  * model_load_error ejection, the registry followed live, and the gateway's own 400/404/413/503 answers.
  */
 import { writeFileSync } from 'node:fs';
+import { createServer } from 'node:http';
+import { randomUUID } from 'node:crypto';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { entryFor, gatewayOver, post, startStandin, startStreamingUpstream, TestRegistry, userMsg, type Standin } from './helpers.js';
@@ -287,5 +289,29 @@ describe('shutdown', () => {
     for (let r = await reader.read(); !r.done; r = await reader.read()) text += new TextDecoder().decode(r.value);
     expect(text).toContain('[DONE]');
     await closed;
+  });
+});
+
+describe('timeouts', () => {
+  it('a hung service costs only its own requests: others are served meanwhile, it gets 504 after the first-byte timeout', async () => {
+    const reg = newReg();
+    const hung = createServer((req, res) => {
+      if (req.url === '/api/v1/health/readiness') res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}');
+      else req.resume(); // accepts the request, never answers
+    });
+    await new Promise<void>((r) => hung.listen(0, '127.0.0.1', r));
+    closers.push(() => new Promise((r) => (hung.closeAllConnections(), hung.close(() => r()))));
+    const hungEntry = entryFor({ job_id: randomUUID(), network_arch: 'tao-dataservices', host_url: `http://127.0.0.1:${(hung.address() as { port: number }).port}` });
+    const s = await standin('tao-dataservices');
+    await reg.add(hungEntry, entryFor(s));
+    const gw = await gateway(reg, { firstByteTimeoutS: 1.5 });
+    const t0 = Date.now();
+    const stuck = post(`${gw.url}/v1/chat/completions`, { model: hungEntry.job_id, messages: userMsg('hello?') });
+    for (let i = 0; i < 10; i++) expect((await post(`${gw.url}/v1/chat/completions`, { model: s.job_id, messages: userMsg(`m${i}`) })).status).toBe(200);
+    expect(Date.now() - t0).toBeLessThan(1400);
+    const r = await stuck;
+    expect(r.status).toBe(504);
+    expect(r.json.error.code).toBe('upstream_timeout');
+    expect(Date.now() - t0).toBeGreaterThanOrEqual(1400);
   });
 });
