@@ -282,6 +282,7 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       watcher.close();
       prober.stop();
       void agent.destroy();
+      void log?.close();
       void fsp.rm(spoolDir, { recursive: true, force: true });
       if (e.code === 'EADDRINUSE') reject(new InvalidInputError('--port', `${o.host}:${o.port} is already in use`, { hint: 'Pick another --port (0 takes any free one).' }));
       else if (e.code === 'EADDRNOTAVAIL' || e.code === 'EACCES') reject(new InvalidInputError('--host', `cannot listen on ${o.host}:${o.port} (${e.code})`));
