@@ -87,13 +87,13 @@ export async function readBody(req: IncomingMessage, limits: BodyLimits): Promis
         for (const b of chunks) skeleton.push(b);
       }
       skeleton?.push(chunk);
-      if (spool) await spool.fh.write(chunk);
+      if (spool) await spool.fh.writeFile(chunk);
       else {
         chunks.push(chunk);
         if (size > limits.spoolAbove) {
           const path = join(limits.spoolDir, `body-${randomBytes(8).toString('hex')}.json`);
           spool = { path, fh: await fsp.open(path, 'wx', 0o600) };
-          for (const b of chunks.splice(0)) await spool.fh.write(b);
+          for (const b of chunks.splice(0)) await spool.fh.writeFile(b);
         }
       }
     }
