@@ -140,9 +140,10 @@ export interface StreamingUpstream {
 
 /**
  * An OpenAI-compatible streaming upstream (readiness 200 per contract §6). With `stream: true` it answers
- * `text/event-stream` the way vLLM's OpenAI server does (vllm/entrypoints/openai/serving_chat.py,
- * chat_completion_stream_generator: `data: <chat.completion.chunk JSON>\n\n` per delta, then
- * `data: [DONE]\n\n`): a role chunk and a first content chunk at once, the rest only after release().
+ * `text/event-stream` the way vLLM's OpenAI server does (vllm-project/vllm
+ * vllm/entrypoints/openai/serving_chat.py @003fe593, chat_completion_stream_generator: a first chunk with
+ * `delta: {role, content: ""}`, then `data: <chat.completion.chunk JSON>\n\n` per delta, then
+ * `data: [DONE]\n\n`): the role chunk and a first content chunk at once, the rest only after release().
  */
 export async function startStreamingUpstream(network_arch = 'tao-dataservices'): Promise<StreamingUpstream> {
   const requests: IncomingMessage[] = [];
