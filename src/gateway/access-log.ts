@@ -4,7 +4,8 @@
  * latency_ms, bytes_in, bytes_out, retries and stream. Never a body, a header value, a key or a token.
  * The file is opened for append with mode 0600.
  */
-import { createWriteStream, type WriteStream } from 'node:fs';
+import { createWriteStream, openSync, type WriteStream } from 'node:fs';
+import { InvalidInputError } from '../errors.js';
 
 export interface AccessRecord {
   time: string;
@@ -28,8 +29,17 @@ export class AccessLog {
   private readonly out: WriteStream;
   private failed = false;
 
+  /** @throws InvalidInputError (`--log-file`) when the file cannot be opened for append */
   constructor(file: string, onError: (e: Error) => void) {
-    this.out = createWriteStream(file, { flags: 'a', mode: 0o600 });
+    let fd: number;
+    try {
+      fd = openSync(file, 'a', 0o600);
+    } catch (e) {
+      throw new InvalidInputError('--log-file', `cannot open ${file} for append: ${(e as NodeJS.ErrnoException).code ?? (e as Error).message}`, {
+        hint: 'Give a path in a directory that exists and that you can write.',
+      });
+    }
+    this.out = createWriteStream(file, { fd });
     this.out.on('error', (e) => {
       if (!this.failed) onError(e);
       this.failed = true;

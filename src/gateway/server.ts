@@ -49,7 +49,7 @@ function epoch(iso: string | undefined): number {
 
 /**
  * Start the gateway and resolve once it listens.
- * @throws InvalidInputError (bad options, port in use, api key env var unset, non-loopback without a key), RegistryError is only warned about
+ * @throws InvalidInputError (bad options, port in use, api key env var unset, non-loopback without a key, log file not writable); registry problems are only warned about
  */
 export async function startGateway(options: GatewayOptions = {}): Promise<Gateway> {
   const o = resolveOptions(options);
@@ -58,9 +58,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const metrics = new GatewayMetrics();
   const budget = new ByteBudget(o.byteBudget);
   const keyHash = o.apiKey ? createHash('sha256').update(o.apiKey).digest() : undefined;
+  const log = o.logFile ? new AccessLog(o.logFile, (e) => o.warn(`access log ${o.logFile}: ${e.message}; logging stopped`)) : undefined;
   const spoolDir = await fsp.mkdtemp(join(tmpdir(), 'tao-gateway-'));
   const agent = new Agent({ connect: { timeout: o.connectMs }, headersTimeout: o.firstByteMs, bodyTimeout: o.idleMs, keepAliveTimeout: 4000 });
-  const log = o.logFile ? new AccessLog(o.logFile, (e) => o.warn(`access log ${o.logFile}: ${e.message}; logging stopped`)) : undefined;
   const headersFor = (m: Member) => authHeaders(m.entry, o.env);
   const countMembers = () => {
     metrics.members.reset();

@@ -212,7 +212,7 @@ describe('tao-infer gateway (CLI)', () => {
     }
   });
 
-  it('refuses a non-loopback address without an api key, an unset key variable and a key given as a value (exit 2)', async () => {
+  it('refuses a non-loopback address without an api key, an unset key variable, a key given as a value and an unwritable log file (exit 2)', async () => {
     const open = await runCli(['gateway', '--host', '0.0.0.0', '--port', '0']);
     expect(open.exitCode).toBe(2);
     expect(open.stderr).toMatch(/without an api key/);
@@ -222,6 +222,9 @@ describe('tao-infer gateway (CLI)', () => {
     const value = await runCli(['gateway', '--port', '0', '--api-key-env', 'sk-live-1234/abcd']);
     expect(value.exitCode).toBe(2);
     expect(value.stderr).not.toContain('sk-live-1234/abcd');
+    const log = await runCli(['gateway', '--port', '0', '--log-file', '/nonexistent-dir-tao/gw.jsonl']);
+    expect(log.exitCode).toBe(2);
+    expect(log.stderr).toContain('cannot open /nonexistent-dir-tao/gw.jsonl');
   });
 
   it('loads undici and prom-client only when the gateway runs', () => {
