@@ -60,7 +60,7 @@ const DEFAULT_NETWORK = 'tao_default';
 export { brevDockerHint, deleteInstance, listInstances, type BrevInstance } from './cli.js';
 
 class BrevAdapter implements PlatformAdapter {
-  readonly name = 'brev' as const;
+  readonly name = descriptor.name;
   readonly unsupported = descriptor.unsupported;
   readonly reservesHostPort = descriptor.reservesHostPort;
   readonly forwarder = brevForwarder;

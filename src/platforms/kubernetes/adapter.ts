@@ -61,7 +61,7 @@ async function gpuCapacity(conn: KubeConnection): Promise<{ total: number; summa
 }
 
 class KubernetesAdapter implements PlatformAdapter {
-  readonly name = 'kubernetes' as const;
+  readonly name = descriptor.name;
   readonly unsupported = descriptor.unsupported;
   readonly reservesHostPort = descriptor.reservesHostPort;
   readonly forwarder = k8sForwarder;

@@ -49,7 +49,7 @@ function abortError(signal: AbortSignal | undefined): unknown {
 }
 
 class SlurmAdapter implements PlatformAdapter {
-  readonly name = PLATFORM;
+  readonly name = descriptor.name;
   readonly reservesHostPort = descriptor.reservesHostPort;
   readonly unsupported = descriptor.unsupported;
   readonly forwarder = slurmForwarder;
