@@ -81,12 +81,6 @@ function argvOf(d: ForwarderDescription): { command: string; args: string[] } {
   return { command: d.run.command, args: d.run.args };
 }
 
-/** The argv a description runs, shell-free, for plans (`--dry-run`). */
-export function forwarderArgv(d: ForwarderDescription): string[] {
-  const { command, args } = argvOf(d);
-  return [command, ...args];
-}
-
 /**
  * True when `pid` is alive and, where /proc exists, its command line names the forwarder log of `jobId`;
  * without /proc, alive is enough.
@@ -107,14 +101,15 @@ export function isOurs(pid: number | undefined, jobId: string): boolean {
  * Start the forwarder detached (own session, output appended to its log) and resolve its PID once it is
  * alive and accepts TCP connections on `listen`. `onPid` runs right after the spawn (record the PID before
  * waiting, so an interrupted start can still end it).
- * @throws ForwarderError with the new lines of its log when it exits, does not listen in time, or `signal` aborts
- *   (the process is ended first).
+ * @throws ForwarderError with the new lines of its log when it exits or does not listen in time; the abort reason
+ *   (e.g. InterruptedError) when `signal` aborts. The process is ended first in every case.
  */
 export async function startForwarder(d: ForwarderDescription, opts: { onPid?: (pid: number) => Promise<void>; signal?: AbortSignal } = {}): Promise<number> {
   const { command, args } = argvOf(d);
   const offset = logOffset(d.logFile);
   const pid = spawnDetached({ command, args, env: d.env, logFile: d.logFile });
   let failure = 'did not accept connections in time';
+  // Every way out but success ends the process (catch below), so an interrupted or failed start leaves none.
   try {
     await opts.onPid?.(pid);
     const until = Date.now() + (d.readyTimeoutMs ?? DEFAULT_READY_MS);
@@ -125,7 +120,7 @@ export async function startForwarder(d: ForwarderDescription, opts: { onPid?: (p
       }
       if ((await waitForPort(d.listen.host, d.listen.port, 300)) && isAlive(pid)) return pid;
     }
-    if (opts.signal?.aborted) failure = 'was interrupted';
+    if (opts.signal?.aborted) throw opts.signal.reason ?? new Error('aborted');
   } catch (e) {
     await killPid(pid);
     throw e;

@@ -92,6 +92,16 @@ describe('startForwarder', () => {
     expect((err as Error).message).toMatch(/did not accept connections in time/);
     expect(isAlive(pid)).toBe(false);
   });
+  it('an abort (Ctrl-C during start) ends the process and rethrows the abort reason', async () => {
+    const port = await freePort();
+    const ac = new AbortController();
+    const reason = new Error('interrupted by SIGINT');
+    let pid = 0;
+    setTimeout(() => ac.abort(reason), 400);
+    const err = await startForwarder(describeFwd('job-a', port, ['--delay-ms', '60000']), { signal: ac.signal, onPid: async (p) => void (pid = p) }).catch((e: unknown) => e);
+    expect(err).toBe(reason);
+    expect(isAlive(pid)).toBe(false);
+  });
 });
 
 describe('stop, status note, restart', () => {
