@@ -1,13 +1,14 @@
 // The platform descriptors: the list in src/platforms/index.ts is the only place above the platform folders
 // that knows platform names; the CLI builds its platform flags and help texts from it.
 import { Command } from 'commander';
-import { readdirSync, readFileSync, statSync } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { addPlatformFlags, givenPlatformFlags, platformsSupporting } from '../../src/cli/platform-flags.js';
 import { InvalidInputError } from '../../src/errors.js';
 import { DEFAULT_PLATFORM, descriptorOf, holdsLocalPort, PLATFORM_NAMES, PLATFORMS } from '../../src/platforms/index.js';
 import type { RegistryEntry } from '../../src/types.js';
+import { runCli, tempState } from '../helpers/cli.js';
 
 const SRC = new URL('../../src/', import.meta.url).pathname;
 
@@ -74,6 +75,25 @@ describe('platform descriptors', () => {
       expect(a.name).toBe(d.name);
       expect(a.unsupported).toBe(d.unsupported);
       expect(a.reservesHostPort).toBe(d.reservesHostPort);
+    }
+  });
+});
+
+describe('stop with a platform stop flag', () => {
+  it('--delete-instance on a service of another platform is a usage error (exit 2) before any platform call; the registry is unchanged', async () => {
+    const { dir, stateFile } = tempState();
+    try {
+      const e = entry({ job_id: 'job-local', platform: 'local-docker', host_port: 8080, host_url: 'http://localhost:8080', started_at: '2026-11-30T00:00:00.000Z' });
+      const doc = JSON.stringify({ 'job-local': e, latest: 'job-local' }, null, 2);
+      writeFileSync(stateFile, doc, { mode: 0o600 });
+      const r = await runCli(['stop', 'job-local', '--delete-instance', '--json'], { env: { TAO_INF_STATE_FILE: stateFile } });
+      expect(r.exitCode).toBe(2);
+      expect(r.stdout + r.stderr).toContain('--delete-instance applies to brev services only; job-local runs on local-docker');
+      expect(readFileSync(stateFile, 'utf8')).toBe(doc);
+      const help = await runCli(['stop', '--help']);
+      expect(help.stdout).toMatch(/--delete-instance\s+\[brev\] also delete the Brev instance/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
     }
   });
 });
