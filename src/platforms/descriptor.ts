@@ -17,8 +17,6 @@ export interface AfterStopContext extends Pick<EntryContext, 'env' | 'log' | 'wa
 
 export interface PlatformDescriptor<N extends string = string> {
   readonly name: N;
-  /** One line for `--help` and ARCHITECTURE.md. */
-  readonly summary: string;
   /** Platform flags per command; each becomes a flag of that command (shared long names merge). */
   readonly options: {
     start: PlatformOptionSpec[];

@@ -7,7 +7,7 @@ import type { StartInput } from '../../lifecycle.js';
 import { formatArgv } from '../../util/shell.js';
 import { askSelect, askText, emit, info, isInteractive, progressReporter, requireInput, warnLine, type GlobalFlags } from '../io.js';
 import { addPlatformFlags, platformOptionValues, platformsSupporting } from '../platform-flags.js';
-import { checkPlatform, DEFAULT_PLATFORM } from '../../platforms/index.js';
+import { checkPlatform, DEFAULT_PLATFORM, PLATFORM_NAMES } from '../../platforms/index.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -32,7 +32,7 @@ export function startCommand(): Command {
     .description('Start an inference microservice, record it in the registry and wait until its model is ready')
     .option('--arch <network_arch>', 'network_arch (cosmos-rl, cosmos-predict2.5, tao-dataservices)')
     .option('--model <model_path>', 'hf_model://<org>/<model> or an absolute path inside the container')
-    .addOption(new Option('--platform <name>', 'where to run').default(DEFAULT_PLATFORM))
+    .addOption(new Option('--platform <name>', `where to run: ${PLATFORM_NAMES.join(', ')}`).default(DEFAULT_PLATFORM))
     .option('--num-gpus <n>', 'GPUs to request (default 1; 0 = lifecycle smoke without GPU flags)', intArg('--num-gpus'))
     .option('--gpu-ids <ids>', `explicit GPU device ids, e.g. 0,1 (${platformsSupporting('gpu_ids')})`)
     .option('--port <n>', `host port of the service, or the local port of its forwarder (${platformsSupporting('port')}; default: lowest free in 8080-8199)`, intArg('--port'))

@@ -4,7 +4,6 @@ import { options, stopOptions } from './options.js';
 /** brev (contract §8): docker on a Brev VM driven by the brev CLI, reached through a local ssh forward. */
 export const descriptor = {
   name: 'brev',
-  summary: 'docker run on a Brev instance (VM) through the brev CLI, reached through a local ssh forward',
   options: { start: options, stop: stopOptions },
   unsupported: {},
   reservesHostPort: false,

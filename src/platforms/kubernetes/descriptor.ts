@@ -4,7 +4,6 @@ import { options } from './options.js';
 /** kubernetes (contract §8): a Job + Service (+ Secret), exposed by LoadBalancer, NodePort or a local port-forward. */
 export const descriptor = {
   name: 'kubernetes',
-  summary: 'a batch/v1 Job with a Service (LoadBalancer, NodePort, or a local port-forward)',
   options: { start: options },
   unsupported: {
     gpu_ids: 'Kubernetes assigns GPUs through the nvidia.com/gpu resource; specific device ids cannot be chosen (use --num-gpus).',

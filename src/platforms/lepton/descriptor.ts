@@ -4,7 +4,6 @@ import { options } from './options.js';
 /** lepton (contract §8): a DGX Cloud Lepton endpoint (deployment) over the REST v2 API; the URL is Lepton's. */
 export const descriptor = {
   name: 'lepton',
-  summary: 'a DGX Cloud Lepton endpoint (deployment) created over its REST API',
   options: { start: options },
   unsupported: {
     gpu_ids: 'Lepton assigns the GPUs of the resource shape; choose the count with --resource-shape',

@@ -4,7 +4,6 @@ import { options } from './options.js';
 /** local-docker (contract §8): `docker run -d` on this machine (or DOCKER_HOST), host port published locally. */
 export const descriptor = {
   name: 'local-docker',
-  summary: 'docker run -d on this machine (or the daemon DOCKER_HOST points at)',
   options: { start: options },
   unsupported: {},
   reservesHostPort: true,

@@ -4,7 +4,6 @@ import { options } from './options.js';
 /** slurm (contract §8): an sbatch job reached over SSH, with a local SSH tunnel to its node. */
 export const descriptor = {
   name: 'slurm',
-  summary: 'an sbatch job submitted over SSH, reached through a local SSH tunnel to its node',
   options: { start: options },
   unsupported: {
     gpu_ids: 'Slurm chooses the GPUs of a job (--gres=gpu:<n>); device ids cannot be requested',
