@@ -6,7 +6,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { ForwarderError } from '../../src/forwarder/error.js';
-import { isOurs, restartForwarder, startForwarder, stopForwarder, withForwarderNote, type ForwarderDescription } from '../../src/forwarder/forwarder.js';
+import { isOurs, moduleFile, restartForwarder, startForwarder, stopForwarder, withForwarderNote, type ForwarderDescription } from '../../src/forwarder/forwarder.js';
+import { tunnelDescription } from '../../src/platforms/slurm/forward.js';
+import { execa } from 'execa';
 import { forwarderLogFile } from '../../src/forwarder/log.js';
 import { route } from '../../src/platforms/routing.js';
 import type { PlatformAdapter, RegistryEntry } from '../../src/types.js';
@@ -167,5 +169,24 @@ describe('stop, status note, restart', () => {
     await expect(route(failing).stop(entryOf('job-a', port, pid), ctx)).rejects.toThrow('platform unreachable');
     expect(isAlive(pid)).toBe(false);
     await expect(route(failing).restartForwarder(entryOf('job-a', port), ctx)).rejects.toThrow(/test services have no local forwarder to restart/);
+  });
+});
+
+describe('the platforms\' forwarder programs', () => {
+  const root = new URL('../../', import.meta.url).pathname;
+
+  it('a module of src/ runs from its build under dist/ (tests run the sources)', () => {
+    const d = tunnelDescription({ jobId: 'job-a', slurmJobId: '42', target: { user: 'u', host: 'login', port: 22 }, node: 'n1', port: 18080, env: {} });
+    expect('module' in d.run && moduleFile(d, d.run.module)).toBe(join(root, 'dist/src/platforms/slurm/tunnel.js'));
+    expect(d.run.args).toEqual(['--job-id', 'job-a', '--slurm-job-id', '42', '--user', 'u', '--host', 'login', '--port', '22', '--node', 'n1', '--remote-port', '8080', '--listen-host', '127.0.0.1', '--listen-port', '18080']);
+    expect(() => moduleFile(d, new URL('file:///nowhere/x.js'))).toThrow(ForwarderError);
+  });
+
+  it('the slurm tunnel and the kubernetes port-forward accept --log-file (the argument that names them)', async () => {
+    const tunnel = await execa(process.execPath, [join(root, 'dist/src/platforms/slurm/tunnel.js'), '--log-file', '/x/forwarders/slurm-j.log'], { reject: false });
+    expect(tunnel.stderr).toContain('missing --job-id');
+    const pf = await execa(process.execPath, [join(root, 'dist/src/platforms/kubernetes/port-forward.js'), '--log-file', '/x/forwarders/kubernetes-j.log'], { reject: false });
+    expect(pf.exitCode).toBe(2);
+    expect(pf.stderr).toContain('usage: port-forward.js');
   });
 });
