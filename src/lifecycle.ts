@@ -14,7 +14,7 @@ import { buildInnerCommand, type InnerCommand } from './archs/command.js';
 import { resolveImage, type ResolvedImage } from './archs/image.js';
 import { checkEnvName, checkNumGpus, checkPort, parseModelPath } from './archs/inputs.js';
 import { InvalidInputError, JobNotFoundError, ServiceFailedError } from './errors.js';
-import { loadAdapter, checkPlatform } from './platforms/index.js';
+import { loadAdapter, checkPlatform, descriptorOf } from './platforms/index.js';
 import { loadReferences, secretNames, type References } from './references.js';
 import { pickPort } from './registry/ports.js';
 import { Registry, type RegistryState } from './registry/store.js';
@@ -23,7 +23,7 @@ import { waitForReadiness } from './service/readiness.js';
 import { buildBody, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
 import { resolveTarget, type ChooseService } from './service/routing.js';
 import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
-import { LABELS } from './platforms/docker-cli.js';
+import { LABELS } from './labels.js';
 
 /** Where progress, warnings and readiness updates go. All optional. */
 export interface Reporter {
@@ -202,7 +202,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
   const holdsSame = (e: RegistryEntry) => e.platform === platform;
   // The host port rule for platforms that reserve one (contract §5); ports bound on this host only matter locally.
   const pickHostPort = (s: RegistryState) =>
-    pickPort(s, { holds: holdsSame, checkBound: platform === 'local-docker', bindAddress: spec.bind_address, explicit: input.port });
+    pickPort(s, { holds: holdsSame, checkBound: descriptorOf(platform).hostPortScope === 'local', bindAddress: spec.bind_address, explicit: input.port });
 
   const noRecord = async () => undefined;
   if (input.dry_run) {

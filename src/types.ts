@@ -3,8 +3,10 @@
  * platform adapter interface every platform implements.
  */
 
-export const PLATFORM_NAMES = ['local-docker', 'brev', 'lepton', 'slurm', 'kubernetes'] as const;
-export type PlatformName = (typeof PLATFORM_NAMES)[number];
+import type { ForwarderSupport } from './forwarder/forwarder.js';
+import type { PlatformName } from './platforms/index.js';
+
+export { PLATFORM_NAMES, type PlatformName } from './platforms/index.js';
 
 /**
  * One service in the registry file (contract §5). The first block is what NVIDIA's published skill
@@ -187,13 +189,14 @@ export interface PlatformAdapter {
   status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState>;
   /** Log chunks (text, may span lines). With follow, ends when the job ends or signal aborts. */
   logs(entry: RegistryEntry, opts: LogOptions, ctx: EntryContext): AsyncIterable<string>;
-  /** Idempotent: an already-gone job resolves. Also ends forwarders and removes platform secrets. */
+  /** Idempotent: an already-gone job resolves. Removes platform secrets (the routing ends the forwarder). */
   stop(entry: RegistryEntry, ctx: EntryContext): Promise<void>;
   /**
-   * Optional: restart a dead local forwarder (slurm tunnel, k8s port-forward, brev port-forward) for `tao-infer tunnel`.
-   * Returns the registry fields to update (e.g. a new forwarder_pid); resolves with {} when the forwarder is alive.
+   * Optional: the platform reaches its services through a local forwarder (slurm tunnel, k8s port-forward,
+   * brev ssh forward). The routing in `src/platforms/routing.ts` then stops it with the service, notes in
+   * `status` when it is down, and restarts it for `tao-infer tunnel` (src/forwarder/).
    */
-  restartForwarder?(entry: RegistryEntry, ctx: EntryContext): Promise<Partial<RegistryEntry>>;
+  readonly forwarder?: ForwarderSupport;
   /**
    * Prompt choices for a required `start` option that has no value (the CLI asks on a TTY only), looked up
    * on the platform: brev `instance`, lepton `resourceShape`, slurm `partition`. `options` holds the values

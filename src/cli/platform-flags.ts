@@ -1,12 +1,12 @@
 /**
- * Turns the platforms' PlatformOptionSpec declarations into `start` flags (one flag even when two
- * platforms declare it) and back into LaunchSpec.options for the chosen platform: flag, else the
- * env var, else the default; a missing required one is prompted on a TTY or is a usage error naming the flag.
+ * Turns the platform descriptors' PlatformOptionSpec declarations into flags of `start`, `stop` and `ls`
+ * (one flag even when two platforms declare it) and back into option values for one platform: flag, else
+ * the env var, else the default; a missing required one is prompted on a TTY or is a usage error naming the flag.
  */
 import { Option, type Command } from 'commander';
 import { InvalidInputError, MissingInputError } from '../errors.js';
-import { PLATFORM_OPTIONS } from '../platforms/index.js';
-import type { PlatformName, PlatformOptionSpec } from '../types.js';
+import { PLATFORMS } from '../platforms/index.js';
+import type { Capability, PlatformName, PlatformOptionSpec } from '../types.js';
 import { askSelect, askText } from './io.js';
 
 function longName(flags: string): string {
@@ -24,11 +24,19 @@ function attrName(flags: string): string {
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
-/** Add every platform's start flags to `cmd` once. */
-export function addPlatformFlags(cmd: Command, taken: Set<string>): void {
+/** Commands that take platform flags. */
+export type PlatformCommand = 'start' | 'stop' | 'ls';
+
+function specsOf(platform: string, command: PlatformCommand): PlatformOptionSpec[] {
+  return PLATFORMS.find((d) => d.name === platform)?.options[command as 'start'] ?? [];
+}
+
+/** Add every platform's flags for `command` to `cmd` once; long names in `taken` (the command's own flags) are skipped. */
+export function addPlatformFlags(cmd: Command, taken: Set<string>, command: PlatformCommand = 'start'): void {
   const seen = new Map<string, string[]>();
-  for (const [platform, specs] of Object.entries(PLATFORM_OPTIONS)) {
-    for (const s of specs) {
+  for (const d of PLATFORMS) {
+    for (const s of specsOf(d.name, command)) {
+      const platform = d.name;
       const long = longName(s.flags);
       const owners = seen.get(long);
       if (owners) {
@@ -40,7 +48,7 @@ export function addPlatformFlags(cmd: Command, taken: Set<string>): void {
     }
   }
   for (const [long, owners] of seen) {
-    const specs = owners.map((p) => [p, PLATFORM_OPTIONS[p as PlatformName].find((s) => longName(s.flags) === long)!] as const);
+    const specs = owners.map((p) => [p, specsOf(p, command).find((s) => longName(s.flags) === long)!] as const);
     const spec = specs[0]![1];
     // A flag shared by several platforms shows each platform's own description.
     const desc = specs.map(([p, s]) => `[${p}] ${s.description}${s.env ? ` (env ${s.env})` : ''}`).join('; ');
@@ -87,7 +95,7 @@ export async function platformOptionValues(
   suggest?: (key: string, gathered: Record<string, unknown>) => Promise<string[] | undefined>,
 ): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
-  for (const spec of PLATFORM_OPTIONS[platform]) {
+  for (const spec of specsOf(platform, 'start')) {
     const flag = longFlag(spec);
     let v = coerce(spec, parsed[attrName(spec.flags)], flag);
     if (v === undefined && spec.env && env[spec.env] !== undefined && env[spec.env] !== '') v = coerce(spec, env[spec.env], `$${spec.env}`);
@@ -107,4 +115,30 @@ export async function platformOptionValues(
     if (v !== undefined) out[spec.key] = v;
   }
   return out;
+}
+
+/**
+ * The platform flags of `command` given on the command line, keyed by the platforms declaring them:
+ * `{ brev: { deleteInstance: true } }`. Flags no platform declares are ignored (they belong to the command).
+ */
+export function givenPlatformFlags(parsed: Record<string, unknown>, command: PlatformCommand): Map<string, { flags: string[]; values: Record<string, unknown> }> {
+  const out = new Map<string, { flags: string[]; values: Record<string, unknown> }>();
+  for (const d of PLATFORMS) {
+    for (const spec of specsOf(d.name, command)) {
+      const v = parsed[attrName(spec.flags)];
+      if (v === undefined || v === false) continue;
+      const e = out.get(d.name) ?? { flags: [], values: {} };
+      e.flags.push(longFlag(spec));
+      e.values[spec.key] = v;
+      out.set(d.name, e);
+    }
+  }
+  return out;
+}
+
+/**
+ * Which platforms can run a capability (those whose descriptor does not declare it unsupported), for help texts.
+ */
+export function platformsSupporting(cap: Capability): string {
+  return PLATFORMS.filter((d) => !(cap in d.unsupported)).map((d) => d.name).join(', ');
 }

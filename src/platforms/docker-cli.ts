@@ -10,13 +10,6 @@ export interface DockerRunOptions {
   network: string;
 }
 
-/** Label keys used for discovery (`docker ps --filter label=tao-infer.managed-by`). */
-export const LABELS = {
-  managedBy: 'tao-infer.managed-by',
-  jobId: 'tao-infer.job_id',
-  arch: 'tao-infer.network_arch',
-} as const;
-
 /** GPU flags: `--gpus N`, `--gpus "device=0,1"` (the quotes are part of docker's value), none for 0 GPUs. */
 export function gpuArgs(spec: Pick<LaunchSpec, 'num_gpus' | 'gpu_ids'>): string[] {
   if (spec.gpu_ids?.length) return ['--gpus', `"device=${spec.gpu_ids.join(',')}"`];

@@ -1,31 +1,29 @@
 /**
- * Platform name → lazily imported adapter and cheap option declarations. A command that does not use
- * a platform never imports its module (and so never loads its SDK).
+ * The platforms tao-infer knows: a list of cheap descriptors (src/platforms/descriptor.ts). Everything
+ * above the adapters learns about platforms from this list only (names, flags, capabilities); adding a
+ * platform = one folder with its descriptor + one line here + its test file. A command that does not use
+ * a platform never imports its adapter (and so never loads its SDK).
  */
 import { InvalidInputError } from '../errors.js';
-import { PLATFORM_NAMES, type PlatformAdapter, type PlatformName, type PlatformOptionSpec } from '../types.js';
-import { options as localDockerOptions } from './local-docker/options.js';
-import { options as brevOptions } from './brev/options.js';
-import { options as leptonOptions } from './lepton/options.js';
-import { options as slurmOptions } from './slurm/options.js';
-import { options as kubernetesOptions } from './kubernetes/options.js';
+import type { PlatformOptionSpec, RegistryEntry } from '../types.js';
+import { descriptor as localDocker } from './local-docker/descriptor.js';
+import { descriptor as brev } from './brev/descriptor.js';
+import { descriptor as lepton } from './lepton/descriptor.js';
+import { descriptor as slurm } from './slurm/descriptor.js';
+import { descriptor as kubernetes } from './kubernetes/descriptor.js';
+import type { PlatformDescriptor } from './descriptor.js';
+import type { Platform } from './routing.js';
 
-const loaders: Record<PlatformName, () => Promise<{ createAdapter(): PlatformAdapter }>> = {
-  'local-docker': () => import('./local-docker/adapter.js'),
-  brev: () => import('./brev/adapter.js'),
-  lepton: () => import('./lepton/adapter.js'),
-  slurm: () => import('./slurm/adapter.js'),
-  kubernetes: () => import('./kubernetes/adapter.js'),
-};
+/** Every platform, the default (for `start --platform`) first. */
+export const PLATFORMS = [localDocker, brev, lepton, slurm, kubernetes] as const;
+
+export type PlatformName = (typeof PLATFORMS)[number]['name'];
+export const PLATFORM_NAMES: readonly PlatformName[] = PLATFORMS.map((d) => d.name);
+/** `start --platform` default. */
+export const DEFAULT_PLATFORM: PlatformName = PLATFORMS[0].name;
 
 /** Start options per platform (flags, env fallbacks, defaults). */
-export const PLATFORM_OPTIONS: Record<PlatformName, PlatformOptionSpec[]> = {
-  'local-docker': localDockerOptions,
-  brev: brevOptions,
-  lepton: leptonOptions,
-  slurm: slurmOptions,
-  kubernetes: kubernetesOptions,
-};
+export const PLATFORM_OPTIONS = Object.fromEntries(PLATFORMS.map((d) => [d.name, d.options.start])) as Record<PlatformName, PlatformOptionSpec[]>;
 
 /** @throws InvalidInputError for an unknown platform name. */
 export function checkPlatform(name: string): PlatformName {
@@ -33,15 +31,36 @@ export function checkPlatform(name: string): PlatformName {
   throw new InvalidInputError('--platform', `unknown platform '${name}'`, { hint: `Use one of: ${PLATFORM_NAMES.join(', ')}` });
 }
 
-const cache = new Map<PlatformName, PlatformAdapter>();
-
-/** Import (once) and return the adapter for `name`. */
-export async function loadAdapter(name: string): Promise<PlatformAdapter> {
+/** The descriptor of `name`. @throws InvalidInputError for an unknown platform name. */
+export function descriptorOf(name: string): PlatformDescriptor<PlatformName> {
   const p = checkPlatform(name);
-  let a = cache.get(p);
+  return PLATFORMS.find((d) => d.name === p)!;
+}
+
+/**
+ * True when `entry` holds a port on this machine: its `local_port`, or a `host_port` of a platform whose
+ * host ports are local (descriptor `hostPortScope`). Entries of unknown platforms (written by other tools) hold none.
+ */
+export function holdsLocalPort(entry: RegistryEntry): boolean {
+  if (typeof entry.local_port === 'number') return true;
+  const d = PLATFORMS.find((x) => x.name === entry.platform) as PlatformDescriptor | undefined;
+  return d?.hostPortScope === 'local' && typeof entry.host_port === 'number';
+}
+
+const cache = new Map<PlatformName, Platform>();
+
+/**
+ * Import (once) and return the adapter for `name`, routed (src/platforms/routing.ts): forwarder stop,
+ * status note and restart come from the generic forwarder code.
+ * @throws InvalidInputError for an unknown platform name.
+ */
+export async function loadAdapter(name: string): Promise<Platform> {
+  const d = descriptorOf(name);
+  let a = cache.get(d.name);
   if (!a) {
-    a = (await loaders[p]()).createAdapter();
-    cache.set(p, a);
+    const [{ route }, adapter] = await Promise.all([import('./routing.js'), d.load()]);
+    a = route(adapter);
+    cache.set(d.name, a);
   }
   return a;
 }

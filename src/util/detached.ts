@@ -1,14 +1,12 @@
 /**
- * Detached helper processes that outlive the CLI (slurm SSH tunnel, k8s port-forward, brev port-forward).
- * Their PID is recorded in the registry entry; stop ends them by that PID only.
+ * Process primitives for detached helpers that outlive the CLI: spawn in an own session with a log,
+ * liveness, ending by PID, waiting for a TCP port. The forwarder abstraction (src/forwarder/) builds on these.
  */
 import { spawn } from 'node:child_process';
-import { openSync, closeSync, mkdirSync, existsSync, lstatSync, readFileSync, constants as fsConstants } from 'node:fs';
-import { tmpdir } from 'node:os';
+import { openSync, closeSync, mkdirSync, constants as fsConstants } from 'node:fs';
 import { createConnection } from 'node:net';
-import { dirname, join } from 'node:path';
+import { dirname } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { PlatformUnavailableError } from '../errors.js';
 
 export interface DetachedOptions {
   /** Executable (e.g. process.execPath) and its arguments. Never put a secret here. */
@@ -19,24 +17,6 @@ export interface DetachedOptions {
   /** File receiving the child's stdout+stderr. */
   logFile: string;
   cwd?: string;
-}
-
-/**
- * Where a forwarder's log goes: `<tmpdir>/tao-infer-<uid>/forwarders/<platform>-<job_id>.log`.
- * The per-user directory (mode 0700) keeps other users of a shared host from reading the log or planting a
- * symlink in its place; it is created on first use.
- * @throws PlatformUnavailableError (exit 3) when that directory is a symlink or belongs to another user.
- */
-export function forwarderLogFile(platform: string, jobId: string): string {
-  const uid = process.getuid?.();
-  const base = join(tmpdir(), `tao-infer-${uid ?? 'user'}`);
-  mkdirSync(join(base, 'forwarders'), { recursive: true, mode: 0o700 });
-  const st = lstatSync(base);
-  if (st.isSymbolicLink() || !st.isDirectory() || (uid !== undefined && st.uid !== uid))
-    throw new PlatformUnavailableError(platform, `${base} (where forwarder logs go) is not a directory of this user`, {
-      hint: `Remove ${base} (it may have been planted by another user), or set TMPDIR to a directory of your own.`,
-    });
-  return join(base, 'forwarders', `${platform}-${jobId}.log`);
 }
 
 /**
@@ -113,26 +93,4 @@ export async function waitForPort(host: string, port: number, timeoutMs: number)
     await sleep(100);
   }
   return false;
-}
-
-/**
- * True when `pid` is alive and, where /proc exists, its argv has each of `needles` as a substring
- * of some argument — so a recycled PID is never signalled. Without /proc: alive is enough.
- */
-export function isOwnProcess(pid: number | undefined, needles: string[]): boolean {
-  if (!pid || !isAlive(pid)) return false;
-  if (!existsSync('/proc/self/cmdline')) return true;
-  try {
-    const args = readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0');
-    return needles.every((n) => args.some((a) => a.includes(n)));
-  } catch {
-    return false;
-  }
-}
-
-/** Environment for a forwarder: only what SSH/the client needs, never the caller's secrets. `extra` names are kept too. */
-export function forwarderEnv(env: NodeJS.ProcessEnv, extra: string[] = []): NodeJS.ProcessEnv {
-  const out: NodeJS.ProcessEnv = {};
-  for (const k of ['PATH', 'HOME', 'USER', 'LOGNAME', 'LANG', 'SSH_AUTH_SOCK', 'TMPDIR', ...extra]) if (env[k] !== undefined) out[k] = env[k];
-  return out;
 }

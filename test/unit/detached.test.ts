@@ -4,7 +4,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { PlatformUnavailableError } from '../../src/errors.js';
-import { forwarderLogFile, spawnDetached } from '../../src/util/detached.js';
+import { forwarderLogFile } from '../../src/forwarder/log.js';
+import { spawnDetached } from '../../src/util/detached.js';
 
 let root: string;
 let savedTmp: string | undefined;

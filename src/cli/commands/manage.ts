@@ -1,7 +1,9 @@
 /** stop, ls, logs, archs, tunnel. */
 import { Command } from 'commander';
 import { InvalidInputError, JobNotFoundError, MissingInputError, NoServiceError } from '../../errors.js';
-import { loadAdapter } from '../../platforms/index.js';
+import { descriptorOf, loadAdapter } from '../../platforms/index.js';
+import type { RegistryEntry } from '../../types.js';
+import { addPlatformFlags, givenPlatformFlags } from '../platform-flags.js';
 import { askConfirm, askSelect, emit, info, isInteractive, warnLine, type GlobalFlags } from '../io.js';
 
 const lib = () => import('../../manage.js');
@@ -14,124 +16,120 @@ function table(rows: string[][]): string {
   return rows.map((r) => r.map((c, i) => (i === r.length - 1 ? c : c.padEnd(widths[i]!))).join('  ')).join('\n');
 }
 
-/** `tao-infer stop [job_id] [--all] [--delete-instance] [--yes] [--json]`. */
+/** `tao-infer stop [job_id] [--all] [platform stop flags, e.g. --delete-instance] [--yes] [--json]`. */
 export function stopCommand(): Command {
-  return new Command('stop')
+  const cmd = new Command('stop')
     .description('Stop a service on its platform and remove it from the registry (no id: asks which, the latest first; with --yes the latest)')
     .argument('[job_id]', 'the service to stop')
     .option('--all', 'stop every service in the registry')
-    .option('--delete-instance', 'brev: also delete the Brev instance once no other service uses it (ephemeral instances)')
     .option('--json', 'print one JSON document on stdout')
-    .option('-y, --yes', 'do not ask for confirmation')
-    .action(async (jobId: string | undefined, o: Record<string, any>) => {
-      const flags: GlobalFlags = { json: o.json, yes: o.yes };
-      const interactive = isInteractive(flags);
-      const registry = await newRegistry();
-      let targets: string[];
-      if (o.all) {
-        if (jobId) throw new InvalidInputError('--all', 'give either a job_id or --all, not both');
-        targets = Object.keys((await registry.read()).entries);
-        if (!targets.length) {
-          emit(flags, { stopped: [], failed: [] }, () => 'no services in the registry');
-          return;
-        }
-        if (!o.yes) {
-          if (!interactive) throw new MissingInputError('--yes', `confirmation to stop all ${targets.length} services`);
-          if (!(await askConfirm(`Stop all ${targets.length} services?`))) return;
-        }
-      } else if (jobId) {
-        targets = [jobId];
-      } else {
-        const latest = await (await lib()).latestJobId({ registry });
-        if (!latest) throw new NoServiceError('no service in the registry to stop');
-        if (!o.yes) {
-          if (!interactive) throw new MissingInputError('<job_id>', 'which service to stop (give a job_id, or --yes to stop the latest)');
-          const entries = Object.values((await registry.read()).entries);
-          if (entries.length > 1) {
-            // Several run: the person picks one, the latest offered first (behaviour spec, 5. Stopping: default to latest).
-            const byAge = entries.sort((a, b) => (a.job_id === latest ? -1 : b.job_id === latest ? 1 : String(b.started_at ?? '').localeCompare(String(a.started_at ?? ''))));
-            targets = [
-              await askSelect(
-                'Which service to stop?',
-                byAge.map((e) => ({
-                  name: `${e.job_id}  ${e.network_arch} on ${e.platform}${e.job_id === latest ? '  (latest)' : ''}`,
-                  value: e.job_id,
-                  description: `${e.host_url ?? 'no host_url'}, started ${e.started_at ?? '?'}`,
-                })),
-              ),
-            ];
-          } else {
-            const e = await registry.get(latest);
-            if (!(await askConfirm(`Stop the latest service ${latest} (${e?.network_arch} on ${e?.platform})?`))) return;
-            targets = [latest];
-          }
+    .option('-y, --yes', 'do not ask for confirmation');
+  addPlatformFlags(cmd, new Set(cmd.options.map((x) => x.long!.replace(/^--(no-)?/, ''))), 'stop');
+  return cmd.action(async (jobId: string | undefined, o: Record<string, any>) => {
+    const flags: GlobalFlags = { json: o.json, yes: o.yes };
+    const interactive = isInteractive(flags);
+    const registry = await newRegistry();
+    let targets: string[];
+    if (o.all) {
+      if (jobId) throw new InvalidInputError('--all', 'give either a job_id or --all, not both');
+      targets = Object.keys((await registry.read()).entries);
+      if (!targets.length) {
+        emit(flags, { stopped: [], failed: [] }, () => 'no services in the registry');
+        return;
+      }
+      if (!o.yes) {
+        if (!interactive) throw new MissingInputError('--yes', `confirmation to stop all ${targets.length} services`);
+        if (!(await askConfirm(`Stop all ${targets.length} services?`))) return;
+      }
+    } else if (jobId) {
+      targets = [jobId];
+    } else {
+      const latest = await (await lib()).latestJobId({ registry });
+      if (!latest) throw new NoServiceError('no service in the registry to stop');
+      if (!o.yes) {
+        if (!interactive) throw new MissingInputError('<job_id>', 'which service to stop (give a job_id, or --yes to stop the latest)');
+        const entries = Object.values((await registry.read()).entries);
+        if (entries.length > 1) {
+          // Several run: the person picks one, the latest offered first (behaviour spec, 5. Stopping: default to latest).
+          const byAge = entries.sort((a, b) => (a.job_id === latest ? -1 : b.job_id === latest ? 1 : String(b.started_at ?? '').localeCompare(String(a.started_at ?? ''))));
+          targets = [
+            await askSelect(
+              'Which service to stop?',
+              byAge.map((e) => ({
+                name: `${e.job_id}  ${e.network_arch} on ${e.platform}${e.job_id === latest ? '  (latest)' : ''}`,
+                value: e.job_id,
+                description: `${e.host_url ?? 'no host_url'}, started ${e.started_at ?? '?'}`,
+              })),
+            ),
+          ];
         } else {
-          info(`stopping the latest service: ${latest}`);
+          const e = await registry.get(latest);
+          if (!(await askConfirm(`Stop the latest service ${latest} (${e?.network_arch} on ${e?.platform})?`))) return;
           targets = [latest];
         }
+      } else {
+        info(`stopping the latest service: ${latest}`);
+        targets = [latest];
       }
-      if (o.deleteInstance) {
-        const state = await registry.read();
-        const other = targets.find((id) => state.entries[id] && state.entries[id]!.platform !== 'brev');
-        if (other) throw new InvalidInputError('--delete-instance', `--delete-instance applies to brev services only; ${other} runs on ${state.entries[other]!.platform}`);
+    }
+    // Platform stop flags (descriptor options.stop) apply only when every service stopped runs on that platform.
+    const given = givenPlatformFlags(o, 'stop');
+    if (given.size) {
+      const state = await registry.read();
+      for (const [platform, g] of given) {
+        const other = targets.find((id) => state.entries[id] && state.entries[id]!.platform !== platform);
+        if (other) throw new InvalidInputError(g.flags[0]!, `${g.flags.join(', ')} applies to ${platform} services only; ${other} runs on ${state.entries[other]!.platform}`);
       }
-      const stopped: string[] = [];
-      const instancesToDelete = new Set<string>();
-      const failed: Array<{ job_id: string; error: string }> = [];
-      for (const id of targets) {
-        try {
-          const e = await (await lib()).stopService(id, { registry, reporter });
-          stopped.push(id);
-          info(`stopped ${id} (${e.network_arch} on ${e.platform})`);
-          const instance = e.platform_data?.instance;
-          if (o.deleteInstance && typeof instance === 'string') instancesToDelete.add(instance);
-        } catch (err) {
-          if (targets.length === 1) throw err;
-          failed.push({ job_id: id, error: (err as Error).message });
-          warnLine(`could not stop ${id}: ${(err as Error).message}`);
-        }
+    }
+    const stopped: RegistryEntry[] = [];
+    const failed: Array<{ job_id: string; error: string }> = [];
+    for (const id of targets) {
+      try {
+        const e = await (await lib()).stopService(id, { registry, reporter });
+        stopped.push(e);
+        info(`stopped ${id} (${e.network_arch} on ${e.platform})`);
+      } catch (err) {
+        if (targets.length === 1) throw err;
+        failed.push({ job_id: id, error: (err as Error).message });
+        warnLine(`could not stop ${id}: ${(err as Error).message}`);
       }
-      const deleted: string[] = [];
-      if (instancesToDelete.size) {
-        const { deleteInstance } = await import('../../platforms/brev/adapter.js');
-        const remaining = Object.values((await registry.read()).entries);
-        for (const instance of instancesToDelete) {
-          const users = remaining.filter((x) => x.platform === 'brev' && x.platform_data?.instance === instance);
-          if (users.length) {
-            warnLine(`not deleting Brev instance ${instance}: still used by ${users.map((x) => x.job_id).join(', ')}`);
-            continue;
-          }
-          await deleteInstance(instance, { env: process.env, log: info });
-          deleted.push(instance);
-        }
-      }
-      emit(flags, { stopped, failed, ...(o.deleteInstance ? { deleted_instances: deleted } : {}) }, () => '');
-      if (failed.length) process.exitCode = 3;
-    });
+    }
+    let extra: Record<string, unknown> = {};
+    for (const [platform, g] of given) {
+      const d = descriptorOf(platform);
+      if (!d.afterStop) continue;
+      const remaining = Object.values((await registry.read()).entries);
+      const mine = stopped.filter((e) => e.platform === platform);
+      extra = { ...extra, ...(await d.afterStop({ stopped: mine, remaining, options: g.values, env: process.env, ...reporter })) };
+    }
+    emit(flags, { stopped: stopped.map((e) => e.job_id), failed, ...extra }, () => '');
+    if (failed.length) process.exitCode = 3;
+  });
 }
 
 /** `tao-infer ls [--json]`: registry entries with their live state from each platform. */
 export function lsCommand(): Command {
-  return new Command('ls')
+  const cmd = new Command('ls')
     .description('List services in the registry with their live state from the platform')
-    .option('--json', 'print a JSON array of entries with their live state')
-    .action(async (o: Record<string, any>) => {
-      const { services, latest } = await (await lib()).listServices({ registry: await newRegistry(), reporter });
-      emit({ json: o.json }, services, () => {
-        if (!services.length) return 'no services (start one with: tao-infer start --arch <network_arch> --model <model_path>)';
-        return table([
-          ['JOB_ID', 'ARCH', 'PLATFORM', 'STATE', 'URL', 'STARTED'],
-          ...services.map((s) => [
-            s.job_id + (s.job_id === latest ? ' *' : ''),
-            s.network_arch,
-            s.platform,
-            `${s.live.state}${s.live.native && s.live.native !== s.live.state ? ` (${s.live.native})` : ''}${s.live.reason ? `: ${s.live.reason}` : ''}`,
-            s.host_url || '-',
-            s.started_at,
-          ]),
-        ]);
-      });
+    .option('--json', 'print a JSON array of entries with their live state');
+  addPlatformFlags(cmd, new Set(cmd.options.map((x) => x.long!.replace(/^--(no-)?/, ''))), 'ls');
+  return cmd.action(async (o: Record<string, any>) => {
+    const { services, latest } = await (await lib()).listServices({ registry: await newRegistry(), reporter });
+    emit({ json: o.json }, services, () => {
+      if (!services.length) return 'no services (start one with: tao-infer start --arch <network_arch> --model <model_path>)';
+      return table([
+        ['JOB_ID', 'ARCH', 'PLATFORM', 'STATE', 'URL', 'STARTED'],
+        ...services.map((s) => [
+          s.job_id + (s.job_id === latest ? ' *' : ''),
+          s.network_arch,
+          s.platform,
+          `${s.live.state}${s.live.native && s.live.native !== s.live.state ? ` (${s.live.native})` : ''}${s.live.reason ? `: ${s.live.reason}` : ''}`,
+          s.host_url || '-',
+          s.started_at,
+        ]),
+      ]);
     });
+  });
 }
 
 /** `tao-infer logs <job_id> [-f] [--tail N]`. */
@@ -172,10 +170,10 @@ export function archsCommand(): Command {
     });
 }
 
-/** `tao-infer tunnel <job_id>`: restart a dead forwarder (slurm, kubernetes port-forward, brev). */
+/** `tao-infer tunnel <job_id>`: restart a dead local forwarder (src/forwarder, routed by src/platforms/routing.ts). */
 export function tunnelCommand(): Command {
   return new Command('tunnel')
-    .description('Restart the local forwarder (slurm tunnel, kubernetes port-forward, brev port-forward) of a service')
+    .description('Restart the local forwarder (SSH tunnel or port-forward on this machine) of a service')
     .argument('<job_id>', 'the service')
     .option('--json', 'print the updated entry as JSON')
     .action(async (jobId: string, o: Record<string, any>) => {
@@ -183,7 +181,6 @@ export function tunnelCommand(): Command {
       const entry = await registry.get(jobId);
       if (!entry) throw new JobNotFoundError(jobId);
       const adapter = await loadAdapter(entry.platform);
-      if (!adapter.restartForwarder) throw new InvalidInputError('<job_id>', `${entry.platform} services have no local forwarder to restart`);
       const fields = await adapter.restartForwarder(entry, { env: process.env, ...reporter });
       const updated = Object.keys(fields).length ? await registry.update(jobId, fields) : entry;
       emit({ json: o.json }, updated, () => (Object.keys(fields).length ? `forwarder restarted: ${updated?.host_url} (pid ${updated?.forwarder_pid})` : `forwarder already running: ${entry.host_url}`));

@@ -6,8 +6,8 @@ import type { PlanStep } from '../../types.js';
 import type { StartInput } from '../../lifecycle.js';
 import { formatArgv } from '../../util/shell.js';
 import { askSelect, askText, emit, info, isInteractive, progressReporter, requireInput, warnLine, type GlobalFlags } from '../io.js';
-import { addPlatformFlags, platformOptionValues } from '../platform-flags.js';
-import { checkPlatform } from '../../platforms/index.js';
+import { addPlatformFlags, platformOptionValues, platformsSupporting } from '../platform-flags.js';
+import { checkPlatform, DEFAULT_PLATFORM, PLATFORM_NAMES } from '../../platforms/index.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -32,11 +32,11 @@ export function startCommand(): Command {
     .description('Start an inference microservice, record it in the registry and wait until its model is ready')
     .option('--arch <network_arch>', 'network_arch (cosmos-rl, cosmos-predict2.5, tao-dataservices)')
     .option('--model <model_path>', 'hf_model://<org>/<model> or an absolute path inside the container')
-    .addOption(new Option('--platform <name>', 'where to run').default('local-docker'))
+    .addOption(new Option('--platform <name>', `where to run: ${PLATFORM_NAMES.join(', ')}`).default(DEFAULT_PLATFORM))
     .option('--num-gpus <n>', 'GPUs to request (default 1; 0 = lifecycle smoke without GPU flags)', intArg('--num-gpus'))
-    .option('--gpu-ids <ids>', 'explicit GPU device ids, e.g. 0,1 (local-docker, brev)')
-    .option('--port <n>', 'local-docker/brev host port, or the local port of a kubernetes port-forward (default: lowest free in 8080-8199)', intArg('--port'))
-    .option('--bind <addr>', 'address the host port binds to (local-docker; brev: on the instance)', '127.0.0.1')
+    .option('--gpu-ids <ids>', `explicit GPU device ids, e.g. 0,1 (${platformsSupporting('gpu_ids')})`)
+    .option('--port <n>', `host port of the service, or the local port of its forwarder (${platformsSupporting('port')}; default: lowest free in 8080-8199)`, intArg('--port'))
+    .option('--bind <addr>', `address the host port binds to (${platformsSupporting('bind_address')}; on the instance for VMs)`, '127.0.0.1')
     .option('--model-key <key>', 'cosmos-predict2.5 registered model key for hf_model:// paths (e.g. base-2b)')
     .option('--output-dir <dir>', 'cosmos-predict2.5 output dir inside the container')
     .option('--arch-opt <name=value>', 'per-arch optional flag, e.g. idle_timeout_minutes=60 (repeatable)', collect)

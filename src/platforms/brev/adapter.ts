@@ -8,7 +8,8 @@
  *             `brev exec <instance> "<script>"` runs local-docker's exact `docker run` after sourcing and deleting
  *             that file; finally a detached `ssh -N -L 127.0.0.1:<local>:127.0.0.1:<host_port> <instance>`
  *             (PID in the registry) gives host_url `http://localhost:<local>`.
- *  status / logs / stop  `brev exec` with docker inspect / logs / rm -f; stop also ends the forward by its PID.
+ *  status / logs / stop  `brev exec` with docker inspect / logs / rm -f. The forward is described in ./forward.ts and
+ *             started, stopped and restarted by src/forwarder (routed by src/platforms/routing.ts).
  *
  * Why ssh next to brev: `brev exec` reads instance names from a piped stdin and never passes stdin to the command,
  * so it cannot carry secrets; and `brev port-forward` starts ssh and returns at once (pkg/cmd/portforward), so its
@@ -19,7 +20,7 @@
  * on a command line (visible in the process table); when logged out it stops with a hint instead.
  */
 import { execa } from 'execa';
-import { existsSync, readFileSync, rmSync } from 'node:fs';
+import { existsSync } from 'node:fs';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandFailedError, InvalidInputError, LaunchFailedError, MissingInputError, PlatformError, PlatformUnavailableError } from '../../errors.js';
 import type {
@@ -33,8 +34,12 @@ import type {
   PlatformAdapter,
   RegistryEntry,
 } from '../../types.js';
-import { forwarderEnv, isAlive, isOwnProcess, killPid, spawnDetached, waitForPort, forwarderLogFile } from '../../util/detached.js';
-import { runCapture, tailLines, type RunResult } from '../../util/run.js';
+import { startForwarder } from '../../forwarder/forwarder.js';
+import { holdsLocalPort } from '../index.js';
+import { brevDockerHint, brevExec, INSTALL_HINT, instanceOf, lastLine, listInstances, LOGIN_HINT, loggedOut } from './cli.js';
+import { descriptor } from './descriptor.js';
+import { brevForwarder, forwardDescription, forwardTarget, sshConfigOf } from './forward.js';
+import { runCapture, tailLines } from '../../util/run.js';
 import { mapDockerState } from '../docker-cli.js';
 import {
   RC_MARK,
@@ -43,123 +48,22 @@ import {
   inspectScript,
   launchScript,
   logsScript,
-  parseRemote,
   secretEnvFile,
   secretUploadCommand,
   sshBase,
   stopScript,
   wrapRemote,
-  type RemoteResult,
 } from './remote.js';
 
-const INSTALL_HINT = 'Install the Brev CLI (https://docs.nvidia.com/brev/latest/cli/getting-started) and run `brev login`.';
-const LOGIN_HINT =
-  "Run 'brev login' (browser), or 'brev login --token \"$BREV_API_TOKEN\"' in your own shell, then retry. " +
-  'tao-infer does not run the token login itself: it would put the token on a command line.';
 const DEFAULT_NETWORK = 'tao_default';
 
-/** One row of `brev ls --json` (`workspaces[]`). */
-export interface BrevInstance {
-  name: string;
-  id: string;
-  status: string;
-  build_status?: string;
-  shell_status?: string;
-  health_status?: string;
-  instance_type?: string;
-  instance_kind?: string;
-  gpu?: string;
-}
-
-function loggedOut(r: RunResult): boolean {
-  return /currently logged out|credentials file not found|declined to login|run `?brev login`?/i.test(`${r.stdout}\n${r.stderr}`);
-}
-
-function lastLine(text: string): string {
-  return tailLines(text, 1)[0]?.trim() ?? '';
-}
-
-/**
- * The instances of the logged-in Brev account (`brev ls --json`), for `--instance` prompt choices.
- * @throws PlatformUnavailableError when brev is missing, logged out or fails
- */
-export async function listInstances(env: NodeJS.ProcessEnv = process.env): Promise<BrevInstance[]> {
-  const r = await runCapture('brev', ['ls', '--json'], { env, platform: 'brev', installHint: INSTALL_HINT, timeoutMs: 120_000 });
-  if (loggedOut(r)) throw new PlatformUnavailableError('brev', 'the brev CLI is not logged in', { hint: LOGIN_HINT });
-  if (r.exitCode !== 0) throw new PlatformUnavailableError('brev', `'brev ls --json' failed: ${lastLine(r.stderr || r.stdout)}`, { hint: INSTALL_HINT });
-  const start = r.stdout.indexOf('{');
-  const end = r.stdout.lastIndexOf('}');
-  let doc: { workspaces?: BrevInstance[] | null };
-  try {
-    doc = JSON.parse(r.stdout.slice(start, end + 1));
-  } catch {
-    throw new PlatformUnavailableError('brev', `'brev ls --json' printed something that is not JSON: ${r.stdout.slice(0, 200)}`, {
-      hint: 'Update the Brev CLI (brev ls --json needs a recent version).',
-    });
-  }
-  return (doc.workspaces ?? []).filter((w) => w && typeof w.name === 'string');
-}
-
-/**
- * Delete a Brev instance (`brev delete <instance>`), for `tao-infer stop --delete-instance` on ephemeral instances.
- * An instance that no longer exists counts as deleted.
- * @throws PlatformError when brev refuses
- */
-export async function deleteInstance(instance: string, ctx: Pick<EntryContext, 'env' | 'log'>): Promise<void> {
-  checkName('--instance', instance);
-  const present = (await listInstances(ctx.env)).some((w) => w.name === instance || w.id === instance);
-  if (!present) {
-    ctx.log(`Brev instance ${instance} is already gone.`);
-    return;
-  }
-  const r = await runCapture('brev', ['delete', instance], { env: ctx.env, platform: 'brev', installHint: INSTALL_HINT, timeoutMs: 300_000 });
-  if (r.exitCode !== 0) throw new CommandFailedError(['brev', 'delete', instance], r.exitCode, tailLines(r.stderr || r.stdout, 12).join('\n'));
-  ctx.log(`Deleting Brev instance ${instance} (brev delete).`);
-}
-
-/** Hints for the failures users meet when docker runs on a Brev instance. */
-export function brevDockerHint(stderr: string, instance: string): string | undefined {
-  if (/could not select device driver .*gpu/i.test(stderr)) return `The instance ${instance} has no NVIDIA container runtime: pick a GPU instance (brev ls shows the GPU column).`;
-  if (/unauthorized|authentication required|denied: requested access/i.test(stderr))
-    return `Log the instance in to the registry once, e.g. 'brev shell ${instance}' then: echo "$NGC_KEY" | docker login nvcr.io -u '$oauthtoken' --password-stdin`;
-  if (/address already in use|port is already allocated/i.test(stderr)) return 'The instance port is taken by another program: stop it, or pass --port.';
-  if (/Conflict\. The container name/i.test(stderr)) return `A container with this job_id already exists on ${instance}.`;
-  if (/docker: (command )?not found|docker: not found/i.test(stderr)) return `Docker is not installed on ${instance}: use a Brev VM instance (Docker and the NVIDIA toolkit preinstalled).`;
-  if (/Cannot connect to the Docker daemon|permission denied.*docker\.sock/i.test(stderr)) return `The docker daemon on ${instance} is not reachable for the login user.`;
-  return undefined;
-}
-
-/** True when the entry's forwarder PID is alive and is its ssh forward (never signal a recycled PID). */
-function isOurForward(entry: RegistryEntry): boolean {
-  return isOwnProcess(entry.forwarder_pid, ['ssh', `127.0.0.1:${entry.local_port}:`]);
-}
-
-interface ExecOutcome extends RunResult {
-  /** Undefined when the script did not run to its end (brev or ssh failed). */
-  remote?: RemoteResult;
-}
-
-/** `brev exec <instance> "<wrapped script>"` with stdin closed (a piped stdin would be read as instance names). */
-async function brevExec(instance: string, script: string, env: NodeJS.ProcessEnv, opts: { timeoutMs?: number; signal?: AbortSignal } = {}): Promise<ExecOutcome> {
-  const r = await runCapture('brev', ['exec', instance, wrapRemote(script)], {
-    env,
-    platform: 'brev',
-    installHint: INSTALL_HINT,
-    timeoutMs: opts.timeoutMs,
-    signal: opts.signal,
-  });
-  return { ...r, remote: parseRemote(r.stdout) };
-}
-
-function instanceOf(entry: RegistryEntry): string | undefined {
-  const i = entry.platform_data?.instance;
-  return typeof i === 'string' && i ? i : undefined;
-}
+export { brevDockerHint, deleteInstance, listInstances, type BrevInstance } from './cli.js';
 
 class BrevAdapter implements PlatformAdapter {
-  readonly name = 'brev' as const;
-  readonly unsupported = {};
-  readonly reservesHostPort = false;
+  readonly name = descriptor.name;
+  readonly unsupported = descriptor.unsupported;
+  readonly reservesHostPort = descriptor.reservesHostPort;
+  readonly forwarder = brevForwarder;
 
   private instance(spec: LaunchSpec): string {
     const v = spec.options.instance;
@@ -171,9 +75,8 @@ class BrevAdapter implements PlatformAdapter {
     return checkName('DOCKER_NETWORK', String(spec.options.network || env.DOCKER_NETWORK || DEFAULT_NETWORK));
   }
 
-  private sshConfig(spec: { options?: Record<string, unknown> } | undefined, env: NodeJS.ProcessEnv): string | undefined {
-    const v = spec?.options?.sshConfig ?? env.TAO_BREV_SSH_CONFIG;
-    return typeof v === 'string' && v ? v : undefined;
+  private sshConfig(spec: LaunchSpec, env: NodeJS.ProcessEnv): string | undefined {
+    return sshConfigOf(spec.options, env);
   }
 
   private probeTimeoutS(spec: LaunchSpec): number {
@@ -252,17 +155,13 @@ class BrevAdapter implements PlatformAdapter {
         command: [...sshBase(cfg), '-T', instance, secretUploadCommand(spec.job_id)],
       });
     steps.push({ description: `start the container on ${instance} (the env file is sourced, then deleted)`, command: ['brev', 'exec', instance, wrapRemote(script)] });
-    const fwd = forwardArgv(instance, 0, 0, this.forwardTarget(spec.bind_address), cfg);
-    fwd[fwd.indexOf('-L') + 1] = `127.0.0.1:<local_port>:${this.forwardTarget(spec.bind_address)}:<host_port>`;
+    const fwd = forwardArgv(instance, 0, 0, forwardTarget(spec.bind_address), cfg);
+    fwd[fwd.indexOf('-L') + 1] = `127.0.0.1:<local_port>:${forwardTarget(spec.bind_address)}:<host_port>`;
     steps.push({
       description: `forward a free local port to the service on ${instance} (detached; PID kept in the registry); host_url http://localhost:<local_port>`,
       command: fwd,
     });
     return { platform: 'brev', steps };
-  }
-
-  private forwardTarget(bind: string): string {
-    return !bind || bind === '0.0.0.0' || bind === '::' ? '127.0.0.1' : bind;
   }
 
   async launch(spec: LaunchSpec, ctx: AdapterContext): Promise<Launched> {
@@ -306,45 +205,20 @@ class BrevAdapter implements PlatformAdapter {
       });
     }
 
-    const local = await ctx.allocatePort({
-      holds: (e) => e.platform === 'local-docker' || e.platform === 'slurm' || e.platform === 'kubernetes' || typeof e.local_port === 'number',
-      checkBound: true,
-      field: 'local_port',
+    const local = await ctx.allocatePort({ holds: holdsLocalPort, checkBound: true, field: 'local_port' });
+    const fwd = forwardDescription({ job_id: s.job_id, instance, local, host_port, bind: s.bind_address, sshConfig: cfg, env: ctx.env });
+    const pid = await startForwarder(fwd, {
+      signal: ctx.signal,
+      onPid: (p) => ctx.record({ forwarder_pid: p, platform_data: { ...platform_data, forward_log: fwd.logFile } }),
     });
-    const target = this.forwardTarget(s.bind_address);
-    const logFile = forwarderLogFile('brev', s.job_id);
-    const fargv = forwardArgv(instance, local, host_port, target, cfg);
-    const pid = spawnDetached({ command: fargv[0]!, args: fargv.slice(1), env: forwarderEnv(ctx.env), logFile });
-    await ctx.record({ forwarder_pid: pid, platform_data: { ...platform_data, forward_log: logFile } });
-    const up = await this.waitForward(pid, local);
-    if (!up) {
-      let why = '';
-      try {
-        why = tailLines(readFileSync(logFile, 'utf8'), 5).join('\n');
-      } catch {
-        /* no log */
-      }
-      throw new LaunchFailedError(`the ssh forward 127.0.0.1:${local} → ${instance}:${host_port} did not come up`, 'forward_failed', why ? why.split('\n') : [], {
-        hint: `Check 'ssh ${cfg ? `-F ${cfg} ` : ''}${instance} true' works (brev refresh writes the host alias).`,
-      });
-    }
     return {
       host_url: `http://localhost:${local}`,
       host_port,
       local_port: local,
       forwarder_pid: pid,
       docker_url: `http://${s.job_id}:${s.container_port}`,
-      platform_data: { ...platform_data, forward_log: logFile },
+      platform_data: { ...platform_data, forward_log: fwd.logFile },
     };
-  }
-
-  private async waitForward(pid: number, port: number): Promise<boolean> {
-    const until = Date.now() + 30_000;
-    while (Date.now() < until) {
-      if (!isAlive(pid)) return false;
-      if (await waitForPort('127.0.0.1', port, 500)) return isAlive(pid);
-    }
-    return false;
   }
 
   /** Prompt choices for a required option (the CLI asks on a TTY): `instance` → RUNNING instances first. */
@@ -352,32 +226,6 @@ class BrevAdapter implements PlatformAdapter {
     if (key !== 'instance') return undefined;
     const all = await listInstances(env);
     return [...all.filter((w) => w.status === 'RUNNING'), ...all.filter((w) => w.status !== 'RUNNING')].map((w) => w.name);
-  }
-
-  /**
-   * `tao-infer tunnel`: start the ssh forward again on the entry's local port (host_url unchanged) when its
-   * process is gone. Resolves {} when it is alive.
-   * @throws InvalidInputError when the entry lacks what a forward needs; LaunchFailedError when it does not come up
-   */
-  async restartForwarder(entry: RegistryEntry, ctx: EntryContext): Promise<Partial<RegistryEntry>> {
-    if (isOurForward(entry)) return {};
-    const instance = instanceOf(entry);
-    if (!instance || typeof entry.local_port !== 'number' || typeof entry.host_port !== 'number')
-      throw new InvalidInputError('<job_id>', `registry entry ${entry.job_id} lacks the instance or ports of its forward`);
-    const pd = entry.platform_data ?? {};
-    const cfg = typeof pd.ssh_config === 'string' ? pd.ssh_config : this.sshConfig(undefined, ctx.env);
-    const bind = typeof pd.bind_address === 'string' ? pd.bind_address : '127.0.0.1';
-    const logFile = typeof pd.forward_log === 'string' ? pd.forward_log : forwarderLogFile('brev', entry.job_id);
-    const fargv = forwardArgv(instance, entry.local_port, entry.host_port, this.forwardTarget(bind), cfg);
-    const pid = spawnDetached({ command: fargv[0]!, args: fargv.slice(1), env: forwarderEnv(ctx.env), logFile });
-    if (!(await this.waitForward(pid, entry.local_port))) {
-      await killPid(pid);
-      throw new LaunchFailedError(`the ssh forward 127.0.0.1:${entry.local_port} → ${instance}:${entry.host_port} did not come up`, 'forward_failed', [], {
-        hint: `Is local port ${entry.local_port} taken by another program? Does 'ssh ${cfg ? `-F ${cfg} ` : ''}${instance} true' work?`,
-      });
-    }
-    ctx.log(`ssh forward restarted: ${entry.host_url} → ${instance}:${entry.host_port} (pid ${pid})`);
-    return { forwarder_pid: pid };
   }
 
   async status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState> {
@@ -395,8 +243,6 @@ class BrevAdapter implements PlatformAdapter {
     } catch {
       return { state: 'unknown', native: 'inspect-failed', reason: `unexpected docker inspect output: ${r.remote.out.slice(0, 120)}` };
     }
-    if (st.state === 'running' && entry.forwarder_pid && !isOurForward(entry))
-      st.reason = `the local ssh forward (pid ${entry.forwarder_pid}) is not running; requests to ${entry.host_url} will fail`;
     return st;
   }
 
@@ -443,9 +289,6 @@ class BrevAdapter implements PlatformAdapter {
   }
 
   async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
-    if (isOurForward(entry)) await killPid(entry.forwarder_pid);
-    const forwardLog = entry.platform_data?.forward_log;
-    if (typeof forwardLog === 'string' && !isOurForward(entry)) rmSync(forwardLog, { force: true });
     const instance = instanceOf(entry);
     if (!instance) return;
     const r = await brevExec(instance, stopScript(entry.job_id), ctx.env, { timeoutMs: 180_000, signal: ctx.signal });

@@ -27,11 +27,11 @@ export const options: PlatformOptionSpec[] = [
   },
 ];
 
-/** brev `stop` options: the CLI adds these flags to `stop` and calls `deleteInstance()` (adapter.ts) when set. */
+/** brev `stop` options: the CLI adds these flags to `stop`; the descriptor's `afterStop` (cli.ts `deleteUnusedInstances`) acts on them. */
 export const stopOptions: PlatformOptionSpec[] = [
   {
     key: 'deleteInstance',
     flags: '--delete-instance',
-    description: "brev only: after stopping the service, delete its Brev instance ('brev delete <instance>'), for ephemeral instances",
+    description: "also delete the Brev instance ('brev delete <instance>') once no other service uses it (ephemeral instances)",
   },
 ];

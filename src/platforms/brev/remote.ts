@@ -140,9 +140,11 @@ export function sshBase(sshConfig: string | undefined): string[] {
 }
 
 /** argv of the detached local forward `127.0.0.1:<local> → <instance>:<target>:<host_port>`. */
-export function forwardArgv(instance: string, local: number, host_port: number, target: string, sshConfig: string | undefined): string[] {
+export function forwardArgv(instance: string, local: number, host_port: number, target: string, sshConfig: string | undefined, logFile?: string): string[] {
   return [
     ...sshBase(sshConfig),
+    // -E: ssh's own messages go to the forwarder log, and the log path names the forwarder (src/forwarder isOurs).
+    ...(logFile ? ['-E', logFile] : []),
     '-o',
     'ExitOnForwardFailure=yes',
     '-o',

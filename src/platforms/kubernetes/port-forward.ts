@@ -1,15 +1,15 @@
 /**
  * Detached local port-forward for `--expose port-forward` (contract §8 kubernetes: "clusters without a
- * load balancer need NodePort or a port-forward"). Started by the kubernetes adapter with
- * `spawnDetached(process.execPath, [this file, ...flags])`; it outlives the CLI, its PID is recorded in
- * the registry entry (`forwarder_pid`) and `tao-infer stop` ends it by that PID.
+ * load balancer need NodePort or a port-forward"). Described in ./expose.ts and started by src/forwarder
+ * (`process.execPath this-file ...flags --log-file F`); it outlives the CLI, its PID is recorded in the
+ * registry entry (`forwarder_pid`) and `tao-infer stop` ends it by that PID.
  *
  * Listens on 127.0.0.1:<local-port> (and [::1] when available, like `kubectl port-forward` does for
  * localhost). Every accepted TCP connection opens one port-forward WebSocket to the pod through the
  * API server (`@kubernetes/client-node` PortForward: /api/v1/namespaces/{ns}/pods/{pod}/portforward).
  *
  * Usage: node port-forward.js --namespace NS --pod POD --port 8080 --local-port N [--context C]
- *        [--kubeconfig FILES] [--in-cluster]
+ *        [--kubeconfig FILES] [--in-cluster] [--log-file F]
  * No secret is ever passed here; the kubeconfig is read from its file.
  *
  * It ends by itself once the pod is gone (checked every TAO_K8S_FORWARDER_CHECK_S seconds, default 30; an
@@ -35,6 +35,8 @@ async function main(): Promise<void> {
       context: { type: 'string' },
       kubeconfig: { type: 'string' },
       'in-cluster': { type: 'boolean' },
+      // The file our output goes to (set by src/forwarder; it names this process as the job's forwarder).
+      'log-file': { type: 'string' },
     },
   });
   const namespace = values.namespace;

@@ -5,6 +5,7 @@
  */
 import { execa } from 'execa';
 import { InvalidInputError, PlatformUnavailableError } from '../../errors.js';
+import { descriptor } from './descriptor.js';
 import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, Launched, LogOptions, PlatformAdapter, RegistryEntry } from '../../types.js';
 import { formatArgv } from '../../util/shell.js';
 import { runCapture, runChecked } from '../../util/run.js';
@@ -26,9 +27,9 @@ export function dockerErrorHint(stderr: string): string | undefined {
 }
 
 class LocalDockerAdapter implements PlatformAdapter {
-  readonly name = 'local-docker' as const;
-  readonly unsupported = {};
-  readonly reservesHostPort = true;
+  readonly name = descriptor.name;
+  readonly unsupported = descriptor.unsupported;
+  readonly reservesHostPort = descriptor.reservesHostPort;
 
   private network(spec: LaunchSpec): string {
     const net = String(spec.options.network || 'tao_default');

@@ -1,10 +1,10 @@
 /**
  * Detached SSH tunnel forwarder of the slurm platform (contract §5 "slurm ... through an SSH local
- * forward", §8 slurm). Started by the adapter with `spawnDetached` and ended by its PID on stop.
+ * forward", §8 slurm). Described in `./forward.ts`; started, stopped and restarted by src/forwarder.
  *
  *   node tunnel.js --job-id <job_id> --slurm-job-id <id> --user U --host H --port P
  *                  [--identity-file F] [--known-hosts K] --node N --remote-port 8080
- *                  --listen-host 127.0.0.1 --listen-port <host_port>
+ *                  --listen-host 127.0.0.1 --listen-port <host_port> [--log-file <its log>]
  *
  * It connects to the login node first (exit 1 with the reason in its log when that fails), then
  * listens on listen-host:listen-port and forwards each accepted connection with ssh2 `forwardOut`
@@ -38,6 +38,8 @@ async function main(): Promise<void> {
       'listen-host': { type: 'string' },
       'listen-port': { type: 'string' },
       'watch-interval': { type: 'string' },
+      // The file our output goes to (set by src/forwarder; it names this process as the job's forwarder).
+      'log-file': { type: 'string' },
     },
   });
   for (const k of ['job-id', 'user', 'host', 'port', 'node', 'remote-port', 'listen-port'] as const) {

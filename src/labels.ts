@@ -1,0 +1,9 @@
+/**
+ * Discovery labels put on every service tao-infer launches (docker `--label`, Kubernetes object labels):
+ * `docker ps --filter label=tao-infer.managed-by` or a label selector finds them again.
+ */
+export const LABELS = {
+  managedBy: 'tao-infer.managed-by',
+  jobId: 'tao-infer.job_id',
+  arch: 'tao-infer.network_arch',
+} as const;

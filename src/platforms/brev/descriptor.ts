@@ -1,0 +1,14 @@
+import type { PlatformDescriptor } from '../descriptor.js';
+import { options, stopOptions } from './options.js';
+
+/** brev (contract §8): docker on a Brev VM driven by the brev CLI, reached through a local ssh forward. */
+export const descriptor = {
+  name: 'brev',
+  options: { start: options, stop: stopOptions },
+  unsupported: {},
+  reservesHostPort: false,
+  hostPortScope: 'remote',
+  load: async () => (await import('./adapter.js')).createAdapter(),
+  /** `stop --delete-instance`: delete the instances of the stopped services that no other service uses. */
+  afterStop: async (ctx) => (await import('./cli.js')).deleteUnusedInstances(ctx),
+} as const satisfies PlatformDescriptor<'brev'>;

@@ -1,0 +1,43 @@
+/**
+ * The cheap description of a platform (SkyPilot-style: what every backend declares once). Importing a
+ * descriptor costs nothing: no SDK, no adapter code; `load()` imports the adapter when a command needs it.
+ * `src/platforms/index.ts` lists the descriptors; the CLI builds `start`/`stop`/`ls` flags from them.
+ */
+import type { Capability, EntryContext, PlatformAdapter, PlatformOptionSpec, RegistryEntry } from '../types.js';
+
+/** What `afterStop` receives: the services of this platform that `stop` just stopped, and the option values. */
+export interface AfterStopContext extends Pick<EntryContext, 'env' | 'log' | 'warn'> {
+  /** Entries of this platform stopped by this command. */
+  stopped: RegistryEntry[];
+  /** Entries still in the registry afterwards (all platforms). */
+  remaining: RegistryEntry[];
+  /** This platform's stop option values by key (only the ones given). */
+  options: Record<string, unknown>;
+}
+
+export interface PlatformDescriptor<N extends string = string> {
+  readonly name: N;
+  /** Platform flags per command; each becomes a flag of that command (shared long names merge). */
+  readonly options: {
+    start: PlatformOptionSpec[];
+    /** `stop` flags; valid only when every service stopped runs on a platform declaring them. */
+    stop?: PlatformOptionSpec[];
+    ls?: PlatformOptionSpec[];
+  };
+  /** Capabilities this platform lacks, each with the reason shown to users. */
+  readonly unsupported: Partial<Record<Capability, string>>;
+  /** The lifecycle reserves `host_port` in the registry before launch (the service publishes it). */
+  readonly reservesHostPort: boolean;
+  /**
+   * Where an entry's `host_port` is bound: `local` (this machine: a published container port or a local
+   * forwarder), `remote` (another host, e.g. a VM; its `local_port` is the local side), or none.
+   */
+  readonly hostPortScope?: 'local' | 'remote';
+  /** Import the adapter (and its SDK) lazily. */
+  load(): Promise<PlatformAdapter>;
+  /**
+   * Runs after `stop` when one of this platform's stop options was given (e.g. brev `--delete-instance`).
+   * Resolves the fields added to stop's JSON output.
+   */
+  afterStop?(ctx: AfterStopContext): Promise<Record<string, unknown>>;
+}

@@ -1,0 +1,15 @@
+import type { PlatformDescriptor } from '../descriptor.js';
+import { options } from './options.js';
+
+/** kubernetes (contract §8): a Job + Service (+ Secret), exposed by LoadBalancer, NodePort or a local port-forward. */
+export const descriptor = {
+  name: 'kubernetes',
+  options: { start: options },
+  unsupported: {
+    gpu_ids: 'Kubernetes assigns GPUs through the nvidia.com/gpu resource; specific device ids cannot be chosen (use --num-gpus).',
+    bind_address: 'Kubernetes exposes the service through a Service (--expose loadbalancer|nodeport) or a local port-forward bound to 127.0.0.1.',
+  },
+  reservesHostPort: false,
+  hostPortScope: 'local',
+  load: async () => (await import('./adapter.js')).createAdapter(),
+} as const satisfies PlatformDescriptor<'kubernetes'>;

@@ -1,0 +1,127 @@
+/**
+ * The lepton deployment (DGX Cloud Lepton REST v2, contract §8 lepton) tao-infer creates for a job: its
+ * name, per-job secret names, the request body, and the mapping of a deployment's state to a JobState.
+ * Pure: no API calls.
+ */
+import { InvalidInputError, MissingInputError } from '../../errors.js';
+import type { JobState, LaunchSpec } from '../../types.js';
+import type { Deployment, DeploymentSpec, EnvVar, ReplicaIssue, ReplicaTermination, TokenVar } from './api.js';
+
+/** Readiness reasons (leptonai types/readiness.py) that mean the replica will not come up without a change. */
+const FATAL_READINESS = new Set(['ConfigError', 'SystemError']);
+const WORKSPACE_TOKEN_REF = 'WORKSPACE_TOKEN';
+export const WORKSPACE_TOKEN_ENV = 'LEPTON_WORKSPACE_TOKEN';
+
+/** Deployment name for a job: `tao-` + 12 lowercase alphanumerics of the job id (starts with a letter, ≤ 16 chars). */
+export function deploymentName(job_id: string): string {
+  const core = job_id.toLowerCase().replace(/[^a-z0-9]/g, '').slice(0, 12);
+  if (!core) throw new InvalidInputError('job_id', `job_id '${job_id}' has no letters or digits`);
+  return `tao-${core}`;
+}
+
+/** Per-job user secret name for an env var: `<deployment>-hf-token`. */
+export function secretName(deployment: string, envName: string): string {
+  return `${deployment}-${envName.toLowerCase().replace(/[^a-z0-9]+/g, '-')}`;
+}
+
+/** Docker size syntax (`16g`, `512m`, `1073741824`) → MiB for `shared_memory_size`; undefined when not parseable. */
+export function shmToMiB(size: string): number | undefined {
+  const m = /^(\d+)([bkmg]?)b?$/i.exec(size.trim());
+  if (!m) return undefined;
+  const n = Number(m[1]);
+  const unit = m[2]!.toLowerCase();
+  const bytes = unit === 'g' ? n * 1024 ** 3 : unit === 'm' ? n * 1024 ** 2 : unit === 'k' ? n * 1024 : n;
+  const mib = Math.floor(bytes / 1024 ** 2);
+  return mib > 0 ? mib : undefined;
+}
+
+export interface Built {
+  name: string;
+  secrets: { env: string; secret: string }[];
+  body: { metadata: { name: string }; spec: DeploymentSpec };
+  auth_env: string;
+}
+
+/** A platform option as a non-empty string, or undefined. */
+export function opt(spec: LaunchSpec, key: string): string | undefined {
+  const v = spec.options[key];
+  return v === undefined || v === null || v === '' ? undefined : String(v);
+}
+
+/**
+ * The deployment request for a spec. `nodeGroupId` is the resolved node group id (plan shows the name).
+ * Token VALUES are only placed for --endpoint-token-env, and only when `withTokenValue` (plan shows the name).
+ */
+export function buildDeployment(spec: LaunchSpec, env: NodeJS.ProcessEnv, nodeGroupId: string | undefined, withTokenValue: boolean): Built {
+  const name = deploymentName(spec.job_id);
+  const shape = opt(spec, 'resourceShape');
+  if (!shape) throw new MissingInputError('--resource-shape', 'Lepton resource shape (e.g. gpu.1xh100)');
+  const secrets = spec.env.secretNames.map((e) => ({ env: e, secret: secretName(name, e) }));
+  const envs: EnvVar[] = [
+    ...Object.entries(spec.env.plain).map(([k, v]) => ({ name: k, value: v })),
+    ...secrets.map((s) => ({ name: s.env, value_from: { secret_name_ref: s.secret } })),
+  ];
+  const tokenEnv = opt(spec, 'endpointTokenEnv');
+  let api_tokens: TokenVar[];
+  let auth_env: string;
+  if (tokenEnv) {
+    api_tokens = [{ value: withTokenValue ? (env[tokenEnv] ?? '') : `<value of $${tokenEnv}>` }];
+    auth_env = tokenEnv;
+  } else {
+    api_tokens = [{ value_from: { token_name_ref: WORKSPACE_TOKEN_REF } }];
+    auth_env = WORKSPACE_TOKEN_ENV;
+  }
+  const shm = shmToMiB(spec.shm_size);
+  const pull = opt(spec, 'imagePullSecret');
+  const body = {
+    metadata: { name },
+    spec: {
+      container: { image: spec.image, command: ['/bin/bash', '-c', spec.inner_command], ports: [{ container_port: spec.container_port }] },
+      resource_requirement: {
+        resource_shape: shape,
+        min_replicas: 1,
+        max_replicas: 1,
+        ...(shm ? { shared_memory_size: shm } : {}),
+        ...(nodeGroupId ? { affinity: { allowed_dedicated_node_groups: [nodeGroupId] } } : {}),
+      },
+      envs,
+      ...(pull ? { image_pull_secrets: [pull] } : {}),
+      api_tokens,
+    },
+  };
+  return { name, secrets, body, auth_env };
+}
+
+/** GPUs in a shape name like gpu.8xh100-sxm → 8; undefined for shapes without that pattern. */
+export function shapeGpus(shape: string): number | undefined {
+  const m = /^gpu\.(\d+)x/i.exec(shape);
+  return m ? Number(m[1]) : undefined;
+}
+
+/**
+ * Deployment + readiness + terminations → JobState. Exported for tests.
+ * `Ready` running; `Stopped`/`Stopping`/`Deleting` canceled; `Error`, a ConfigError/SystemError readiness issue or a
+ * replica termination → error with the platform's reason; otherwise pending (with NoCapacity etc. as reason).
+ */
+export function mapLeptonState(d: Deployment, readiness: Record<string, ReplicaIssue[]>, terminations: Record<string, ReplicaTermination[]>): JobState {
+  const native = d.status?.state || 'UNK';
+  const issues = Object.values(readiness).flat();
+  const terms = Object.values(terminations).flat();
+  const fatal = issues.find((i) => FATAL_READINESS.has(i.reason));
+  const term = terms[terms.length - 1];
+  const termReason = term ? `${term.reason || 'terminated'} (exit ${term.exit_code})${term.message ? `: ${term.message}` : ''}` : undefined;
+  switch (native) {
+    case 'Ready':
+      return { state: 'running', native };
+    case 'Stopped':
+    case 'Stopping':
+    case 'Deleting':
+      return { state: 'canceled', native };
+    case 'Error':
+      return { state: 'error', native, reason: fatal ? `${fatal.reason}: ${fatal.message}` : termReason ?? issues[0]?.message, exitCode: term?.exit_code };
+  }
+  if (fatal) return { state: 'error', native, reason: `${fatal.reason}: ${fatal.message}` };
+  if (term && term.exit_code !== 0) return { state: 'error', native, reason: termReason, exitCode: term.exit_code };
+  const pendingWhy = issues.find((i) => i.reason !== 'Ready');
+  return { state: 'pending', native, ...(pendingWhy ? { reason: `${pendingWhy.reason}${pendingWhy.message ? `: ${pendingWhy.message}` : ''}` } : {}) };
+}

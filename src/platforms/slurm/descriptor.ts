@@ -1,0 +1,16 @@
+import type { PlatformDescriptor } from '../descriptor.js';
+import { options } from './options.js';
+
+/** slurm (contract §8): an sbatch job reached over SSH, with a local SSH tunnel to its node. */
+export const descriptor = {
+  name: 'slurm',
+  options: { start: options },
+  unsupported: {
+    gpu_ids: 'Slurm chooses the GPUs of a job (--gres=gpu:<n>); device ids cannot be requested',
+    bind_address: 'the local end of the Slurm SSH tunnel always listens on 127.0.0.1',
+    port: 'the local tunnel port is allocated from 8080-8199 like local-docker host ports',
+  },
+  reservesHostPort: false,
+  hostPortScope: 'local',
+  load: async () => (await import('./adapter.js')).createAdapter(),
+} as const satisfies PlatformDescriptor<'slurm'>;
