@@ -311,6 +311,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
       readiness: refs.request.readiness,
       timeoutS: input.timeout_s ?? refs.service.readiness.default_timeout_seconds,
       headers: authHeaders(entry, env),
+      authEnv: entry.auth_env,
       onProgress: deps.reporter?.progress,
       signal: deps.signal,
       logTail: () => logTail(adapter, entry!, ectx),

@@ -7,9 +7,13 @@
  *             secret values), then POST /deployments: the image, `/bin/bash -c <inner>`, port 8080, envs that
  *             reference those secrets by name, 1 replica of --resource-shape, api token. Records the deployment
  *             name as platform_job_id at once; returns when the deployment has an external endpoint (host_url).
- *  requests   the endpoint is guarded by an api token: by default the workspace token (`value_from.token_name_ref:
- *             WORKSPACE_TOKEN`, auth_env LEPTON_WORKSPACE_TOKEN), or the value of the env var named by
- *             --endpoint-token-env (auth_env = that name). The registry keeps the NAME only.
+ *  requests   the endpoint is guarded by an api token: the value of the env var named by --endpoint-token-env
+ *             (auth_env = that name; the registry keeps the NAME only). There is no default token: the SDK dropped
+ *             the workspace-token reference ("Workspace token is no longer accessible", leptonai/leptonai commit
+ *             93ed6aae, api/v2/deployment.py `make_token_vars_from_config`) and DGX Cloud Lepton tokens are
+ *             user-created and expire. `--public` (explicit, with a warning) sends `api_tokens: []`.
+ *             `ingress_timeout_seconds` from --ingress-timeout (300-6000, api/v2/types/deployment.py).
+ *             The resource shape is sent lowercase, as the SDK's `ResourceRequirement.validate_resource_shape` does.
  *  status     deployment state, replica readiness issues and terminations → JobState (reason included).
  *  logs       the first replica's log stream (GET .../replicas/{id}/log).
  *  stop       DELETE the deployment, then its secrets; missing ones are fine (idempotent).
@@ -28,12 +32,11 @@ import type {
   PlatformAdapter,
   RegistryEntry,
 } from '../../types.js';
+import { DEFAULT_INGRESS_TIMEOUT_S, INGRESS_TIMEOUT_RANGE } from './options.js';
 import { LeptonApi, leptonConfig, type Deployment, type DeploymentSpec, type EnvVar, type ReplicaIssue, type ReplicaTermination, type TokenVar } from './api.js';
 
 /** Readiness reasons (leptonai types/readiness.py) that mean the replica will not come up without a change. */
 const FATAL_READINESS = new Set(['ConfigError', 'SystemError']);
-const WORKSPACE_TOKEN_REF = 'WORKSPACE_TOKEN';
-const WORKSPACE_TOKEN_ENV = 'LEPTON_WORKSPACE_TOKEN';
 
 /** Deployment name for a job: `tao-` + 12 lowercase alphanumerics of the job id (starts with a letter, ≤ 16 chars). */
 export function deploymentName(job_id: string): string {
@@ -62,7 +65,8 @@ interface Built {
   name: string;
   secrets: { env: string; secret: string }[];
   body: { metadata: { name: string }; spec: DeploymentSpec };
-  auth_env: string;
+  /** Env var holding the endpoint token; undefined for a public endpoint. */
+  auth_env: string | undefined;
 }
 
 function opt(spec: LaunchSpec, key: string): string | undefined {
@@ -70,13 +74,20 @@ function opt(spec: LaunchSpec, key: string): string | undefined {
   return v === undefined || v === null || v === '' ? undefined : String(v);
 }
 
+/** --resource-shape as sent: lowercase, as the SDK's validator makes it (leptonai api/v2/types/deployment.py). */
+function shapeOf(spec: LaunchSpec): string | undefined {
+  return opt(spec, 'resourceShape')?.toLowerCase();
+}
+
 /**
  * The deployment request for a spec. `nodeGroupId` is the resolved node group id (plan shows the name).
- * Token VALUES are only placed for --endpoint-token-env, and only when `withTokenValue` (plan shows the name).
+ * The endpoint token VALUE (from the env var named by --endpoint-token-env) is only placed when `withTokenValue`
+ * (plans show the name); `--public` gives `api_tokens: []`.
+ * @throws MissingInputError without --resource-shape; InvalidInputError without --endpoint-token-env and --public
  */
 export function buildDeployment(spec: LaunchSpec, env: NodeJS.ProcessEnv, nodeGroupId: string | undefined, withTokenValue: boolean): Built {
   const name = deploymentName(spec.job_id);
-  const shape = opt(spec, 'resourceShape');
+  const shape = shapeOf(spec);
   if (!shape) throw new MissingInputError('--resource-shape', 'Lepton resource shape (e.g. gpu.1xh100)');
   const secrets = spec.env.secretNames.map((e) => ({ env: e, secret: secretName(name, e) }));
   const envs: EnvVar[] = [
@@ -84,15 +95,10 @@ export function buildDeployment(spec: LaunchSpec, env: NodeJS.ProcessEnv, nodeGr
     ...secrets.map((s) => ({ name: s.env, value_from: { secret_name_ref: s.secret } })),
   ];
   const tokenEnv = opt(spec, 'endpointTokenEnv');
-  let api_tokens: TokenVar[];
-  let auth_env: string;
-  if (tokenEnv) {
-    api_tokens = [{ value: withTokenValue ? (env[tokenEnv] ?? '') : `<value of $${tokenEnv}>` }];
-    auth_env = tokenEnv;
-  } else {
-    api_tokens = [{ value_from: { token_name_ref: WORKSPACE_TOKEN_REF } }];
-    auth_env = WORKSPACE_TOKEN_ENV;
-  }
+  if (!tokenEnv && spec.options.public !== true) throw missingEndpointToken();
+  const api_tokens: TokenVar[] = tokenEnv ? [{ value: withTokenValue ? (env[tokenEnv] ?? '') : `<value of $${tokenEnv}>` }] : [];
+  const auth_env = tokenEnv;
+  const ingress = ingressTimeout(spec);
   const shm = shmToMiB(spec.shm_size);
   const pull = opt(spec, 'imagePullSecret');
   const body = {
@@ -109,9 +115,25 @@ export function buildDeployment(spec: LaunchSpec, env: NodeJS.ProcessEnv, nodeGr
       envs,
       ...(pull ? { image_pull_secrets: [pull] } : {}),
       api_tokens,
+      ingress_timeout_seconds: ingress,
     },
   };
   return { name, secrets, body, auth_env };
+}
+
+function missingEndpointToken(): InvalidInputError {
+  return new InvalidInputError('--endpoint-token-env', 'a Lepton endpoint needs a token: --endpoint-token-env <name of the env var holding it>, or --public', {
+    hint: 'Create a token in the Lepton console (Settings → Tokens), export TAO_ENDPOINT_TOKEN=<token>, then pass --endpoint-token-env TAO_ENDPOINT_TOKEN. Or --public for an endpoint without a token.',
+  });
+}
+
+/** --ingress-timeout seconds, checked against the SDK's 300-6000 range. @throws InvalidInputError */
+function ingressTimeout(spec: LaunchSpec): number {
+  const raw = spec.options.ingressTimeout ?? DEFAULT_INGRESS_TIMEOUT_S;
+  const n = Number(raw);
+  const [lo, hi] = INGRESS_TIMEOUT_RANGE;
+  if (!Number.isInteger(n) || n < lo || n > hi) throw new InvalidInputError('--ingress-timeout', `--ingress-timeout must be whole seconds from ${lo} to ${hi}, got '${String(raw)}'`);
+  return n;
 }
 
 /**
@@ -176,19 +198,24 @@ class LeptonAdapter implements PlatformAdapter {
   readonly reservesHostPort = false;
 
   private checkOptions(spec: LaunchSpec, env: NodeJS.ProcessEnv, warn: (m: string) => void): void {
-    const shape = opt(spec, 'resourceShape');
+    const shape = shapeOf(spec);
     if (!shape) throw new MissingInputError('--resource-shape', 'Lepton resource shape (e.g. gpu.1xh100)');
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(shape)) throw new InvalidInputError('--resource-shape', `'${shape}' is not a resource shape name`, { hint: 'Example: --resource-shape gpu.1xh100' });
     const gpus = shapeGpus(shape);
     if (gpus !== undefined && gpus !== spec.num_gpus) warn(`--resource-shape ${shape} has ${gpus} GPU(s) but --num-gpus is ${spec.num_gpus}; Lepton gives the replica what the shape has.`);
     const tokenEnv = opt(spec, 'endpointTokenEnv');
+    if (tokenEnv && spec.options.public === true)
+      throw new InvalidInputError('--public', '--public and --endpoint-token-env exclude each other', { hint: 'A public endpoint has no token: drop one of the two flags.' });
+    if (!tokenEnv && spec.options.public !== true) throw missingEndpointToken();
+    if (!tokenEnv) warn(`--public: the Lepton endpoint will answer anyone who knows its URL, without a token.`);
+    ingressTimeout(spec);
     if (tokenEnv) {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(tokenEnv)) throw new InvalidInputError('--endpoint-token-env', `'${tokenEnv}' is not an environment variable name`);
       if (!env[tokenEnv]) throw new InvalidInputError('--endpoint-token-env', `${tokenEnv} is not set in your environment`, { hint: `export ${tokenEnv}=<endpoint token> first; the flag takes the NAME only.` });
       // Its value goes into the deployment body: it must hold nothing but the endpoint token.
       if (spec.env.secretNames.includes(tokenEnv) || referenceSecretNames(loadReferences()).includes(tokenEnv))
         throw new InvalidInputError('--endpoint-token-env', `${tokenEnv} holds another credential; it must not become the endpoint token`, {
-          hint: `Put a token made for this endpoint in its own variable (e.g. export TAO_ENDPOINT_TOKEN=...), or omit the flag to use the workspace token.`,
+          hint: `Put a token made for this endpoint in its own variable (e.g. export TAO_ENDPOINT_TOKEN=...).`,
         });
     }
     const pull = opt(spec, 'imagePullSecret');
@@ -198,7 +225,7 @@ class LeptonAdapter implements PlatformAdapter {
   async preflight(spec: LaunchSpec, ctx: AdapterContext): Promise<void> {
     this.checkOptions(spec, ctx.env, ctx.warn);
     const api = new LeptonApi(leptonConfig(ctx.env), ctx.signal);
-    const shape = opt(spec, 'resourceShape')!;
+    const shape = shapeOf(spec)!;
     const shapes = await listResourceShapesWith(api);
     if (shapes.length && !shapes.includes(shape))
       throw new InvalidInputError('--resource-shape', `resource shape '${shape}' is not available for endpoints in this workspace`, { hint: `Available: ${shapes.join(', ')}` });
@@ -237,7 +264,7 @@ class LeptonAdapter implements PlatformAdapter {
         description: `create per-job secrets for ${b.secrets.map((s) => s.env).join(', ')} (values from this shell's environment)`,
         http: { method: 'POST', url: `${base}/usersecrets`, body: b.secrets.map((s) => ({ name: s.secret, value: `<value of $${s.env}>` })) },
       });
-    steps.push({ description: `create the endpoint ${b.name}; requests carry Authorization: Bearer $${b.auth_env}`, http: { method: 'POST', url: `${base}/deployments`, body: b.body } });
+    steps.push({ description: `create the endpoint ${b.name}; ${b.auth_env ? `requests carry Authorization: Bearer $${b.auth_env}` : 'public: requests carry no token'}`, http: { method: 'POST', url: `${base}/deployments`, body: b.body } });
     steps.push({ description: 'wait for its external endpoint (host_url), watching state, readiness and terminations', http: { method: 'GET', url: `${base}/deployments/${b.name}` } });
     return { platform: 'lepton', steps };
   }
@@ -253,7 +280,7 @@ class LeptonAdapter implements PlatformAdapter {
       secrets: b.secrets.map((s) => s.secret),
       workspace_url: cfg.baseUrl,
       ...(cfg.workspaceId ? { workspace_id: cfg.workspaceId } : {}),
-      resource_shape: opt(spec, 'resourceShape'),
+      resource_shape: shapeOf(spec),
     };
     // Recorded before anything exists on Lepton, so an interrupted start can always be stopped.
     await ctx.record({ platform_job_id: b.name, auth_env: b.auth_env, platform_data });
@@ -268,7 +295,7 @@ class LeptonAdapter implements PlatformAdapter {
         }),
       );
     }
-    ctx.log(`creating Lepton endpoint ${b.name} (${opt(spec, 'resourceShape')}, image ${spec.image})`);
+    ctx.log(`creating Lepton endpoint ${b.name} (${shapeOf(spec)}, image ${spec.image})`);
     await api.createDeployment(b.body);
 
     const until = ctx.deadline ?? Date.now() + 600_000;
