@@ -31,6 +31,8 @@ export interface Reporter {
   warn?: (msg: string) => void;
   /** Readiness progress: elapsed seconds and last state. */
   progress?: (elapsedS: number, state: string) => void;
+  /** Launch progress lines such as an image pull (see AdapterContext.progressLine). */
+  progressLine?: (line: string, important: boolean) => void;
 }
 
 export interface StartInput {
@@ -228,6 +230,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
     log,
     warn,
     signal: deps.signal,
+    ...(deps.reporter?.progressLine ? { progressLine: deps.reporter.progressLine } : {}),
     record: async (fields) => {
       await registry.update(spec.job_id, fields);
     },

@@ -3,6 +3,7 @@
 #   - a Docker engine (dockerd, overlay2, --iptables=false) and the locally built test image
 #     (no image registry is reachable: the image is imported from a rootfs, see test/fixtures/build-test-image.sh);
 #   - an OpenSSH server on 127.0.0.1:2222 with a generated client key (root);
+#   - the docker-registry and htpasswd programs for the image-pull tests (each test file starts its own registry);
 #   - munge and a one-node Slurm (slurmctld + slurmd) with 64 CPUs, 256 GB and 4 fake GPUs (--gres=gpu:N works)
 #     that schedules and enforces memory like GPU clusters do (CR_Core_Memory, a small DefMemPerCPU, over-memory kill).
 # Idempotent: a daemon that already answers is left alone (Slurm is restarted only when slurm.conf changed).
@@ -22,7 +23,9 @@ stop_pidfile(){ local pid; pid=$(cat "$1" 2>/dev/null) || return 0
   [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$2" ] && kill "$pid" 2>/dev/null; rm -f "$1"; }
 export DEBIAN_FRONTEND=noninteractive
 need=""
-for p in docker.io busybox-static openssh-server openssh-client slurm-wlm munge bc openssl procps; do
+# docker-registry (the CNCF distribution server) and apache2-utils (htpasswd): the image-pull tests start their own
+# registry on a free loopback port with htpasswd auth (test/helpers/registry.ts); nothing is started here for them.
+for p in docker.io busybox-static openssh-server openssh-client slurm-wlm munge bc openssl procps docker-registry apache2-utils; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then
