@@ -41,13 +41,19 @@ function pullEnv(ngcKey: string | undefined) {
 
 const startArgs = ['start', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', '--num-gpus', '0', '--timeout', '120', '--json'];
 
+/** Run start; a service it started is removed in afterAll even when an assertion fails first. */
+async function start(env: Record<string, string>) {
+  const r = await runCli(startArgs, { env });
+  if (r.exitCode === 0) started.push(parseJson(r).job_id);
+  return r;
+}
+
 describe('image pull before docker run', () => {
   it('not logged in, NGC_KEY set: pulls with progress on stderr after docker login with the key on stdin; stdout is only the JSON', async () => {
     const t = pullEnv(reg.password);
-    const r = await runCli(startArgs, { env: t.env });
-    const entry = r.exitCode === 0 ? parseJson(r) : undefined;
-    if (entry) started.push(entry.job_id);
+    const r = await start(t.env);
     expect(r.exitCode, r.stderr).toBe(0);
+    const entry = parseJson(r);
     expect(entry).toMatchObject({ platform: 'local-docker', image, ready: true });
 
     // The login: argv without the key, the key went in on stdin; the login landed in DOCKER_CONFIG.
@@ -77,7 +83,7 @@ describe('image pull before docker run', () => {
 
   it('not logged in, no NGC_KEY: exit 3 saying to export NGC_KEY, no container, no registry entry', async () => {
     const t = pullEnv(undefined);
-    const r = await runCli(startArgs, { env: t.env });
+    const r = await start(t.env);
     expect(r.exitCode).toBe(3);
     const err = parseJson(r).error;
     expect(err.code).toBe('image_pull_unauthorized');
@@ -91,7 +97,7 @@ describe('image pull before docker run', () => {
   it('a wrong NGC_KEY: the login is refused, exit 3 naming NGC_KEY, the key never printed', async () => {
     const wrong = `wrong-${reg.password.slice(0, 6)}-key`;
     const t = pullEnv(wrong);
-    const r = await runCli(startArgs, { env: t.env });
+    const r = await start(t.env);
     expect(r.exitCode).toBe(3);
     const err = parseJson(r).error;
     expect(err.message).toContain(`${reg.host} refused the login with NGC_KEY`);
