@@ -51,9 +51,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { freePort } from '../helpers/ports.js';
 
 export const STANDIN_BIN = resolve(import.meta.dirname, '..', 'fixtures', 'standin', 'bin');
 
@@ -114,14 +115,6 @@ export interface FakeLeptonOptions {
 const NAME_RE = /^[a-z]([a-z0-9-]{0,34}[a-z0-9])?$/;
 const SECRET_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 const now = () => new Date().toISOString();
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = body === undefined ? '' : JSON.stringify(body);

@@ -7,11 +7,11 @@
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
-import { createServer, type AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { docker } from './docker.js';
+import { freePort } from './ports.js';
 
 export interface TestRegistry {
   /** `127.0.0.1:<port>`: the registry host in image references. */
@@ -21,14 +21,6 @@ export interface TestRegistry {
   /** A DOCKER_CONFIG directory logged in to this registry (for pushing). */
   pushConfig: string;
   stop: () => Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
 }
 
 /** Start the registry; the password is what NGC_KEY must be (user `$oauthtoken`, as on nvcr.io). */
