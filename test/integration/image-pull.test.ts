@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { parseJson, runCli } from '../helpers/cli.js';
 import { docker, dockerTestEnv, ensureTestImage, recordedArgv, removeContainers, TEST_IMAGE } from '../helpers/docker.js';
+import { startPty } from '../helpers/pty.js';
 import { pushUniqueImage, startRegistry, type TestRegistry } from '../helpers/registry.js';
 
 let reg: TestRegistry;
@@ -78,6 +79,21 @@ describe('image pull before docker run', () => {
     expect(r.stdout + r.stderr).not.toContain(reg.password);
 
     const stop = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
+    expect(stop.exitCode, stop.stderr).toBe(0);
+  });
+
+  it('on a terminal the progress is one line redrawn in place', async () => {
+    const t = pullEnv(reg.password);
+    const pty = startPty([...startArgs.filter((a) => a !== '--json'), '--yes'], t.env);
+    const { exitCode, output } = await pty.done(120_000);
+    const id = /Job ID : (\S+)/.exec(output)?.[1];
+    if (id) started.push(id);
+    expect(exitCode, output).toBe(0);
+    // \r and the erase-line code are stripped by the pty helper: redrawn updates end up on one line.
+    const pullLines = output.split('\n').filter((l) => l.includes(`pulling ${image}:`));
+    expect(pullLines.length, output).toBe(1);
+    expect(pullLines[0]!.split(`pulling ${image}:`).length - 1).toBeGreaterThanOrEqual(2);
+    const stop = await runCli(['stop', id!, '--json'], { env: t.env });
     expect(stop.exitCode, stop.stderr).toBe(0);
   });
 
