@@ -2,10 +2,11 @@
 import { chmodSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, describe, expect, it, vi } from 'vitest';
+import http from 'node:http';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { lineReporter } from '../../src/cli/io.js';
 import { dockerRunArgs } from '../../src/platforms/docker-cli.js';
-import { humanBytes, ngcRegistry, parseImageRef, PullProgress, storedAuth } from '../../src/platforms/local-docker/pull.js';
+import { humanBytes, ngcRegistry, parseImageRef, pullOnce, PullProgress, storedAuth } from '../../src/platforms/local-docker/pull.js';
 import type { LaunchSpec } from '../../src/types.js';
 
 const tmp = mkdtempSync(join(tmpdir(), 'tao-infer-pull-unit-'));
@@ -118,5 +119,61 @@ describe('progress lines on stderr', () => {
       r.done();
     });
     expect(text).toBe('a\nc\n');
+  });
+});
+
+describe('the Engine API pull against a fake daemon socket (DOCKER_HOST=unix://...)', () => {
+  const sock = join(tmp, 'docker.sock');
+  let mode: 'ok' | 'error' | 'stall' = 'ok';
+  const seen: { url: string; auth?: string }[] = [];
+  const server = http.createServer((req, res) => {
+    seen.push({ url: req.url ?? '', auth: req.headers['x-registry-auth'] as string | undefined });
+    res.writeHead(200, { 'content-type': 'application/json' });
+    const send = (o: object) => res.write(`${JSON.stringify(o)}\r\n`);
+    send({ status: 'Pulling from a/b', id: '1.0' });
+    send({ status: 'Pulling fs layer', id: 'aaaaaaaaaaaa' });
+    if (mode === 'stall') return; // says nothing more, keeps the connection open
+    send({ status: 'Downloading', id: 'aaaaaaaaaaaa', progressDetail: { current: 1000, total: 2000 } });
+    if (mode === 'error') {
+      send({ errorDetail: { message: 'unauthorized: authentication required' }, error: 'unauthorized: authentication required' });
+      return void res.end();
+    }
+    send({ status: 'Pull complete', id: 'aaaaaaaaaaaa' });
+    res.end();
+  });
+  const before = process.env.DOCKER_HOST;
+  beforeAll(async () => {
+    await new Promise<void>((r) => server.listen(sock, () => r()));
+    process.env.DOCKER_HOST = `unix://${sock}`;
+  });
+  afterAll(async () => {
+    if (before === undefined) delete process.env.DOCKER_HOST;
+    else process.env.DOCKER_HOST = before;
+    server.closeAllConnections();
+    await new Promise<void>((r) => server.close(() => r()));
+  });
+  const ref = parseImageRef('reg.example:5000/a/b:1.0');
+
+  it('sends fromImage/tag and X-Registry-Auth, reports progress, resolves on success', async () => {
+    mode = 'ok';
+    const lines: Array<[string, boolean]> = [];
+    const r = await pullOnce(ref, 'reg.example:5000/a/b:1.0', { username: 'u', password: 'p', serveraddress: 'reg.example:5000' }, { env: {}, log: () => undefined, progress: (l, i) => lines.push([l, i]) });
+    expect(r).toBeUndefined();
+    const last = seen[seen.length - 1]!;
+    expect(last.url).toMatch(/\/images\/create\?fromImage=reg\.example%3A5000%2Fa%2Fb&tag=1\.0$/);
+    expect(JSON.parse(Buffer.from(last.auth!.replace(/-/g, '+').replace(/_/g, '/'), 'base64').toString())).toEqual({ username: 'u', password: 'p', serveraddress: 'reg.example:5000' });
+    const [text, important] = lines[lines.length - 1]!;
+    expect(text).toMatch(/^pulling reg\.example:5000\/a\/b:1\.0: 1\/1 layers, 2\.00 kB \/ 2\.00 kB, [\d.]+ k?B\/s$/);
+    expect(important).toBe(true);
+  });
+  it('an error message in the stream is the result', async () => {
+    mode = 'error';
+    expect(await pullOnce(ref, 'x', undefined, { env: {}, log: () => undefined })).toBe('unauthorized: authentication required');
+  });
+  it('a daemon that goes quiet is given up after stallMs', async () => {
+    mode = 'stall';
+    const t0 = Date.now();
+    expect(await pullOnce(ref, 'x', undefined, { env: {}, log: () => undefined, stallMs: 400 })).toMatch(/no answer from the Docker daemon for 0 s/);
+    expect(Date.now() - t0).toBeLessThan(5000);
   });
 });

@@ -206,7 +206,12 @@ export interface PullContext {
   /** A progress line that replaces the previous one on a TTY (`important`: print it even when not on a TTY). */
   progress?: (line: string, important: boolean) => void;
   signal?: AbortSignal;
+  /** Give up when the daemon sends nothing for this long, ms (default PULL_STALL_MS). */
+  stallMs?: number;
 }
+
+/** A pull that sends no message for 10 minutes is stuck (a big layer still reports its bytes every few seconds). */
+export const PULL_STALL_MS = 10 * 60_000;
 
 const UNAUTHORIZED = /unauthorized|authentication required|no basic auth credentials|denied|may require 'docker login'/i;
 
@@ -218,12 +223,21 @@ function dialMessage(e: unknown): string {
   return (e as Error).message ?? String(e);
 }
 
-/** One pull through the Engine API; resolves with the daemon's error message, or undefined on success. */
-async function pullOnce(ref: ImageRef, image: string, auth: AuthConfig | undefined, ctx: PullContext): Promise<string | undefined> {
+/**
+ * One pull through the Engine API (`POST /images/create`), reporting progress. Resolves with the daemon's error
+ * message (or a stall message after `ctx.stallMs` without a message), undefined on success.
+ * @throws what the dial throws when `ctx.signal` aborts it
+ */
+export async function pullOnce(ref: ImageRef, image: string, auth: AuthConfig | undefined, ctx: PullContext): Promise<string | undefined> {
   // Loaded here, on the first pull only: `tao-infer ls` and friends never pay for it.
   const { default: Modem } = await import('docker-modem');
   const modem = new Modem();
   const progress = new PullProgress(image);
+  const stallMs = ctx.stallMs ?? PULL_STALL_MS;
+  const stall = new AbortController();
+  let timer = setTimeout(() => stall.abort(), stallMs);
+  const signal = ctx.signal ? AbortSignal.any([ctx.signal, stall.signal]) : stall.signal;
+  const stalled = () => `no answer from the Docker daemon for ${Math.round(stallMs / 1000)} s while pulling (stopped waiting)`;
   let stream: NodeJS.ReadableStream;
   try {
     stream = await new Promise<NodeJS.ReadableStream>((resolve, reject) => {
@@ -235,35 +249,49 @@ async function pullOnce(ref: ImageRef, image: string, auth: AuthConfig | undefin
           ...(auth ? { authconfig: { ...auth } } : {}),
           isStream: true,
           statusCodes: { 200: true, 404: 'image not found', 500: 'server error' },
-          ...(ctx.signal ? { abortSignal: ctx.signal } : {}),
+          abortSignal: signal,
         },
         (err, res) => (err ? reject(err) : resolve(res as NodeJS.ReadableStream)),
       );
     });
   } catch (e) {
+    clearTimeout(timer);
     if (ctx.signal?.aborted) throw e;
-    return dialMessage(e);
+    return stall.signal.aborted ? stalled() : dialMessage(e);
   }
   let failure: string | undefined;
   let last = 0;
-  await new Promise<void>((resolve, reject) => {
-    modem.followProgress(
-      stream,
-      (err) => (err && !failure ? reject(err) : resolve()),
-      (m: PullMessage) => {
-        if (m.error || m.errorDetail?.message) {
-          failure = m.errorDetail?.message || m.error;
-          return;
-        }
-        const finished = progress.update(m);
-        const t = Date.now();
-        if (finished || t - last >= 250) {
-          last = t;
-          ctx.progress?.(progress.line(), finished);
-        }
-      },
-    );
-  });
+  try {
+    await new Promise<void>((resolve, reject) => {
+      // The request's abort signal ends the stream; an idle stream is ended here too.
+      stall.signal.addEventListener('abort', () => reject(new Error('stalled')), { once: true });
+      modem.followProgress(
+        stream,
+        (err) => (err && !failure ? reject(err) : resolve()),
+        (m: PullMessage) => {
+          clearTimeout(timer);
+          timer = setTimeout(() => stall.abort(), stallMs);
+          if (m.error || m.errorDetail?.message) {
+            failure = m.errorDetail?.message || m.error;
+            return;
+          }
+          const finished = progress.update(m);
+          const t = Date.now();
+          if (finished || t - last >= 250) {
+            last = t;
+            ctx.progress?.(progress.line(), finished);
+          }
+        },
+      );
+    });
+  } catch (e) {
+    if (ctx.signal?.aborted) throw e;
+    if (stall.signal.aborted) return stalled();
+    throw e;
+  } finally {
+    clearTimeout(timer);
+    (stream as NodeJS.ReadableStream & { destroy?: () => void }).destroy?.();
+  }
   if (!failure) ctx.progress?.(progress.line(), true);
   return failure;
 }
