@@ -17,7 +17,7 @@
  *   <registry>` with the key on stdin only (NGC docs "Accessing the NGC container registry"), then one retry.
  *   Otherwise a PlatformError that says what to do.
  */
-import { readFile } from 'node:fs/promises';
+import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
@@ -84,9 +84,9 @@ export async function storedAuth(registry: string, env: NodeJS.ProcessEnv): Prom
   const dir = env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker');
   let cfg: { auths?: Record<string, { auth?: string; identitytoken?: string }>; credsStore?: string; credHelpers?: Record<string, string> };
   try {
-    const text = await readFile(join(dir, 'config.json'), 'utf8');
-    if (text.length > MAX_CONFIG_BYTES) return undefined;
-    cfg = JSON.parse(text);
+    const file = join(dir, 'config.json');
+    if ((await stat(file)).size > MAX_CONFIG_BYTES) return undefined;
+    cfg = JSON.parse(await readFile(file, 'utf8'));
   } catch {
     return undefined;
   }
@@ -94,7 +94,7 @@ export async function storedAuth(registry: string, env: NodeJS.ProcessEnv): Prom
   const helper = keys.map((k) => cfg.credHelpers?.[k]).find(Boolean) ?? cfg.credsStore;
   if (helper && /^[A-Za-z0-9_.-]+$/.test(helper)) {
     for (const k of keys) {
-      const r = await execa(`docker-credential-${helper}`, ['get'], { input: k, reject: false, env, extendEnv: false, timeout: 30_000 });
+      const r = await execa(`docker-credential-${helper}`, ['get'], { input: k, reject: false, env, extendEnv: false, timeout: 30_000, maxBuffer: MAX_CONFIG_BYTES });
       if (r.exitCode !== 0) continue;
       try {
         const c = JSON.parse(String(r.stdout)) as { Username?: string; Secret?: string };
