@@ -326,5 +326,5 @@ export async function ensureImage(image: string, ctx: PullContext): Promise<void
         : `Log in to ${ref.registry} first: docker login ${ref.registry}`;
     throw new PlatformError('image_pull_unauthorized', `cannot pull ${image}: ${ref.registry} answered: ${msg}`, { hint });
   }
-  throw new PlatformError('image_pull_failed', `cannot pull ${image}: ${msg}`, { hint: 'Check the image name and tag (versions.yaml, --image or IMAGE_* overrides) and the network.' });
+  throw new PlatformError('image_pull_failed', `cannot pull ${image}: ${msg}`, { hint: 'Check the image name and tag (versions.yaml, or your IMAGE_<KEY> override) and the network.' });
 }
