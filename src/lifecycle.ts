@@ -31,6 +31,8 @@ export interface Reporter {
   warn?: (msg: string) => void;
   /** Readiness progress: elapsed seconds and last state. */
   progress?: (elapsedS: number, state: string) => void;
+  /** Launch progress lines such as an image pull (see AdapterContext.progressLine). */
+  progressLine?: (line: string, important: boolean) => void;
 }
 
 export interface StartInput {
@@ -112,6 +114,9 @@ export function prepareLaunch(
   const model = parseModelPath(refs, input.model_path);
   const num_gpus = checkNumGpus(refs, input.num_gpus ?? refs.service.num_gpus.default, true);
   if (num_gpus === 0) warn('--num-gpus 0: lifecycle smoke only — no GPU is requested, the model cannot run for real.');
+  // Gated HuggingFace models (Cosmos among them) fail only when the container downloads them, minutes later.
+  if (model.kind === 'hf_model' && !env.HF_TOKEN)
+    warn(`HF_TOKEN is not set: ${input.model_path} is downloaded from HuggingFace inside the service, and a gated model fails there, late. export HF_TOKEN=<token> if it is gated.`);
   if (input.gpu_ids?.length) {
     if (input.num_gpus !== undefined && input.num_gpus !== input.gpu_ids.length)
       throw new InvalidInputError('--gpu-ids', `--num-gpus ${input.num_gpus} does not match ${input.gpu_ids.length} id(s) in --gpu-ids`, { hint: 'Give one of them, or make them agree.' });
@@ -228,6 +233,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
     log,
     warn,
     signal: deps.signal,
+    ...(deps.reporter?.progressLine ? { progressLine: deps.reporter.progressLine } : {}),
     record: async (fields) => {
       await registry.update(spec.job_id, fields);
     },
@@ -311,6 +317,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
       readiness: refs.request.readiness,
       timeoutS: input.timeout_s ?? refs.service.readiness.default_timeout_seconds,
       headers: authHeaders(entry, env),
+      authEnv: entry.auth_env,
       onProgress: deps.reporter?.progress,
       signal: deps.signal,
       logTail: () => logTail(adapter, entry!, ectx),
@@ -423,7 +430,11 @@ export async function prepareRequest(
  * Send a prepared request (contract §7 response handling).
  * @throws RequestRejectedError, ServiceNotReadyError
  */
-export async function sendRequest(p: PreparedRequest, opts: { retry_window_s?: number; onRetry?: (status: number, type: string, elapsedS: number) => void } = {}, deps: Deps = {}): Promise<ChatCompletion> {
+export async function sendRequest(
+  p: PreparedRequest,
+  opts: { retry_window_s?: number; /** Per-attempt client timeout, seconds; never below request.yaml's client_timeout_seconds (300). */ timeout_s?: number; onRetry?: (status: number, type: string, elapsedS: number) => void } = {},
+  deps: Deps = {},
+): Promise<ChatCompletion> {
   const { env, refs } = ctxParts(deps);
   return sendChatCompletion(p.body, {
     job_id: p.entry.job_id,
@@ -431,6 +442,7 @@ export async function sendRequest(p: PreparedRequest, opts: { retry_window_s?: n
     request: refs().request,
     headers: authHeaders(p.entry, env),
     retryWindowS: opts.retry_window_s,
+    ...(opts.timeout_s !== undefined ? { timeoutS: opts.timeout_s } : {}),
     onRetry: opts.onRetry,
     signal: deps.signal,
   });

@@ -109,6 +109,8 @@ export type RequestYaml = z.infer<typeof RequestYamlSchema>;
 
 export const ArchConfigSchema = z.object({
   api_params: z.object({ image: z.string().optional() }).partial().optional(),
+  /** Host resources one service needs besides its GPUs (Slurm `--mem`, in sbatch's size syntax, and `--cpus-per-task`). */
+  resources: z.object({ mem: z.string().regex(/^\d+[KMGT]?$/), cpus_per_task: z.number().int().positive() }).partial().optional(),
   spec_params: z
     .object({
       inference: z.object({ model_path: z.string().optional(), results_dir: z.string().optional() }).partial().optional(),

@@ -153,6 +153,8 @@ export interface AdapterContext {
   signal?: AbortSignal;
   /** Overall deadline for launch, epoch ms. */
   deadline?: number;
+  /** A progress line (e.g. an image pull) that replaces the previous one on a TTY; `important` lines are also printed when not on a TTY. */
+  progressLine?: (line: string, important: boolean) => void;
 }
 
 /** Context for status/logs/stop on an existing entry. */

@@ -115,6 +115,31 @@ export function progressReporter(label: string): { progress: (elapsedS: number, 
   };
 }
 
+/**
+ * Launch progress lines on stderr (an image pull): on a TTY one line redrawn in place; otherwise plain lines,
+ * only the `important` ones and at most one other every 10 s. Never on stdout, so `--json` output stays clean.
+ */
+export function lineReporter(): { line: (text: string, important: boolean) => void; done: () => void } {
+  const tty = Boolean(process.stderr.isTTY);
+  let drawn = false;
+  let lastPrint = 0;
+  return {
+    line(text, important) {
+      if (tty) {
+        process.stderr.write(`\r\x1b[2K${text}`);
+        drawn = true;
+      } else if (important || Date.now() - lastPrint >= 10_000) {
+        process.stderr.write(`${text}\n`);
+        lastPrint = Date.now();
+      }
+    },
+    done() {
+      if (tty && drawn) process.stderr.write('\n');
+      drawn = false;
+    },
+  };
+}
+
 /** Print a result: JSON document on stdout with --json, else the text renderer. */
 export function emit(flags: GlobalFlags, json: unknown, text: () => string): void {
   if (flags.json) process.stdout.write(`${JSON.stringify(json, null, 2)}\n`);

@@ -8,7 +8,18 @@ import type { JobState, LaunchSpec } from '../types.js';
 export interface DockerRunOptions {
   /** docker network (`${DOCKER_NETWORK:-tao_default}`). */
   network: string;
+  /** `--ipc=host` instead of `--shm-size` (opt-in, local-docker `--ipc-host`). */
+  ipcHost?: boolean;
+  /** `--ulimit memlock=-1 --ulimit stack=67108864` (opt-in, local-docker `--ulimit-memlock`). */
+  ulimitMemlock?: boolean;
 }
+
+/**
+ * NVIDIA's recommended flags for its PyTorch-based NGC containers: "--ipc=host" or "--shm-size=<size>
+ * --ulimit memlock=-1 --ulimit stack=67108864" (NVIDIA Deep Learning Frameworks documentation, "Running
+ * PyTorch" / container user guide: PyTorch uses shared memory between processes, and the default limits are too small).
+ */
+export const NGC_ULIMITS = ['--ulimit', 'memlock=-1', '--ulimit', 'stack=67108864'] as const;
 
 /** GPU flags: `--gpus N`, `--gpus "device=0,1"` (the quotes are part of docker's value), none for 0 GPUs. */
 export function gpuArgs(spec: Pick<LaunchSpec, 'num_gpus' | 'gpu_ids'>): string[] {
@@ -19,7 +30,7 @@ export function gpuArgs(spec: Pick<LaunchSpec, 'num_gpus' | 'gpu_ids'>): string[
 
 /**
  * argv after `docker` for `docker run -d`: name = job_id, labels, `-p <bind>:<host_port>:8080`, network,
- * shm size, GPU flags, `-e NAME` for every env var (secret or plain), image, `/bin/sh -c <inner>`.
+ * shm size (or `--ipc host`), the NGC ulimits when asked, GPU flags, `-e NAME` for every env var (secret or plain), image, `/bin/sh -c <inner>`.
  * `--rm` is kept off so an exited container can be inspected.
  * @throws Error when spec.host_port is missing (the lifecycle reserves it before launch).
  */
@@ -29,7 +40,9 @@ export function dockerRunArgs(spec: LaunchSpec, opts: DockerRunOptions): string[
   for (const [k, v] of Object.entries(spec.labels)) args.push('--label', `${k}=${v}`);
   args.push('-p', `${spec.bind_address}:${spec.host_port}:${spec.container_port}`);
   args.push('--network', opts.network);
-  args.push('--shm-size', spec.shm_size);
+  if (opts.ipcHost) args.push('--ipc', 'host');
+  else args.push('--shm-size', spec.shm_size);
+  if (opts.ulimitMemlock) args.push(...NGC_ULIMITS);
   args.push(...gpuArgs(spec));
   for (const name of [...spec.env.secretNames, ...Object.keys(spec.env.plain)]) args.push('-e', name);
   args.push(spec.image, '/bin/sh', '-c', spec.inner_command);

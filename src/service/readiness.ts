@@ -1,10 +1,11 @@
 /**
  * Readiness polling (contract §6): `GET {host_url}/api/v1/health/readiness`.
  * 200 → ready; 202 with server_initializing|model_loading → keep polling; 503 model_not_ready → keep
- * polling; 503 initialization_error|model_load_error → hard failure; connection refused → not up yet.
+ * polling; 503 initialization_error|model_load_error → hard failure; connection refused → not up yet;
+ * 401/403 while a bearer token is sent → the token was refused (a gateway such as Lepton's checks it), a hard failure.
  * Polls with a short interval that backs off (200 ms → 2 s) so a ready service is noticed within about a second.
  */
-import { ReadinessTimeoutError, ServiceFailedError } from '../errors.js';
+import { PlatformError, ReadinessTimeoutError, ServiceFailedError } from '../errors.js';
 import type { RequestYaml } from '../references.js';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { fetchText } from '../util/http.js';
@@ -12,6 +13,7 @@ import { fetchText } from '../util/http.js';
 export type ReadinessResult =
   | { kind: 'ready' }
   | { kind: 'waiting'; state: string }
+  | { kind: 'refused'; status: number }
   | { kind: 'fatal'; errorType: string; message: string };
 
 /** Error body `{"error": {"type", "message"}}` → its fields (tolerant of other shapes). */
@@ -51,6 +53,7 @@ export async function probeReadiness(
     /* not JSON */
   }
   if (res.status === 200) return { kind: 'ready' };
+  if ((res.status === 401 || res.status === 403) && Object.keys(headers).some((h) => h.toLowerCase() === 'authorization')) return { kind: 'refused', status: res.status };
   const err = errorOf(body);
   if (res.status === 503 && readiness.fatal_types.includes(err.type)) return { kind: 'fatal', errorType: err.type, message: err.message };
   if (res.status === 202 || res.status === 503) return { kind: 'waiting', state: err.type !== 'unknown' ? err.type : `HTTP ${res.status}` };
@@ -64,6 +67,8 @@ export interface WaitOptions {
   /** Seconds before ReadinessTimeoutError. */
   timeoutS: number;
   headers?: Record<string, string>;
+  /** Env var the bearer token came from, named when the token is refused. */
+  authEnv?: string;
   /** Called between polls (at most about once a second); throws (e.g. ServiceFailedError) when the job died. */
   checkAlive?: () => Promise<void>;
   /** Progress for people: elapsed seconds and the last state. */
@@ -76,7 +81,8 @@ export interface WaitOptions {
 /**
  * Poll until ready.
  * @throws ReadinessTimeoutError after timeoutS; ServiceFailedError on a hard failure (503 initialization_error /
- *         model_load_error) or whatever checkAlive throws.
+ *         model_load_error) or whatever checkAlive throws; PlatformError `endpoint_token_refused` on 401/403 to a
+ *         request that carried a bearer token.
  */
 export async function waitForReadiness(o: WaitOptions): Promise<void> {
   const t0 = Date.now();
@@ -92,6 +98,10 @@ export async function waitForReadiness(o: WaitOptions): Promise<void> {
       o.onProgress?.((Date.now() - t0) / 1000, 'ready');
       return;
     }
+    if (r.kind === 'refused')
+      throw new PlatformError('endpoint_token_refused', `the endpoint token was refused (HTTP ${r.status} from ${o.host_url})`, {
+        hint: `${o.authEnv ? `$${o.authEnv}` : 'The token'} is not a token this endpoint accepts (expired, or another one): export a valid token and run 'tao-infer start' again, or stop the service.`,
+      });
     if (r.kind === 'fatal') {
       const tail = (await o.logTail?.().catch(() => [])) ?? [];
       throw new ServiceFailedError(o.job_id, `readiness reported ${r.errorType}: ${r.message}`, r.errorType, tail);

@@ -23,8 +23,21 @@
  *    finished_at, exit_code, reason, message}]}; GET /deployments/{name}/replicas → [{metadata:{id}, id, status}];
  *    GET /deployments/{name}/replicas/{id}/log streams the replica's output and stays open while it runs;
  *    GET /deployments/{name}/events → [].
- *  - the endpoint enforces the deployment's api_tokens (a `{value}` token, or the workspace token through
- *    `value_from.token_name_ref: WORKSPACE_TOKEN`): 401 without a matching Bearer token; no api_tokens = public.
+ *  - the endpoint enforces the deployment's api_tokens (`{value}` tokens): 401 without a matching Bearer token; no
+ *    api_tokens = public. The workspace token is no longer accessible to endpoints: the SDK dropped its
+ *    `value_from.token_name_ref: WORKSPACE_TOKEN` default ("Workspace token is no longer accessible", leptonai/leptonai
+ *    commit 93ed6aae, now leptonai/api/v2/deployment.py `make_token_vars_from_config`), so the fake still accepts
+ *    that reference but no token matches it (every request 401). Tokens are user-created and expire (DGX Cloud
+ *    Lepton docs "Token", 1 day by default): `expireEndpointToken(value)` makes the gateway refuse one (401).
+ *  - resource shapes are lowercase names; the SDK lowercases `resource_shape` before sending
+ *    (api/v2/types/deployment.py `ResourceRequirement.validate_resource_shape`): another case → 400.
+ *  - `spec.ingress_timeout_seconds` must be 300-6000 (api/v2/types/deployment.py `validate_ingress_timeout_seconds`;
+ *    unset = 300, cli/deployment.py `--ingress-timeout-seconds`): 400 otherwise; the endpoint proxy answers 504
+ *    when the replica takes longer than that to answer.
+ *  - the SDK sends an `origin` header (the workspace URL, or LEPTON_WORKSPACE_ORIGIN_URL) for DGXC workspaces
+ *    (api/v2/client.py `APIClient.__init__`, api/v2/utils.py `_get_workspace_origin_url`). With the `origin`
+ *    option the fake plays such a workspace and answers 401 to API calls without that header (the gateway's own
+ *    answer is not documented; this makes a missing header visible).
  *
  * What the "replica" is: the deployment's command (`/bin/bash -c <inner>`, /bin/sh when bash is absent) runs on this
  * machine with PATH prefixed by test/fixtures/standin/bin (the stand-in microservice), STANDIN_HOST=127.0.0.1,
@@ -38,9 +51,10 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import { createServer, type AddressInfo } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { freePort } from '../helpers/ports.js';
 
 export const STANDIN_BIN = resolve(import.meta.dirname, '..', 'fixtures', 'standin', 'bin');
 
@@ -94,19 +108,13 @@ export interface FakeLeptonOptions {
   nodeGroups?: { id: string; name: string }[];
   /** Extra env for every replica (e.g. { STANDIN_LOAD_MS: '300' }). */
   standinEnv?: Record<string, string>;
+  /** Play a DGXC workspace: API calls must carry this `origin` header. */
+  origin?: string;
 }
 
 const NAME_RE = /^[a-z]([a-z0-9-]{0,34}[a-z0-9])?$/;
 const SECRET_RE = /^[A-Za-z0-9][A-Za-z0-9._-]{0,252}$/;
 const now = () => new Date().toISOString();
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const p = (s.address() as AddressInfo).port;
-  await new Promise<void>((r) => s.close(() => r()));
-  return p;
-}
 
 function send(res: ServerResponse, status: number, body: unknown): void {
   const text = body === undefined ? '' : JSON.stringify(body);
@@ -127,6 +135,8 @@ export class FakeLeptonApi {
   private shapes: string[];
   private nodeGroups: { id: string; name: string }[];
   private nextFail: FailMode | undefined;
+  private readonly origin: string | undefined;
+  private readonly expiredTokens = new Set<string>();
 
   private constructor(opts: FakeLeptonOptions) {
     this.workspaceId = opts.workspaceId ?? 'fakews01';
@@ -134,6 +144,12 @@ export class FakeLeptonApi {
     this.shapes = opts.shapes ?? ['cpu.small', 'gpu.1xh100', 'gpu.2xh100', 'gpu.8xh100-sxm'];
     this.nodeGroups = opts.nodeGroups ?? [{ id: 'ng-7f3a9c', name: 'h100-pool' }];
     this.standinEnv = opts.standinEnv ?? {};
+    this.origin = opts.origin;
+  }
+
+  /** The gateway refuses this endpoint token from now on (it expired or was deleted in the console). */
+  expireEndpointToken(value: string): void {
+    this.expiredTokens.add(value);
   }
 
   static async start(opts: FakeLeptonOptions = {}): Promise<FakeLeptonApi> {
@@ -155,7 +171,12 @@ export class FakeLeptonApi {
 
   /** Env for tao-infer: workspace id, token and URL pointing here. */
   get env(): Record<string, string> {
-    return { LEPTON_WORKSPACE_ID: this.workspaceId, LEPTON_WORKSPACE_TOKEN: this.token, LEPTON_WORKSPACE_URL: this.url };
+    return {
+      LEPTON_WORKSPACE_ID: this.workspaceId,
+      LEPTON_WORKSPACE_TOKEN: this.token,
+      LEPTON_WORKSPACE_URL: this.url,
+      ...(this.origin ? { LEPTON_WORKSPACE_ORIGIN_URL: this.origin } : {}),
+    };
   }
 
   /** Make the next created deployment fail this way. */
@@ -177,7 +198,7 @@ export class FakeLeptonApi {
     const u = new URL(req.url ?? '/', 'http://x');
     const prefix = `/api/v2/workspaces/`;
     const auth = req.headers.authorization ?? '';
-    const authorized = auth === `Bearer ${this.token}`;
+    const authorized = auth === `Bearer ${this.token}` && (this.origin === undefined || req.headers.origin === this.origin);
     const method = req.method ?? 'GET';
     if (!u.pathname.startsWith(prefix)) return err(res, 404, 'NotFound', `no route ${u.pathname}`);
     const rest = u.pathname.slice(prefix.length);
@@ -287,7 +308,7 @@ export class FakeLeptonApi {
       return bad('spec.container.ports must be [{container_port}]');
     const rr = spec.resource_requirement;
     if (!rr || typeof rr.resource_shape !== 'string') return bad('spec.resource_requirement.resource_shape is required');
-    if (!this.shapes.includes(rr.resource_shape.toLowerCase())) return bad(`invalid resource shape ${rr.resource_shape}`);
+    if (!this.shapes.includes(rr.resource_shape)) return bad(`invalid resource shape ${rr.resource_shape}`);
     if (rr.min_replicas !== undefined && !(Number.isInteger(rr.min_replicas) && rr.min_replicas >= 0)) return bad('min_replicas must be a non-negative integer');
     if (rr.max_replicas !== undefined && !(Number.isInteger(rr.max_replicas) && rr.max_replicas >= (rr.min_replicas ?? 0))) return bad('max_replicas must be ≥ min_replicas');
     if (rr.shared_memory_size !== undefined && !(Number.isInteger(rr.shared_memory_size) && rr.shared_memory_size > 0)) return bad('shared_memory_size must be a positive integer (MiB)');
@@ -305,6 +326,8 @@ export class FakeLeptonApi {
       if (hasValue === (ref !== undefined)) return bad(`env ${ev.name} needs exactly one of value or value_from.secret_name_ref`);
       if (ref !== undefined && !this.secrets.has(ref)) return bad(`secret ${ref} referenced by env ${ev.name} not found`);
     }
+    const ingress = spec.ingress_timeout_seconds;
+    if (ingress !== undefined && !(Number.isInteger(ingress) && ingress >= 300 && ingress <= 6000)) return bad('ingress_timeout_seconds must be between 300 and 6000 seconds.');
     const tokens = spec.api_tokens ?? [];
     if (!Array.isArray(tokens)) return bad('spec.api_tokens must be an array');
     for (const t of tokens) {
@@ -423,7 +446,8 @@ export class FakeLeptonApi {
   private proxyRequest(d: FakeDeployment, req: IncomingMessage, res: ServerResponse): void {
     const tokens: any[] = d.spec.api_tokens ?? [];
     if (tokens.length) {
-      const allowed = tokens.map((t) => (typeof t.value === 'string' ? t.value : this.token));
+      // A WORKSPACE_TOKEN reference matches nothing: the workspace token is no longer accessible (see the header).
+      const allowed = tokens.filter((t) => typeof t.value === 'string' && !this.expiredTokens.has(t.value)).map((t) => t.value as string);
       const got = /^Bearer (.+)$/.exec(req.headers.authorization ?? '')?.[1];
       if (!got || !allowed.includes(got)) {
         req.resume();
@@ -434,9 +458,17 @@ export class FakeLeptonApi {
     }
     const headers = { ...req.headers };
     delete headers.authorization;
-    const up = http.request({ host: '127.0.0.1', port: d.standinPort, method: req.method, path: req.url, headers }, (ur) => {
+    const ingressMs = (d.spec.ingress_timeout_seconds ?? 300) * 1000;
+    const up = http.request({ host: '127.0.0.1', port: d.standinPort, method: req.method, path: req.url, headers, timeout: ingressMs }, (ur) => {
       res.writeHead(ur.statusCode ?? 502, ur.headers);
       ur.pipe(res);
+    });
+    up.on('timeout', () => {
+      up.destroy();
+      if (!res.headersSent) {
+        res.writeHead(504, { 'content-type': 'text/plain' });
+        res.end('upstream request timeout');
+      } else res.destroy();
     });
     up.on('error', () => {
       if (!res.headersSent) {

@@ -3,8 +3,11 @@
 #   - a Docker engine (dockerd, overlay2, --iptables=false) and the locally built test image
 #     (no image registry is reachable: the image is imported from a rootfs, see test/fixtures/build-test-image.sh);
 #   - an OpenSSH server on 127.0.0.1:2222 with a generated client key (root);
-#   - munge and a one-node Slurm (slurmctld + slurmd) with 8 CPUs and 4 fake GPUs (--gres=gpu:N works).
-# Idempotent: a daemon that already answers is left alone. State, keys and logs live in $W.
+#   - the docker-registry and htpasswd programs for the image-pull tests (each test file starts its own registry);
+#   - munge and a one-node Slurm (slurmctld + slurmd) with 64 CPUs, 256 GB and 4 fake GPUs (--gres=gpu:N works)
+#     that schedules and enforces memory like GPU clusters do (CR_Core_Memory, a small DefMemPerCPU, over-memory kill).
+# Idempotent: a daemon that already answers is left alone (Slurm is restarted only when slurm.conf changed).
+# State, keys and logs live in $W.
 # Adapted from the team's shared infra notes; this copy is the one the project owns.
 set -euo pipefail
 W=${W:-/tmp/tao-infer-infra}; mkdir -p "$W"/{log,ssh,slurm/state,slurm/spool}
@@ -20,7 +23,9 @@ stop_pidfile(){ local pid; pid=$(cat "$1" 2>/dev/null) || return 0
   [ -n "$pid" ] && [ "$(cat /proc/"$pid"/comm 2>/dev/null)" = "$2" ] && kill "$pid" 2>/dev/null; rm -f "$1"; }
 export DEBIAN_FRONTEND=noninteractive
 need=""
-for p in docker.io busybox-static openssh-server openssh-client slurm-wlm munge bc openssl procps; do
+# docker-registry (the CNCF distribution server) and apache2-utils (htpasswd): the image-pull tests start their own
+# registry on a free loopback port with htpasswd auth (test/helpers/registry.ts); nothing is started here for them.
+for p in docker.io busybox-static openssh-server openssh-client slurm-wlm munge bc openssl procps docker-registry apache2-utils; do
   dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
 done
 if [ -n "$need" ]; then
@@ -89,12 +94,13 @@ getent hosts "$H" >/dev/null || echo "127.0.0.1 $H" >> /etc/hosts
 for i in 0 1 2 3; do [ -e "$L/fakegpu$i" ] || mknod "$L/fakegpu$i" c 1 3; done
 sinfo_idle(){ timeout 5 sinfo -h -o '%T' 2>/dev/null | grep -qx idle; }
 slurmctld_ok(){ timeout 5 sinfo -h >/dev/null 2>&1; }
-if ! slurmctld_ok; then
-  # Leftovers of an earlier run (daemons without munge, PID files) are ended before a fresh start, and
-  # slurmctld -c drops the saved state of jobs whose processes are gone.
-  stop_pidfile "$W/slurmctld.pid" slurmctld; stop_pidfile "$W/slurmd.pid" slurmd
-  pkill -x slurmctld 2>/dev/null || true; pkill -x slurmd 2>/dev/null || true; sleep 0.5
-cat > /etc/slurm/slurm.conf <<EOC
+# Memory is scheduled and enforced as on GPU clusters: SelectTypeParameters=CR_Core_Memory gives a job that asks
+# for no memory DefMemPerCPU x its CPUs (slurm.conf(5)), and JobAcctGatherParams=OverMemoryKill (sampled every
+# second by jobacct_gather/linux) kills a step whose processes use more than that, as cgroup limits do on real
+# clusters: a service started without --mem is killed while loading. The node declares more CPUs and memory than
+# this machine has (SlurmdParameters=config_overrides) so tao-infer's per-arch defaults (e.g. --mem=64G
+# --cpus-per-task=8) fit, as on a GPU node; DefMemPerCPU=256 (MB) leaves room for small test jobs without --mem.
+cat > "$L/slurm.conf.want" <<EOC
 ClusterName=taoinfer
 SlurmctldHost=$H(127.0.0.1)
 SlurmUser=root
@@ -105,19 +111,34 @@ SlurmctldPidFile=$L/slurmctld.pid
 SlurmdPidFile=$L/slurmd.pid
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
-JobAcctGatherType=jobacct_gather/none
+JobAcctGatherType=jobacct_gather/linux
+JobAcctGatherFrequency=task=1
+JobAcctGatherParams=OverMemoryKill
 AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/none
 MpiDefault=none
 SelectType=select/cons_tres
-SelectTypeParameters=CR_Core
+SelectTypeParameters=CR_Core_Memory
+DefMemPerCPU=256
 ReturnToService=2
 MinJobAge=300
 SlurmdParameters=config_overrides
 GresTypes=gpu
-NodeName=$H NodeAddr=127.0.0.1 CPUs=8 RealMemory=4000 Gres=gpu:4 State=UNKNOWN
+NodeName=$H NodeAddr=127.0.0.1 CPUs=64 RealMemory=262144 Gres=gpu:4 State=UNKNOWN
 PartitionName=debug Nodes=$H Default=YES MaxTime=INFINITE State=UP
 EOC
+if slurmctld_ok && ! cmp -s "$L/slurm.conf.want" /etc/slurm/slurm.conf; then
+  # A changed configuration (e.g. memory enforcement added) needs a restart of both daemons.
+  echo "setup: slurm.conf changed, restarting Slurm" >&2
+  scontrol shutdown >/dev/null 2>&1 || true
+  end=$(( $(date +%s) + 30 )); while slurmctld_ok && [ "$(date +%s)" -lt "$end" ]; do sleep 0.5; done
+fi
+if ! slurmctld_ok; then
+  # Leftovers of an earlier run (daemons without munge, PID files) are ended before a fresh start, and
+  # slurmctld -c drops the saved state of jobs whose processes are gone.
+  stop_pidfile "$W/slurmctld.pid" slurmctld; stop_pidfile "$W/slurmd.pid" slurmd
+  pkill -x slurmctld 2>/dev/null || true; pkill -x slurmd 2>/dev/null || true; sleep 0.5
+cp "$L/slurm.conf.want" /etc/slurm/slurm.conf
 cat > /etc/slurm/gres.conf <<EOC
 AutoDetect=off
 NodeName=$H Name=gpu File=$L/fakegpu[0-3]

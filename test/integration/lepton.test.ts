@@ -2,7 +2,7 @@
 // (test/fakes/lepton-api-server.ts), whose replicas run the stand-in microservice on this machine.
 import { readFileSync, existsSync } from 'node:fs';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { InvalidInputError, LaunchFailedError, MissingInputError, PlatformUnavailableError, ServiceFailedError } from '../../src/errors.js';
+import { exitCodeFor, InvalidInputError, LaunchFailedError, MissingInputError, PlatformError, PlatformUnavailableError, ServiceFailedError } from '../../src/errors.js';
 import { prepareRequest, sendRequest, startService, type StartInput } from '../../src/lifecycle.js';
 import { listServices, serviceLogs, stopService } from '../../src/manage.js';
 import { Registry } from '../../src/registry/store.js';
@@ -12,6 +12,8 @@ import { FakeLeptonApi } from '../fakes/lepton-api-server.js';
 import { ROOT, parseJson, runCli, tempState } from '../helpers/cli.js';
 
 const CANARY = `tao-canary-${Math.random().toString(36).slice(2, 10)}`;
+/** The endpoint token the user created in the Lepton console, in a variable the user names. */
+const EP_TOKEN = `ep-${Math.random().toString(36).slice(2, 12)}`;
 const IMAGE_URL = 'https://example.com/cat.jpg';
 const PNG = `${ROOT}/test/fixtures/media/cat.png`;
 
@@ -26,16 +28,17 @@ const input = (over: Partial<StartInput> = {}): StartInput => ({
   network_arch: 'cosmos-rl',
   model_path: 'hf_model://nvidia/Cosmos-Reason1-7B',
   platform: 'lepton',
-  options: { resourceShape: 'gpu.1xh100' },
+  options: { resourceShape: 'gpu.1xh100', endpointTokenEnv: 'TAO_ENDPOINT_TOKEN' },
   timeout_s: 60,
   ...over,
 });
 
 beforeAll(async () => {
-  fake = await FakeLeptonApi.start({ standinEnv: { STANDIN_LOAD_MS: '400' } });
+  // A DGXC workspace: the API wants the `origin` header the SDK sends (fake.env sets LEPTON_WORKSPACE_ORIGIN_URL).
+  fake = await FakeLeptonApi.start({ standinEnv: { STANDIN_LOAD_MS: '400' }, origin: 'https://dgxc-workspace.example' });
   ({ stateFile } = tempState());
   registry = new Registry(stateFile);
-  env = { ...process.env, ...fake.env, HF_TOKEN: CANARY };
+  env = { ...process.env, ...fake.env, HF_TOKEN: CANARY, TAO_ENDPOINT_TOKEN: EP_TOKEN };
   delete env.LEPTON_ENDPOINT_TOKEN;
 });
 
@@ -60,7 +63,7 @@ describe('lepton', () => {
     const dep = fake.deployments.get(entry.platform_job_id!)!;
     expect(dep).toBeDefined();
     expect(entry.host_url).toBe(`http://127.0.0.1:${dep.proxyPort}`);
-    expect(entry.auth_env).toBe('LEPTON_WORKSPACE_TOKEN');
+    expect(entry.auth_env).toBe('TAO_ENDPOINT_TOKEN');
     expect(entry.platform_data).toMatchObject({ deployment: entry.platform_job_id, workspace_url: fake.url });
 
     // The deployment: /bin/bash -c <inner>, port 8080, the shape, an env referencing the per-job secret.
@@ -69,12 +72,13 @@ describe('lepton', () => {
     expect(dep.spec.container.command[2]).toContain('"TAO_EXECUTION_BACKEND":"lepton"');
     expect(dep.spec.container.ports).toEqual([{ container_port: 8080 }]);
     expect(dep.spec.resource_requirement).toMatchObject({ resource_shape: 'gpu.1xh100', min_replicas: 1, max_replicas: 1, shared_memory_size: 16384 });
+    expect(dep.spec.ingress_timeout_seconds).toBe(1800);
     const secretRef = dep.spec.envs.find((e: { name: string }) => e.name === 'HF_TOKEN');
     expect(secretRef).toEqual({ name: 'HF_TOKEN', value_from: { secret_name_ref: `${entry.platform_job_id}-hf-token` } });
-    expect(dep.spec.api_tokens).toEqual([{ value_from: { token_name_ref: 'WORKSPACE_TOKEN' } }]);
+    expect(dep.spec.api_tokens).toEqual([{ value: EP_TOKEN }]);
     expect(fake.secrets.get(`${entry.platform_job_id}-hf-token`)).toBe(CANARY);
 
-    // The endpoint is guarded: no token → 401; the library sends Bearer $LEPTON_WORKSPACE_TOKEN.
+    // The endpoint is guarded: no token → 401; the library sends Bearer $TAO_ENDPOINT_TOKEN.
     const anon = await fetch(`${entry.host_url}/api/v1/health/readiness`);
     expect(anon.status).toBe(401);
     const p = await prepareRequest({ job_id: entry.job_id, prompt: 'what is in the picture?', images: [IMAGE_URL] }, {}, deps());
@@ -111,6 +115,7 @@ describe('lepton', () => {
     expect(secretCalls).toHaveLength(1);
     expect(secretCalls[0]!.body).toContain(CANARY);
     for (const b of bodiesExceptSecretCreation()) expect(b).not.toContain(CANARY);
+    expect(readFileSync(stateFile, 'utf8')).not.toContain(EP_TOKEN);
     expect(existsSync(stateFile) ? readFileSync(stateFile, 'utf8') : '').not.toContain(CANARY);
     expect(logs.join('\n')).not.toContain(CANARY);
     expect(JSON.stringify(entry)).not.toContain(CANARY);
@@ -161,8 +166,51 @@ describe('lepton', () => {
     expect(fake.deployments.size).toBe(0);
   });
 
+  it('an endpoint token the gateway refuses fails the start at once with exit 3, not a readiness timeout', async () => {
+    const expired = `ep-expired-${Math.random().toString(36).slice(2)}`;
+    fake.expireEndpointToken(expired);
+    const t0 = Date.now();
+    const err = await startService(input({ timeout_s: 30 }), { ...deps(), env: { ...env, TAO_ENDPOINT_TOKEN: expired } }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeInstanceOf(PlatformError);
+    expect((err as PlatformError).code).toBe('endpoint_token_refused');
+    expect((err as Error).message).toContain('the endpoint token was refused (HTTP 401');
+    expect((err as PlatformError).hint).toContain('$TAO_ENDPOINT_TOKEN');
+    expect(exitCodeFor(err)).toBe(3);
+    expect(Date.now() - t0).toBeLessThan(15_000);
+    expect(fake.deployments.size).toBe(0);
+  });
+
+  it('--public is explicit, warned about, and gives an endpoint without api tokens', async () => {
+    const warned: string[] = [];
+    const d = { ...deps(), reporter: { log: () => undefined, warn: (m: string) => warned.push(m) } };
+    const r = await startService(input({ options: { resourceShape: 'gpu.1xh100', public: true } }), d);
+    const dep = fake.deployments.get(r.entry!.platform_job_id!)!;
+    expect(dep.spec.api_tokens).toEqual([]);
+    expect(r.entry!.auth_env).toBeUndefined();
+    expect(warned.join('\n')).toMatch(/--public: the Lepton endpoint will answer anyone/);
+    expect((await fetch(`${r.entry!.host_url}/api/v1/health/readiness`)).status).toBe(200);
+    await stopService(r.entry!.job_id, d);
+  });
+
+  it('a resource shape in capitals is sent lowercase, as the SDK sends it; --ingress-timeout is passed on', async () => {
+    const r = await startService(input({ options: { resourceShape: 'GPU.1xH100', endpointTokenEnv: 'TAO_ENDPOINT_TOKEN', ingressTimeout: 600 } }), deps());
+    const dep = fake.deployments.get(r.entry!.platform_job_id!)!;
+    expect(dep.spec.resource_requirement.resource_shape).toBe('gpu.1xh100');
+    expect(dep.spec.ingress_timeout_seconds).toBe(600);
+    await stopService(r.entry!.job_id, deps());
+  });
+
+  it('the origin header is sent to a DGXC workspace (the fake refuses calls without it)', async () => {
+    const noOrigin = { ...env, LEPTON_WORKSPACE_ORIGIN_URL: '' };
+    await expect(listResourceShapes(noOrigin)).rejects.toBeInstanceOf(PlatformUnavailableError);
+    expect(await listResourceShapes(env)).toContain('gpu.1xh100');
+  });
+
   it('--node-group by name becomes the node group id in the affinity', async () => {
-    const r = await startService(input({ options: { resourceShape: 'gpu.1xh100', nodeGroup: 'h100-pool', imagePullSecret: 'ngc-pull' } }), deps());
+    const r = await startService(input({ options: { resourceShape: 'gpu.1xh100', endpointTokenEnv: 'TAO_ENDPOINT_TOKEN', nodeGroup: 'h100-pool', imagePullSecret: 'ngc-pull' } }), deps());
     const dep = fake.deployments.get(r.entry!.platform_job_id!)!;
     expect(dep.spec.resource_requirement.affinity).toEqual({ allowed_dedicated_node_groups: ['ng-7f3a9c'] });
     expect(dep.spec.image_pull_secrets).toEqual(['ngc-pull']);
@@ -173,8 +221,13 @@ describe('lepton', () => {
     const posts = () => fake.requests.filter((q) => q.method !== 'GET').length;
     const n = posts();
     await expect(startService(input({ options: {} }), deps())).rejects.toBeInstanceOf(MissingInputError);
-    await expect(startService(input({ options: { resourceShape: 'gpu.9xb300' } }), deps())).rejects.toThrow(/not available.*Available|gpu.9xb300/);
-    await expect(startService(input({ options: { resourceShape: 'gpu.1xh100', nodeGroup: 'nope' } }), deps())).rejects.toBeInstanceOf(InvalidInputError);
+    await expect(startService(input({ options: { resourceShape: 'gpu.9xb300', endpointTokenEnv: 'TAO_ENDPOINT_TOKEN' } }), deps())).rejects.toThrow(/not available.*Available|gpu.9xb300/);
+    await expect(startService(input({ options: { resourceShape: 'gpu.1xh100', endpointTokenEnv: 'TAO_ENDPOINT_TOKEN', nodeGroup: 'nope' } }), deps())).rejects.toBeInstanceOf(InvalidInputError);
+    // No endpoint token and no explicit --public: the workspace token is no longer a default.
+    await expect(startService(input({ options: { resourceShape: 'gpu.1xh100' } }), deps())).rejects.toThrow(/needs a token: --endpoint-token-env/);
+    await expect(startService(input({ options: { resourceShape: 'gpu.1xh100', endpointTokenEnv: 'TAO_ENDPOINT_TOKEN', public: true } }), deps())).rejects.toThrow(/exclude each other/);
+    for (const t of [299, 6001])
+      await expect(startService(input({ options: { resourceShape: 'gpu.1xh100', endpointTokenEnv: 'TAO_ENDPOINT_TOKEN', ingressTimeout: t } }), deps())).rejects.toThrow(/--ingress-timeout must be whole seconds from 300 to 6000/);
     const badTok = { ...deps(), env: { ...env, LEPTON_WORKSPACE_TOKEN: 'wrong' } };
     await expect(startService(input(), badTok)).rejects.toBeInstanceOf(PlatformUnavailableError);
     const noTok = { ...deps(), env: { ...env, LEPTON_WORKSPACE_TOKEN: '' } };
@@ -198,7 +251,8 @@ describe('lepton', () => {
     const secretStep = plan.steps.find((s) => s.http?.url.endsWith('/usersecrets'))!;
     expect(secretStep.http!.body).toEqual([{ name: expect.stringMatching(/^tao-[a-z0-9]+-hf-token$/), value: '<value of $HF_TOKEN>' }]);
     const create = plan.steps.find((s) => s.http?.method === 'POST' && s.http.url.endsWith('/deployments'))!;
-    expect(JSON.stringify(create.http!.body)).toContain('WORKSPACE_TOKEN');
+    expect(create.http!.body).toMatchObject({ spec: { api_tokens: [{ value: '<value of $TAO_ENDPOINT_TOKEN>' }] } });
+    expect(text).not.toContain(EP_TOKEN);
     expect(fake.requests.length).toBe(n);
   });
 
@@ -211,13 +265,17 @@ describe('lepton through the CLI', () => {
   it('start → ready → request → ls → logs → stop; canary only in the secret creation body', async () => {
     const { stateFile: sf } = tempState();
     const n0 = fake.requests.length;
-    const cliEnv = { ...fake.env, TAO_INF_STATE_FILE: sf, HF_TOKEN: CANARY, LEPTON_RESOURCE_SHAPE: '' };
+    const cliEnv = { ...fake.env, TAO_INF_STATE_FILE: sf, HF_TOKEN: CANARY, LEPTON_RESOURCE_SHAPE: '', TAO_ENDPOINT_TOKEN: EP_TOKEN };
     const outputs: string[] = [];
-    const start = await runCli(['start', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', '--timeout', '120', '--json'], { env: cliEnv });
+    const start = await runCli(
+      ['start', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--endpoint-token-env', 'TAO_ENDPOINT_TOKEN', '--ingress-timeout', '900', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', '--timeout', '120', '--json'],
+      { env: cliEnv },
+    );
     outputs.push(start.stdout, start.stderr);
     expect(start.exitCode, start.stderr).toBe(0);
     const entry = parseJson(start);
-    expect(entry).toMatchObject({ platform: 'lepton', state: 'started', auth_env: 'LEPTON_WORKSPACE_TOKEN' });
+    expect(entry).toMatchObject({ platform: 'lepton', state: 'started', auth_env: 'TAO_ENDPOINT_TOKEN' });
+    expect(fake.deployments.get(entry.platform_job_id)!.spec.ingress_timeout_seconds).toBe(900);
     expect(entry.platform_job_id).toMatch(/^tao-[a-z0-9]{12}$/);
     expect(entry.host_url).toBe(`http://127.0.0.1:${fake.deployments.get(entry.platform_job_id)!.proxyPort}`);
 
@@ -252,6 +310,7 @@ describe('lepton through the CLI', () => {
     for (const o of outputs) {
       expect(o).not.toContain(CANARY);
       expect(o).not.toContain(fake.token);
+      expect(o).not.toContain(EP_TOKEN);
     }
   });
 
@@ -267,7 +326,7 @@ describe('lepton through the CLI', () => {
   it('a failing deployment: non-zero exit with the platform reason, nothing left behind', async () => {
     const { stateFile: sf } = tempState();
     fake.failNext('image_pull');
-    const r = await runCli(['start', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--arch', 'cosmos-rl', '--model', 'hf_model://a/b', '--timeout', '60'], {
+    const r = await runCli(['start', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--public', '--arch', 'cosmos-rl', '--model', 'hf_model://a/b', '--timeout', '60'], {
       env: { ...fake.env, TAO_INF_STATE_FILE: sf, HF_TOKEN: CANARY },
     });
     expect([3, 4]).toContain(r.exitCode);

@@ -260,6 +260,7 @@ describe('local-docker: several services, failures, bad input', () => {
       [['start', '--arch', 'cosmos-rl', '--model', '/m', '--docker-network', 'bad name;x'], /not a docker network name/],
       [['start', '--arch', 'cosmos-rl', '--model', '/m', '--bind', '9.9.9.9.9'], /--bind '9\.9\.9\.9\.9' is not an IP address/],
       [['request', '--job', 'keep', '--prompt', 'x', '--image', PNG, '--retry-window', 'abc'], /--retry-window must be a whole number/],
+      [['request', '--job', 'keep', '--prompt', 'x', '--image', PNG, '--timeout', '10'], /--timeout must be a whole number of seconds, at least 300/],
       [['start', '--arch', 'cosmos-rl', '--model', '/m', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--port', '9000'], /--port is not available on lepton/],
       [['start', '--arch', 'cosmos-rl', '--model', '/m', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--gpu-ids', '0'], /--gpu-ids is not available on lepton/],
     ];

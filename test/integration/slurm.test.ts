@@ -329,6 +329,44 @@ describe('slurm end to end', () => {
   });
 });
 
+describe('slurm host memory and CPUs (the test cluster schedules and enforces memory: CR_Core_Memory, DefMemPerCPU=256, OverMemoryKill)', () => {
+  const startWith = (t: ReturnType<typeof testEnv>, extra: string[]) =>
+    runCli(
+      ['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...SSH_FLAGS, '--container-runtime', 'none', '--env', 'PATH', '--env', 'STANDIN_LOAD_MB', '--timeout', '120', '--json', ...extra],
+      { env: t.env },
+    );
+
+  it('a service holding 600 MB of weights runs: the job asks for the arch\'s --mem=64G and --cpus-per-task=8 by default', async () => {
+    const t = testEnv({ STANDIN_LOAD_MB: '600' });
+    const r = await startWith(t, []);
+    const entry = r.exitCode === 0 ? parseJson(r) : undefined;
+    if (entry) {
+      slurmJobs.push(entry.platform_job_id);
+      forwarders.push(entry.forwarder_pid);
+      jobDirs.push(entry.job_id);
+    }
+    expect(r.exitCode, r.stdout + r.stderr).toBe(0);
+    const job = sh('scontrol', ['show', 'job', '-o', entry.platform_job_id]);
+    expect(job).toMatch(/\bMinMemoryNode=64G\b/);
+    expect(job).toMatch(/\bNumCPUs=8\b/);
+    const stop = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
+    expect(stop.exitCode, stop.stderr).toBe(0);
+  });
+
+  it('the same service given only DefMemPerCPU-sized memory is killed while loading, with Slurm\'s reason in the log tail', async () => {
+    const t = testEnv({ STANDIN_LOAD_MB: '600' });
+    // What a job without a memory request gets on this cluster: 256 MB per CPU, 1 CPU.
+    const r = await startWith(t, ['--sbatch-arg', '--mem-per-cpu=256M', '--cpus-per-task', '1']);
+    expect(r.exitCode).not.toBe(0);
+    const err = JSON.parse(r.stdout).error;
+    const jobId = /([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12})/.exec(err.message)?.[1];
+    if (jobId) jobDirs.push(jobId);
+    expect(`${err.message}\n${(err.log_tail ?? []).join('\n')}`).toMatch(/exceeded (job )?memory limit/i);
+    const reg = existsSync(t.stateFile) ? JSON.parse(readFileSync(t.stateFile, 'utf8')) : {};
+    expect(Object.keys(reg).filter((k) => k !== 'latest')).toEqual([]);
+  });
+});
+
 describe('slurm stop of a pending job', () => {
   it('cancels it, removes its secrets file, and the waiting start fails with the CANCELLED state', async () => {
     const t = testEnv();

@@ -16,7 +16,7 @@ const spec = (over: Partial<LaunchSpec> = {}): LaunchSpec => ({
   env: { secretNames: ['HF_TOKEN', 'WANDB_API_KEY'], plain: { WANDB_PROJECT: 'p' } },
   shm_size: '16g',
   labels: {},
-  options: { resourceShape: 'gpu.1xh100' },
+  options: { resourceShape: 'gpu.1xh100', endpointTokenEnv: 'EP_TOK' },
   ...over,
 });
 
@@ -39,8 +39,8 @@ describe('lepton names and sizes', () => {
 });
 
 describe('deployment body', () => {
-  it('secrets by reference only, workspace token by reference', () => {
-    const env = { HF_TOKEN: 'secret-1', WANDB_API_KEY: 'secret-2' };
+  it('secrets by reference only; the endpoint token from the named env var; the default ingress timeout', () => {
+    const env = { HF_TOKEN: 'secret-1', WANDB_API_KEY: 'secret-2', EP_TOK: 'ep-1' };
     const b = buildDeployment(spec(), env, 'ng-1', true);
     const text = JSON.stringify(b.body);
     expect(text).not.toContain('secret-1');
@@ -52,8 +52,9 @@ describe('deployment body', () => {
     ]);
     expect(b.body.spec.container.command).toEqual(['/bin/bash', '-c', spec().inner_command]);
     expect(b.body.spec.resource_requirement.affinity).toEqual({ allowed_dedicated_node_groups: ['ng-1'] });
-    expect(b.body.spec.api_tokens).toEqual([{ value_from: { token_name_ref: 'WORKSPACE_TOKEN' } }]);
-    expect(b.auth_env).toBe('LEPTON_WORKSPACE_TOKEN');
+    expect(b.body.spec.api_tokens).toEqual([{ value: 'ep-1' }]);
+    expect(b.auth_env).toBe('EP_TOK');
+    expect(b.body.spec.ingress_timeout_seconds).toBe(1800);
   });
   it('--endpoint-token-env puts that token value in api_tokens (named in plans)', () => {
     const s = spec({ options: { resourceShape: 'gpu.1xh100', endpointTokenEnv: 'EP_TOK' } });
@@ -64,6 +65,19 @@ describe('deployment body', () => {
   });
   it('--resource-shape is required', () => {
     expect(() => buildDeployment(spec({ options: {} }), {}, undefined, false)).toThrow(MissingInputError);
+  });
+  it('no workspace-token default: without --endpoint-token-env only an explicit --public builds, with no tokens', () => {
+    expect(() => buildDeployment(spec({ options: { resourceShape: 'gpu.1xh100' } }), {}, undefined, false)).toThrow(/--endpoint-token-env/);
+    const pub = buildDeployment(spec({ options: { resourceShape: 'gpu.1xh100', public: true } }), {}, undefined, true);
+    expect(pub.body.spec.api_tokens).toEqual([]);
+    expect(pub.auth_env).toBeUndefined();
+    expect(JSON.stringify(pub.body)).not.toContain('WORKSPACE_TOKEN');
+  });
+  it('the resource shape is sent lowercase; --ingress-timeout must be 300-6000', () => {
+    const b = buildDeployment(spec({ options: { resourceShape: 'GPU.8xH100-SXM', endpointTokenEnv: 'EP_TOK', ingressTimeout: 6000 } }), {}, undefined, false);
+    expect(b.body.spec.resource_requirement.resource_shape).toBe('gpu.8xh100-sxm');
+    expect(b.body.spec.ingress_timeout_seconds).toBe(6000);
+    expect(() => buildDeployment(spec({ options: { resourceShape: 'gpu.1xh100', endpointTokenEnv: 'EP_TOK', ingressTimeout: 299 } }), {}, undefined, false)).toThrow(/300 to 6000/);
   });
 });
 
@@ -96,5 +110,11 @@ describe('workspace config', () => {
     expect(leptonConfig({ LEPTON_WORKSPACE_URL: 'http://127.0.0.1:9/api/v2/workspaces/w/', LEPTON_WORKSPACE_TOKEN: 't' }).baseUrl).toBe('http://127.0.0.1:9/api/v2/workspaces/w');
     expect(() => leptonConfig({ LEPTON_WORKSPACE_ID: 'ws1' })).toThrow(PlatformUnavailableError);
     expect(() => leptonConfig({ LEPTON_WORKSPACE_TOKEN: 't' })).toThrow(/LEPTON_WORKSPACE_ID/);
+  });
+  it('origin header as the SDK sends it: the workspace URL for DGXC URLs, LEPTON_WORKSPACE_ORIGIN_URL first, none otherwise', () => {
+    const dgxc = leptonConfig({ LEPTON_WORKSPACE_ID: 'ws1', LEPTON_WORKSPACE_TOKEN: 't' });
+    expect(dgxc.originUrl).toBe('https://gateway.dgxc-lepton.nvidia.com/api/v2/workspaces/ws1');
+    expect(leptonConfig({ LEPTON_WORKSPACE_URL: 'http://127.0.0.1:9/api/v2/workspaces/w', LEPTON_WORKSPACE_TOKEN: 't' }).originUrl).toBeUndefined();
+    expect(leptonConfig({ LEPTON_WORKSPACE_URL: 'http://127.0.0.1:9/api/v2/workspaces/w', LEPTON_WORKSPACE_TOKEN: 't', LEPTON_WORKSPACE_ORIGIN_URL: 'https://o' }).originUrl).toBe('https://o');
   });
 });

@@ -60,6 +60,10 @@ describe('fake Lepton API', () => {
     expect((await call('POST', '/deployments', deployment('ok1', { envs: [{ name: 'X', value_from: { secret_name_ref: 'missing' } }] }))).status).toBe(400);
     expect((await call('POST', '/deployments', deployment('ok1', { api_tokens: [{ value_from: { token_name_ref: 'OTHER' } }] }))).status).toBe(400);
     expect((await call('POST', '/deployments', 'not json')).status).toBe(400);
+    // the SDK sends lowercase shapes; ingress_timeout_seconds is 300-6000
+    expect((await call('POST', '/deployments', { ...deployment('ok1'), spec: { ...deployment('ok1').spec, resource_requirement: { resource_shape: 'GPU.1xH100' } } })).status).toBe(400);
+    expect((await call('POST', '/deployments', deployment('ok1', { ingress_timeout_seconds: 299 }))).status).toBe(400);
+    expect((await call('POST', '/deployments', deployment('ok1', { ingress_timeout_seconds: 6001 }))).status).toBe(400);
     expect((await call('GET', '/deployments/nope')).status).toBe(404);
     expect((await call('DELETE', '/deployments/nope')).status).toBe(404);
   });
@@ -86,6 +90,27 @@ describe('fake Lepton API', () => {
     expect(reps).toHaveLength(1);
     expect((await call('DELETE', '/deployments/web1')).status).toBe(200);
     await expect(fetch(ext)).rejects.toThrow();
+  });
+
+  it('the workspace token reference guards nothing reachable (no longer accessible); an expired token is refused', async () => {
+    const r = await call('POST', '/deployments', deployment('web2', { api_tokens: [{ value_from: { token_name_ref: 'WORKSPACE_TOKEN' } }, { value: 'ep-2' }] }));
+    expect(r.status).toBe(200);
+    const ext = (await json(r)).status.endpoint.external_endpoint as string;
+    // 401 is the gateway's answer, before the replica is asked: no need to wait for Ready.
+    expect((await fetch(ext, { headers: { authorization: `Bearer ${f.token}` } })).status).toBe(401);
+    f.expireEndpointToken('ep-2');
+    expect((await fetch(ext, { headers: { authorization: 'Bearer ep-2' } })).status).toBe(401);
+    expect((await call('DELETE', '/deployments/web2')).status).toBe(200);
+  });
+
+  it('a DGXC workspace refuses API calls without its origin header', async () => {
+    const g = await FakeLeptonApi.start({ origin: 'https://dgxc.example' });
+    try {
+      expect((await fetch(`${g.url}/shapes`, { headers: { authorization: `Bearer ${g.token}` } })).status).toBe(401);
+      expect((await fetch(`${g.url}/shapes`, { headers: { authorization: `Bearer ${g.token}`, origin: 'https://dgxc.example' } })).status).toBe(200);
+    } finally {
+      await g.close();
+    }
   });
 
   it('records every request body', () => {

@@ -37,4 +37,13 @@ describe('prepareLaunch input checks', () => {
     expect(prepareLaunch({ ...base, num_gpus: 0 }, refs, {}, (w) => warnings.push(w)).spec.num_gpus).toBe(0);
     expect(warnings.join()).toMatch(/lifecycle smoke/);
   });
+  it('warns when HF_TOKEN is unset and the model comes from hf_model:// (a gated model would fail late); not otherwise', () => {
+    const warnings: string[] = [];
+    prepareLaunch({ ...base, model_path: 'hf_model://nvidia/Cosmos-Reason1-7B' }, refs, {}, (w) => warnings.push(w));
+    expect(warnings.join()).toMatch(/HF_TOKEN is not set: hf_model:\/\/nvidia\/Cosmos-Reason1-7B/);
+    warnings.length = 0;
+    prepareLaunch({ ...base, model_path: 'hf_model://nvidia/Cosmos-Reason1-7B' }, refs, { HF_TOKEN: 'h' }, (w) => warnings.push(w));
+    prepareLaunch(base, refs, {}, (w) => warnings.push(w));
+    expect(warnings.join()).not.toMatch(/HF_TOKEN/);
+  });
 });

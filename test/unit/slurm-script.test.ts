@@ -55,9 +55,9 @@ function golden(name: string, text: string) {
 describe('job script golden files (+ bash -n)', () => {
   const cases: Array<[string, Partial<LaunchSpec>, Record<string, unknown>]> = [
     ['pyxis.sbatch', {}, { containerRuntime: 'pyxis', containerMounts: '/lustre/models:/models:ro,/scratch:/scratch', sbatchArgs: ['--qos=high', '--exclusive'] }],
-    ['pyxis-sqsh.sbatch', { num_gpus: 8 }, { containerRuntime: 'pyxis', imageFile: '/lustre/images/tao 7.1.sqsh', jobDir: '/lustre/alice/tao-infer', time: '1-00:00:00' }],
+    ['pyxis-sqsh.sbatch', { num_gpus: 8 }, { containerRuntime: 'pyxis', imageFile: '/lustre/images/tao 7.1.sqsh', jobDir: '/lustre/alice/tao-infer', time: '1-00:00:00', mem: '0', cpusPerTask: 64 }],
     ['apptainer.sbatch', {}, { containerRuntime: 'apptainer', containerMounts: '/data:/data' }],
-    ['apptainer-nogpu.sbatch', { num_gpus: 0 }, { containerRuntime: 'apptainer', imageFile: '/images/tao.sif' }],
+    ['apptainer-nogpu.sbatch', { num_gpus: 0 }, { containerRuntime: 'apptainer', imageFile: '/images/tao.sif', sbatchArgs: ['--mem-per-cpu=4G'] }],
     ['docker.sbatch', {}, { containerRuntime: 'docker', containerMounts: '/data:/data:ro' }],
     ['none.sbatch', { num_gpus: 0, env: { secretNames: [], plain: {} } }, { containerRuntime: 'none', account: undefined }],
   ];
@@ -85,6 +85,20 @@ describe('job script golden files (+ bash -n)', () => {
     expect(text).not.toContain('--gres');
     expect(text).not.toContain('--nv');
     expect(text).toContain("apptainer exec \\\n  /images/tao.sif \\\n  /bin/sh -c 'umask 0");
+  });
+
+  it('memory and CPUs are requested by default (the arch\'s figures); --mem 0 is the whole node; --mem-per-cpu replaces --mem', () => {
+    const text = readFileSync(join(GOLDEN, 'pyxis.sbatch'), 'utf8');
+    expect(text).toMatch(/^#SBATCH --cpus-per-task=8$/m);
+    expect(text).toMatch(/^#SBATCH --mem=64G$/m); // references/cosmos-rl.config.json resources
+    const sqsh = readFileSync(join(GOLDEN, 'pyxis-sqsh.sbatch'), 'utf8');
+    expect(sqsh).toMatch(/^#SBATCH --mem=0$/m);
+    expect(sqsh).toMatch(/^#SBATCH --cpus-per-task=64$/m);
+    const nogpu = readFileSync(join(GOLDEN, 'apptainer-nogpu.sbatch'), 'utf8');
+    expect(nogpu).not.toMatch(/^#SBATCH --mem=/m);
+    expect(nogpu).toMatch(/^#SBATCH --mem-per-cpu=4G$/m);
+    expect(resolveSlurmParams(spec({ network_arch: 'cosmos-predict2.5' }))).toMatchObject({ mem: '128G', cpusPerTask: 16 });
+    expect(resolveSlurmParams(spec({}, { mem: '500000', cpusPerTask: '4' }))).toMatchObject({ mem: '500000', cpusPerTask: 4 });
   });
 
   it('the inner command survives the script quoting byte for byte', () => {
@@ -169,6 +183,11 @@ describe('resolveSlurmParams validation', () => {
     expect(bad({ sbatchArgs: ['--output=/tmp/x'] }, '--sbatch-arg').message).toContain('--output is set by tao-infer');
     bad({ sbatchArgs: ['--comment=a b'] }, '--sbatch-arg');
     bad({ sbatchArgs: ['qos=high'] }, '--sbatch-arg');
+    bad({ mem: '64 GB' }, '--mem');
+    bad({ mem: '-1' }, '--mem');
+    bad({ cpusPerTask: 0 }, '--cpus-per-task');
+    bad({ cpusPerTask: 'many' }, '--cpus-per-task');
+    expect(bad({ sbatchArgs: ['--mem=8G'] }, '--sbatch-arg').message).toContain('--mem is set by tao-infer');
   });
 
   it('accepts the usual forms', () => {

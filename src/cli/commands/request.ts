@@ -46,9 +46,12 @@ export function requestCommand(): Command {
     .option('--body <file.json>', 'a complete chat-completions body (messages...) instead of --prompt/--image/--video')
     .option('--output <file>', 'where to write a generated video (default ./<job_id>-<time>.mp4)')
     .option('--retry-window <s>', 'seconds to keep retrying while the model still loads (202 / model_not_ready)', '120')
+    .option('--timeout <s>', 'seconds to wait for one response (at least 300, the default; a cosmos-predict2.5 video can take longer)')
     .option('--json', 'print one JSON document (the chat.completion) on stdout')
     .option('-y, --yes', 'never prompt')
     .action(async (o: Record<string, any>) => {
+      if (o.timeout !== undefined && !(/^\d+$/.test(String(o.timeout)) && Number(o.timeout) >= 300))
+        throw new InvalidInputError('--timeout', `--timeout must be a whole number of seconds, at least 300, got '${o.timeout}'`);
       const [{ prepareRequest, sendRequest }, { loadReferences }, { mediaKind, mediaUrl, parseSamplingValue, samplingFields }] = await Promise.all([
         import('../../lifecycle.js'),
         import('../../references.js'),
@@ -129,6 +132,7 @@ export function requestCommand(): Command {
       if (!/^\d+$/.test(String(o.retryWindow))) throw new InvalidInputError('--retry-window', `--retry-window must be a whole number of seconds, got '${o.retryWindow}'`);
       const completion = await sendRequest(prepared, {
         retry_window_s: Number(o.retryWindow),
+        ...(o.timeout !== undefined ? { timeout_s: Number(o.timeout) } : {}),
         onRetry: (status, type, el) => info(`service still loading (HTTP ${status} ${type}) after ${el.toFixed(0)}s; retrying`),
       });
       const content = completion.choices[0]!.message.content;

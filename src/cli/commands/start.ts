@@ -5,7 +5,7 @@ import { supportedArchs } from '../../archs/image.js';
 import type { PlanStep } from '../../types.js';
 import type { StartInput } from '../../lifecycle.js';
 import { formatArgv } from '../../util/shell.js';
-import { askSelect, askText, emit, info, isInteractive, progressReporter, requireInput, warnLine, type GlobalFlags } from '../io.js';
+import { askSelect, askText, emit, info, isInteractive, lineReporter, progressReporter, requireInput, warnLine, type GlobalFlags } from '../io.js';
 import { addPlatformFlags, platformOptionValues, platformsSupporting } from '../platform-flags.js';
 import { checkPlatform, DEFAULT_PLATFORM, PLATFORM_NAMES } from '../../platforms/index.js';
 
@@ -106,6 +106,7 @@ export function startCommand(): Command {
       dry_run: Boolean(o.dryRun),
     };
     const progress = progressReporter('waiting for readiness');
+    const lines = lineReporter();
     // Ctrl-C / SIGTERM while launching or loading: stop waiting and remove the half-started service
     // (kept with --keep-on-failure), then exit 130.
     const ac = new AbortController();
@@ -116,8 +117,14 @@ export function startCommand(): Command {
       registry: new Registry(),
       refs,
       signal: ac.signal,
-      reporter: { log: (m) => info(m), warn: (m) => warnLine(m), progress: progress.progress },
+      reporter: {
+        log: (m) => (lines.done(), info(m)),
+        warn: (m) => (lines.done(), warnLine(m)),
+        progress: (s, st) => (lines.done(), progress.progress(s, st)),
+        progressLine: lines.line,
+      },
     }).finally(() => {
+      lines.done();
       progress.done();
       process.off('SIGINT', onSignal);
       process.off('SIGTERM', onSignal);

@@ -7,9 +7,13 @@
  *             secret values), then POST /deployments: the image, `/bin/bash -c <inner>`, port 8080, envs that
  *             reference those secrets by name, 1 replica of --resource-shape, api token. Records the deployment
  *             name as platform_job_id at once; returns when the deployment has an external endpoint (host_url).
- *  requests   the endpoint is guarded by an api token: by default the workspace token (`value_from.token_name_ref:
- *             WORKSPACE_TOKEN`, auth_env LEPTON_WORKSPACE_TOKEN), or the value of the env var named by
- *             --endpoint-token-env (auth_env = that name). The registry keeps the NAME only.
+ *  requests   the endpoint is guarded by an api token: the value of the env var named by --endpoint-token-env
+ *             (auth_env = that name; the registry keeps the NAME only). There is no default token: the SDK dropped
+ *             the workspace-token reference ("Workspace token is no longer accessible", leptonai/leptonai commit
+ *             93ed6aae, api/v2/deployment.py `make_token_vars_from_config`) and DGX Cloud Lepton tokens are
+ *             user-created and expire. `--public` (explicit, with a warning) sends `api_tokens: []`.
+ *             `ingress_timeout_seconds` from --ingress-timeout (300-6000, api/v2/types/deployment.py).
+ *             The resource shape is sent lowercase, as the SDK's `ResourceRequirement.validate_resource_shape` does.
  *  status     deployment state, replica readiness issues and terminations → JobState (reason included).
  *  logs       the first replica's log stream (GET .../replicas/{id}/log).
  *  stop       DELETE the deployment, then its secrets; missing ones are fine (idempotent).
@@ -29,7 +33,7 @@ import type {
   RegistryEntry,
 } from '../../types.js';
 import { LeptonApi, leptonConfig } from './api.js';
-import { buildDeployment, mapLeptonState, opt, shapeGpus } from './deployment.js';
+import { buildDeployment, ingressTimeout, mapLeptonState, missingEndpointToken, opt, shapeGpus, shapeOf } from './deployment.js';
 import { descriptor } from './descriptor.js';
 
 export { buildDeployment, deploymentName, mapLeptonState, secretName, shapeGpus, shmToMiB } from './deployment.js';
@@ -58,19 +62,24 @@ class LeptonAdapter implements PlatformAdapter {
   readonly reservesHostPort = descriptor.reservesHostPort;
 
   private checkOptions(spec: LaunchSpec, env: NodeJS.ProcessEnv, warn: (m: string) => void): void {
-    const shape = opt(spec, 'resourceShape');
+    const shape = shapeOf(spec);
     if (!shape) throw new MissingInputError('--resource-shape', 'Lepton resource shape (e.g. gpu.1xh100)');
     if (!/^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(shape)) throw new InvalidInputError('--resource-shape', `'${shape}' is not a resource shape name`, { hint: 'Example: --resource-shape gpu.1xh100' });
     const gpus = shapeGpus(shape);
     if (gpus !== undefined && gpus !== spec.num_gpus) warn(`--resource-shape ${shape} has ${gpus} GPU(s) but --num-gpus is ${spec.num_gpus}; Lepton gives the replica what the shape has.`);
     const tokenEnv = opt(spec, 'endpointTokenEnv');
+    if (tokenEnv && spec.options.public === true)
+      throw new InvalidInputError('--public', '--public and --endpoint-token-env exclude each other', { hint: 'A public endpoint has no token: drop one of the two flags.' });
+    if (!tokenEnv && spec.options.public !== true) throw missingEndpointToken();
+    if (!tokenEnv) warn(`--public: the Lepton endpoint will answer anyone who knows its URL, without a token.`);
+    ingressTimeout(spec);
     if (tokenEnv) {
       if (!/^[A-Za-z_][A-Za-z0-9_]*$/.test(tokenEnv)) throw new InvalidInputError('--endpoint-token-env', `'${tokenEnv}' is not an environment variable name`);
       if (!env[tokenEnv]) throw new InvalidInputError('--endpoint-token-env', `${tokenEnv} is not set in your environment`, { hint: `export ${tokenEnv}=<endpoint token> first; the flag takes the NAME only.` });
       // Its value goes into the deployment body: it must hold nothing but the endpoint token.
       if (spec.env.secretNames.includes(tokenEnv) || referenceSecretNames(loadReferences()).includes(tokenEnv))
         throw new InvalidInputError('--endpoint-token-env', `${tokenEnv} holds another credential; it must not become the endpoint token`, {
-          hint: `Put a token made for this endpoint in its own variable (e.g. export TAO_ENDPOINT_TOKEN=...), or omit the flag to use the workspace token.`,
+          hint: `Put a token made for this endpoint in its own variable (e.g. export TAO_ENDPOINT_TOKEN=...).`,
         });
     }
     const pull = opt(spec, 'imagePullSecret');
@@ -80,7 +89,7 @@ class LeptonAdapter implements PlatformAdapter {
   async preflight(spec: LaunchSpec, ctx: AdapterContext): Promise<void> {
     this.checkOptions(spec, ctx.env, ctx.warn);
     const api = new LeptonApi(leptonConfig(ctx.env), ctx.signal);
-    const shape = opt(spec, 'resourceShape')!;
+    const shape = shapeOf(spec)!;
     const shapes = await listResourceShapesWith(api);
     if (shapes.length && !shapes.includes(shape))
       throw new InvalidInputError('--resource-shape', `resource shape '${shape}' is not available for endpoints in this workspace`, { hint: `Available: ${shapes.join(', ')}` });
@@ -119,7 +128,7 @@ class LeptonAdapter implements PlatformAdapter {
         description: `create per-job secrets for ${b.secrets.map((s) => s.env).join(', ')} (values from this shell's environment)`,
         http: { method: 'POST', url: `${base}/usersecrets`, body: b.secrets.map((s) => ({ name: s.secret, value: `<value of $${s.env}>` })) },
       });
-    steps.push({ description: `create the endpoint ${b.name}; requests carry Authorization: Bearer $${b.auth_env}`, http: { method: 'POST', url: `${base}/deployments`, body: b.body } });
+    steps.push({ description: `create the endpoint ${b.name}; ${b.auth_env ? `requests carry Authorization: Bearer $${b.auth_env}` : 'public: requests carry no token'}`, http: { method: 'POST', url: `${base}/deployments`, body: b.body } });
     steps.push({ description: 'wait for its external endpoint (host_url), watching state, readiness and terminations', http: { method: 'GET', url: `${base}/deployments/${b.name}` } });
     return { platform: 'lepton', steps };
   }
@@ -135,7 +144,7 @@ class LeptonAdapter implements PlatformAdapter {
       secrets: b.secrets.map((s) => s.secret),
       workspace_url: cfg.baseUrl,
       ...(cfg.workspaceId ? { workspace_id: cfg.workspaceId } : {}),
-      resource_shape: opt(spec, 'resourceShape'),
+      resource_shape: shapeOf(spec),
     };
     // Recorded before anything exists on Lepton, so an interrupted start can always be stopped.
     await ctx.record({ platform_job_id: b.name, auth_env: b.auth_env, platform_data });
@@ -150,7 +159,7 @@ class LeptonAdapter implements PlatformAdapter {
         }),
       );
     }
-    ctx.log(`creating Lepton endpoint ${b.name} (${opt(spec, 'resourceShape')}, image ${spec.image})`);
+    ctx.log(`creating Lepton endpoint ${b.name} (${shapeOf(spec)}, image ${spec.image})`);
     await api.createDeployment(b.body);
 
     const until = ctx.deadline ?? Date.now() + 600_000;

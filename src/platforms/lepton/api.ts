@@ -13,13 +13,25 @@ export interface LeptonConfig {
   baseUrl: string;
   token: string;
   workspaceId?: string;
+  /** `origin` header value: sent on every call when set (DGXC workspaces need it). */
+  originUrl?: string;
 }
 
 const TOKEN_HINT = 'export LEPTON_WORKSPACE_ID=<workspace id> and LEPTON_WORKSPACE_TOKEN=<token> (Settings → Tokens in the Lepton console).';
 
 /**
+ * The `origin` header the SDK sends: LEPTON_WORKSPACE_ORIGIN_URL, else the workspace URL itself when it is a DGX Cloud
+ * URL (contains "dgxc"), else none (leptonai/leptonai leptonai/api/v2/client.py `APIClient.__init__` and
+ * api/v2/utils.py `_get_workspace_origin_url`).
+ */
+export function workspaceOrigin(url: string, env: NodeJS.ProcessEnv): string | undefined {
+  return env.LEPTON_WORKSPACE_ORIGIN_URL || (url.includes('dgxc') ? url : undefined);
+}
+
+/**
  * Workspace URL and token from the environment: LEPTON_WORKSPACE_URL (full workspace API URL) or
- * LEPTON_WORKSPACE_ID, and LEPTON_WORKSPACE_TOKEN. `baseUrl` overrides the URL (registry entries keep theirs).
+ * LEPTON_WORKSPACE_ID, and LEPTON_WORKSPACE_TOKEN; the `origin` header from `workspaceOrigin`.
+ * `baseUrl` overrides the URL (registry entries keep theirs).
  * @throws PlatformUnavailableError naming what is missing
  */
 export function leptonConfig(env: NodeJS.ProcessEnv, baseUrl?: string): LeptonConfig {
@@ -33,7 +45,9 @@ export function leptonConfig(env: NodeJS.ProcessEnv, baseUrl?: string): LeptonCo
   }
   if (!/^https?:\/\//.test(url)) throw new PlatformUnavailableError('lepton', `LEPTON_WORKSPACE_URL '${url}' is not an http(s) URL`, { hint: TOKEN_HINT });
   if (!token) throw new PlatformUnavailableError('lepton', 'LEPTON_WORKSPACE_TOKEN is not set', { hint: TOKEN_HINT });
-  return { baseUrl: url.replace(/\/+$/, ''), token, workspaceId };
+  const base = url.replace(/\/+$/, '');
+  const originUrl = workspaceOrigin(base, env);
+  return { baseUrl: base, token, workspaceId, ...(originUrl ? { originUrl } : {}) };
 }
 
 /** A non-2xx answer of the Lepton API: `{code, message}` bodies as the SDK reads them. */
@@ -62,9 +76,9 @@ export interface EnvVar {
   value?: string;
   value_from?: { secret_name_ref: string };
 }
+/** An endpoint api token: a literal value (the SDK's `TokenVar(value=...)`; the workspace token reference is gone). */
 export interface TokenVar {
-  value?: string;
-  value_from?: { token_name_ref: string };
+  value: string;
 }
 export interface DeploymentSpec {
   container: { image: string; command: string[]; ports: { container_port: number; protocol?: string }[] };
@@ -77,7 +91,10 @@ export interface DeploymentSpec {
   };
   envs: EnvVar[];
   image_pull_secrets?: string[];
+  /** Empty = public endpoint. */
   api_tokens: TokenVar[];
+  /** Seconds the ingress waits for a response, 300-6000 (Lepton default 300). */
+  ingress_timeout_seconds?: number;
 }
 export interface Deployment {
   metadata: Metadata;
@@ -153,6 +170,7 @@ export class LeptonApi {
         headers: {
           authorization: `Bearer ${this.cfg.token}`,
           accept: 'application/json',
+          ...(this.cfg.originUrl ? { origin: this.cfg.originUrl } : {}),
           ...(body !== undefined ? { 'content-type': 'application/json' } : {}),
         },
         body: body !== undefined ? JSON.stringify(body) : undefined,

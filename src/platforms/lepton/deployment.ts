@@ -6,11 +6,10 @@
 import { InvalidInputError, MissingInputError } from '../../errors.js';
 import type { JobState, LaunchSpec } from '../../types.js';
 import type { Deployment, DeploymentSpec, EnvVar, ReplicaIssue, ReplicaTermination, TokenVar } from './api.js';
+import { DEFAULT_INGRESS_TIMEOUT_S, INGRESS_TIMEOUT_RANGE } from './options.js';
 
 /** Readiness reasons (leptonai types/readiness.py) that mean the replica will not come up without a change. */
 const FATAL_READINESS = new Set(['ConfigError', 'SystemError']);
-const WORKSPACE_TOKEN_REF = 'WORKSPACE_TOKEN';
-export const WORKSPACE_TOKEN_ENV = 'LEPTON_WORKSPACE_TOKEN';
 
 /** Deployment name for a job: `tao-` + 12 lowercase alphanumerics of the job id (starts with a letter, ≤ 16 chars). */
 export function deploymentName(job_id: string): string {
@@ -39,7 +38,8 @@ export interface Built {
   name: string;
   secrets: { env: string; secret: string }[];
   body: { metadata: { name: string }; spec: DeploymentSpec };
-  auth_env: string;
+  /** Env var holding the endpoint token; undefined for a public endpoint. */
+  auth_env: string | undefined;
 }
 
 /** A platform option as a non-empty string, or undefined. */
@@ -48,13 +48,20 @@ export function opt(spec: LaunchSpec, key: string): string | undefined {
   return v === undefined || v === null || v === '' ? undefined : String(v);
 }
 
+/** --resource-shape as sent: lowercase, as the SDK's validator makes it (leptonai api/v2/types/deployment.py). */
+export function shapeOf(spec: LaunchSpec): string | undefined {
+  return opt(spec, 'resourceShape')?.toLowerCase();
+}
+
 /**
  * The deployment request for a spec. `nodeGroupId` is the resolved node group id (plan shows the name).
- * Token VALUES are only placed for --endpoint-token-env, and only when `withTokenValue` (plan shows the name).
+ * The endpoint token VALUE (from the env var named by --endpoint-token-env) is only placed when `withTokenValue`
+ * (plans show the name); `--public` gives `api_tokens: []`.
+ * @throws MissingInputError without --resource-shape; InvalidInputError without --endpoint-token-env and --public
  */
 export function buildDeployment(spec: LaunchSpec, env: NodeJS.ProcessEnv, nodeGroupId: string | undefined, withTokenValue: boolean): Built {
   const name = deploymentName(spec.job_id);
-  const shape = opt(spec, 'resourceShape');
+  const shape = shapeOf(spec);
   if (!shape) throw new MissingInputError('--resource-shape', 'Lepton resource shape (e.g. gpu.1xh100)');
   const secrets = spec.env.secretNames.map((e) => ({ env: e, secret: secretName(name, e) }));
   const envs: EnvVar[] = [
@@ -62,15 +69,10 @@ export function buildDeployment(spec: LaunchSpec, env: NodeJS.ProcessEnv, nodeGr
     ...secrets.map((s) => ({ name: s.env, value_from: { secret_name_ref: s.secret } })),
   ];
   const tokenEnv = opt(spec, 'endpointTokenEnv');
-  let api_tokens: TokenVar[];
-  let auth_env: string;
-  if (tokenEnv) {
-    api_tokens = [{ value: withTokenValue ? (env[tokenEnv] ?? '') : `<value of $${tokenEnv}>` }];
-    auth_env = tokenEnv;
-  } else {
-    api_tokens = [{ value_from: { token_name_ref: WORKSPACE_TOKEN_REF } }];
-    auth_env = WORKSPACE_TOKEN_ENV;
-  }
+  if (!tokenEnv && spec.options.public !== true) throw missingEndpointToken();
+  const api_tokens: TokenVar[] = tokenEnv ? [{ value: withTokenValue ? (env[tokenEnv] ?? '') : `<value of $${tokenEnv}>` }] : [];
+  const auth_env = tokenEnv;
+  const ingress = ingressTimeout(spec);
   const shm = shmToMiB(spec.shm_size);
   const pull = opt(spec, 'imagePullSecret');
   const body = {
@@ -87,9 +89,26 @@ export function buildDeployment(spec: LaunchSpec, env: NodeJS.ProcessEnv, nodeGr
       envs,
       ...(pull ? { image_pull_secrets: [pull] } : {}),
       api_tokens,
+      ingress_timeout_seconds: ingress,
     },
   };
   return { name, secrets, body, auth_env };
+}
+
+/** The error for a start with neither --endpoint-token-env nor --public (there is no default endpoint token). */
+export function missingEndpointToken(): InvalidInputError {
+  return new InvalidInputError('--endpoint-token-env', 'a Lepton endpoint needs a token: --endpoint-token-env <name of the env var holding it>, or --public', {
+    hint: 'Create a token in the Lepton console (Settings → Tokens), export TAO_ENDPOINT_TOKEN=<token>, then pass --endpoint-token-env TAO_ENDPOINT_TOKEN. Or --public for an endpoint without a token.',
+  });
+}
+
+/** --ingress-timeout seconds, checked against the SDK's 300-6000 range. @throws InvalidInputError */
+export function ingressTimeout(spec: LaunchSpec): number {
+  const raw = spec.options.ingressTimeout ?? DEFAULT_INGRESS_TIMEOUT_S;
+  const n = Number(raw);
+  const [lo, hi] = INGRESS_TIMEOUT_RANGE;
+  if (!Number.isInteger(n) || n < lo || n > hi) throw new InvalidInputError('--ingress-timeout', `--ingress-timeout must be whole seconds from ${lo} to ${hi}, got '${String(raw)}'`);
+  return n;
 }
 
 /** GPUs in a shape name like gpu.8xh100-sxm → 8; undefined for shapes without that pattern. */

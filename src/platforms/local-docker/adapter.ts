@@ -1,5 +1,6 @@
 /**
  * local-docker: the docker CLI on this host (or on `DOCKER_HOST`, unchanged), contract §8.
+ * The image is pulled first as its own step, with progress (./pull.ts), then
  * `docker run -d --name <job_id> -p <bind>:<host_port>:8080 ...`; status from `docker inspect`,
  * logs from `docker logs`, stop with `docker rm -f`.
  */
@@ -9,7 +10,8 @@ import { descriptor } from './descriptor.js';
 import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, Launched, LogOptions, PlatformAdapter, RegistryEntry } from '../../types.js';
 import { formatArgv } from '../../util/shell.js';
 import { runCapture, runChecked } from '../../util/run.js';
-import { dockerClientEnv, dockerRunArgs, mapDockerState } from '../docker-cli.js';
+import { dockerClientEnv, dockerRunArgs, mapDockerState, type DockerRunOptions } from '../docker-cli.js';
+import { ensureImage, ngcRegistry, parseImageRef } from './pull.js';
 
 const INSTALL_HINT = 'Install Docker (https://docs.docker.com/engine/install/) and the NVIDIA Container Toolkit, or set DOCKER_HOST to a reachable daemon.';
 
@@ -31,6 +33,10 @@ class LocalDockerAdapter implements PlatformAdapter {
   readonly unsupported = descriptor.unsupported;
   readonly reservesHostPort = descriptor.reservesHostPort;
 
+  private runOptions(spec: LaunchSpec): DockerRunOptions {
+    return { network: this.network(spec), ipcHost: spec.options.ipcHost === true, ulimitMemlock: spec.options.ulimitMemlock === true };
+  }
+
   private network(spec: LaunchSpec): string {
     const net = String(spec.options.network || 'tao_default');
     if (!/^[A-Za-z0-9][A-Za-z0-9_.-]*$/.test(net))
@@ -47,20 +53,28 @@ class LocalDockerAdapter implements PlatformAdapter {
       });
   }
 
-  async plan(spec: LaunchSpec): Promise<LaunchPlan> {
-    const net = this.network(spec);
+  async plan(spec: LaunchSpec, ctx: AdapterContext): Promise<LaunchPlan> {
+    const ro = this.runOptions(spec);
+    const net = ro.network;
+    const registry = parseImageRef(spec.image).registry;
     return {
       platform: 'local-docker',
       steps: [
+        {
+          description: `pull the image unless present, with progress${registry === ngcRegistry(ctx.env) ? `; on "unauthorized" with NGC_KEY set: docker login -u '$oauthtoken' --password-stdin ${registry} (the key on stdin), then retry` : ''}`,
+          command: `docker image inspect ${spec.image} >/dev/null 2>&1 || docker pull ${spec.image}`,
+        },
         { description: `ensure the docker network ${net} exists`, command: `docker network inspect ${net} >/dev/null 2>&1 || docker network create ${net}` },
-        { description: 'start the container', command: ['docker', ...dockerRunArgs(spec, { network: net })] },
+        { description: 'start the container', command: ['docker', ...dockerRunArgs(spec, ro)] },
       ],
     };
   }
 
   async launch(spec: LaunchSpec, ctx: AdapterContext): Promise<Launched> {
-    const net = this.network(spec);
+    const ro = this.runOptions(spec);
+    const net = ro.network;
     const env = ctx.env;
+    await ensureImage(spec.image, { env, log: ctx.log, progress: ctx.progressLine, signal: ctx.signal });
     const inspect = await runCapture('docker', ['network', 'inspect', net], { env });
     if (inspect.exitCode !== 0) {
       const created = await runCapture('docker', ['network', 'create', net], { env });
@@ -68,8 +82,8 @@ class LocalDockerAdapter implements PlatformAdapter {
       if (created.exitCode !== 0 && !/already exists/.test(created.stderr))
         await runChecked('docker', ['network', 'create', net], { env, hint: dockerErrorHint });
     }
-    ctx.log(`$ ${formatArgv(['docker', ...dockerRunArgs(spec, { network: net })]).slice(0, 300)}...`);
-    await runChecked('docker', dockerRunArgs(spec, { network: net }), { env: dockerClientEnv(spec, env), hint: dockerErrorHint, timeoutMs: 30 * 60_000 });
+    ctx.log(`$ ${formatArgv(['docker', ...dockerRunArgs(spec, ro)]).slice(0, 300)}...`);
+    await runChecked('docker', dockerRunArgs(spec, ro), { env: dockerClientEnv(spec, env), hint: dockerErrorHint, timeoutMs: 30 * 60_000 });
     const host = spec.bind_address === '0.0.0.0' || spec.bind_address === '127.0.0.1' ? 'localhost' : spec.bind_address.includes(':') ? `[${spec.bind_address}]` : spec.bind_address;
     return {
       host_url: `http://${host}:${spec.host_port}`,

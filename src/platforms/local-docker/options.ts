@@ -9,4 +9,14 @@ export const options: PlatformOptionSpec[] = [
     env: 'DOCKER_NETWORK',
     default: 'tao_default',
   },
+  {
+    key: 'ipcHost',
+    flags: '--ipc-host',
+    description: "run the container with --ipc=host (NVIDIA's NGC guidance for multi-GPU PyTorch; replaces --shm-size)",
+  },
+  {
+    key: 'ulimitMemlock',
+    flags: '--ulimit-memlock',
+    description: "add --ulimit memlock=-1 --ulimit stack=67108864 (NVIDIA's NGC guidance for PyTorch containers)",
+  },
 ];

@@ -15,6 +15,9 @@ export const SLURM_DEFAULTS = {
   time: '04:00:00',
   jobDirParent: '~/.tao-infer/jobs',
   containerRuntime: 'pyxis' as ContainerRuntime,
+  /** Host memory and CPUs when the arch's references/<arch>.config.json names none (`resources`). */
+  mem: '32G',
+  cpusPerTask: 8,
 } as const;
 
 export const options: PlatformOptionSpec[] = [
@@ -68,6 +71,18 @@ export const options: PlatformOptionSpec[] = [
     flags: '--time <limit>',
     description: 'job time limit in Slurm syntax (MM, HH:MM:SS, D-HH:MM:SS); the service stops when it is reached',
     default: SLURM_DEFAULTS.time,
+  },
+  {
+    key: 'mem',
+    flags: '--mem <size>',
+    description:
+      'host memory for the job in sbatch syntax (e.g. 64G, 500000 for MB); 0 = the whole node. Default: the arch\'s (references/<arch>.config.json resources.mem), else 32G',
+  },
+  {
+    key: 'cpusPerTask',
+    flags: '--cpus-per-task <n>',
+    description: "CPUs for the job. Default: the arch's (references/<arch>.config.json resources.cpus_per_task), else 8",
+    integer: true,
   },
   {
     key: 'jobDir',

@@ -11,6 +11,7 @@ import { homedir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidInputError, MissingInputError } from '../../errors.js';
+import { loadReferences } from '../../references.js';
 import type { LaunchSpec } from '../../types.js';
 import { shQuote, shQuoteAlways } from '../../util/shell.js';
 import { CONTAINER_RUNTIMES, SLURM_DEFAULTS, type ContainerRuntime } from './options.js';
@@ -28,6 +29,10 @@ export interface SlurmParams {
   mounts?: string;
   imageFile?: string;
   sbatchArgs: string[];
+  /** `--mem` value (sbatch size syntax; `0` = whole node); undefined when --sbatch-arg sets --mem-per-cpu/--mem-per-gpu. */
+  mem?: string;
+  /** `--cpus-per-task`; undefined when --sbatch-arg sets --cpus-per-gpu. */
+  cpusPerTask?: number;
 }
 
 /** File names inside the job directory. */
@@ -43,7 +48,9 @@ const TIME_RE = /^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\
 const SBATCH_ARG_RE = /^--[A-Za-z][A-Za-z0-9-]*(=[^\s'"\\]+)?$/;
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Options tao-infer writes itself; passing them through --sbatch-arg would contradict the job it tracks. */
-const RESERVED_SBATCH = ['job-name', 'output', 'error', 'open-mode', 'partition', 'account', 'time', 'gres', 'gpus', 'parsable', 'wrap', 'chdir', 'array', 'nodes', 'ntasks', 'export'];
+const RESERVED_SBATCH = ['job-name', 'output', 'error', 'open-mode', 'partition', 'account', 'time', 'gres', 'gpus', 'parsable', 'wrap', 'chdir', 'array', 'nodes', 'ntasks', 'export', 'mem', 'cpus-per-task'];
+/** sbatch size syntax: a number of MB, or with a K/M/G/T suffix. */
+const MEM_RE = /^\d+[KMGT]?$/i;
 
 function str(v: unknown): string | undefined {
   if (v === undefined || v === null) return undefined;
@@ -84,7 +91,7 @@ export function resolveSshTarget(o: Record<string, unknown>, env: NodeJS.Process
  * `./options.ts`, already merged by the CLI; `env` is consulted again for direct library use).
  * @throws MissingInputError for a missing user/host/partition; InvalidInputError naming the flag for a bad value.
  */
-export function resolveSlurmParams(spec: Pick<LaunchSpec, 'job_id' | 'options'>, env: NodeJS.ProcessEnv = {}): SlurmParams {
+export function resolveSlurmParams(spec: Pick<LaunchSpec, 'job_id' | 'options' | 'network_arch'>, env: NodeJS.ProcessEnv = {}): SlurmParams {
   const o = spec.options;
   const target = resolveSshTarget(o, env);
   const partition = str(o.partition) ?? str(env.SLURM_PARTITION);
@@ -129,15 +136,37 @@ export function resolveSlurmParams(spec: Pick<LaunchSpec, 'job_id' | 'options'>,
       throw new InvalidInputError('--sbatch-arg', `--sbatch-arg '${a}' is not of the form --option or --option=value (no spaces or quotes)`, { hint: 'Example: --sbatch-arg --qos=high --sbatch-arg --exclusive' });
     const name = a.slice(2).split('=')[0]!;
     if (RESERVED_SBATCH.includes(name))
-      throw new InvalidInputError('--sbatch-arg', `--sbatch-arg ${a}: --${name} is set by tao-infer`, { hint: 'Use --partition, --account, --time, --num-gpus or --job-dir instead.' });
+      throw new InvalidInputError('--sbatch-arg', `--sbatch-arg ${a}: --${name} is set by tao-infer`, { hint: 'Use --partition, --account, --time, --num-gpus, --mem, --cpus-per-task or --job-dir instead.' });
     sbatchArgs.push(a);
   }
 
-  const p: SlurmParams = { target, partition, time, jobDir, runtime, sbatchArgs };
+  const p: SlurmParams = { target, partition, time, jobDir, runtime, sbatchArgs, ...hostResources(spec, sbatchArgs) };
   if (account) p.account = account;
   if (mounts) p.mounts = mounts;
   if (imageFile) p.imageFile = imageFile;
   return p;
+}
+
+/**
+ * Memory and CPUs the job requests. Without them a cluster with `SelectTypeParameters=CR_*_Memory` gives the job
+ * `DefMemPerCPU` × 1 CPU and a model load is killed (OUT_OF_MEMORY) — Slurm docs, slurm.conf(5) DefMemPerCPU and
+ * sbatch(1) --mem ("--mem=0 requests all of the memory on each node"). Defaults: the arch's `resources` in
+ * references/<arch>.config.json, else SLURM_DEFAULTS. A `--mem-per-cpu`/`--mem-per-gpu` (or `--cpus-per-gpu`) given
+ * through --sbatch-arg replaces ours: sbatch refuses both at once.
+ * @throws InvalidInputError naming --mem or --cpus-per-task
+ */
+function hostResources(spec: Pick<LaunchSpec, 'options' | 'network_arch'>, sbatchArgs: string[]): Pick<SlurmParams, 'mem' | 'cpusPerTask'> {
+  const res = loadReferences().archConfig(spec.network_arch)?.resources;
+  const mem = str(spec.options.mem) ?? res?.mem ?? SLURM_DEFAULTS.mem;
+  if (!MEM_RE.test(mem)) throw new InvalidInputError('--mem', `--mem '${mem}' is not a size sbatch understands`, { hint: 'Use MB as a number or a K/M/G/T suffix, e.g. --mem 64G; --mem 0 asks for the whole node.' });
+  const rawCpus = spec.options.cpusPerTask ?? res?.cpus_per_task ?? SLURM_DEFAULTS.cpusPerTask;
+  const cpus = Number(rawCpus);
+  if (!Number.isInteger(cpus) || cpus < 1) throw new InvalidInputError('--cpus-per-task', `--cpus-per-task must be a whole number ≥ 1, got '${String(rawCpus)}'`);
+  const given = new Set(sbatchArgs.map((a) => a.slice(2).split('=')[0]!));
+  const out: Pick<SlurmParams, 'mem' | 'cpusPerTask'> = {};
+  if (!given.has('mem-per-cpu') && !given.has('mem-per-gpu')) out.mem = mem.toUpperCase();
+  if (!given.has('cpus-per-gpu')) out.cpusPerTask = cpus;
+  return out;
 }
 
 /** A cluster path as a shell word: `~/x` → `"$HOME"/x` (tilde does not expand inside quotes), others quoted. */
@@ -201,6 +230,8 @@ function sbatchLines(spec: LaunchSpec, p: SlurmParams): string[] {
   if (p.account) l.push(`#SBATCH --account=${p.account}`);
   l.push(`#SBATCH --time=${p.time}`);
   if (spec.num_gpus > 0) l.push(`#SBATCH --gres=gpu:${spec.num_gpus}`);
+  if (p.cpusPerTask !== undefined) l.push(`#SBATCH --cpus-per-task=${p.cpusPerTask}`);
+  if (p.mem !== undefined) l.push(`#SBATCH --mem=${p.mem}`);
   for (const a of p.sbatchArgs) l.push(`#SBATCH ${a}`);
   return l;
 }
