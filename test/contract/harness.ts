@@ -98,6 +98,8 @@ export interface Harness {
   cases: LifecycleCase[];
   /** Fields `ls --json` reports in `live` besides `state: 'running'` (e.g. the platform's native state). */
   live?: Record<string, unknown>;
+  /** Checks of the `ls --json` document once it reports the service running. */
+  afterList?(listed: any[], entry: any): void;
   /** Checks of what `logs --tail 50` printed (besides the stand-in's `[standin]` lines the suite checks). */
   afterLogs?(stdout: string): void;
   /** Extra `stop` flags of the lifecycle (e.g. brev's --delete-instance) and what `stop --json` then prints. */

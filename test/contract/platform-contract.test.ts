@@ -113,6 +113,7 @@ describe.each(HARNESSES)('platform contract: $label', (h) => {
           200,
         );
         expect(listed).toEqual([expect.objectContaining({ job_id: entry.job_id, live: expect.objectContaining({ state: 'running', ...h.live }) })]);
+        h.afterList?.(listed, entry);
 
         const logs = run.keep(await runCli(['logs', entry.job_id, '--tail', '50'], { env: t.env }));
         expect(logs.exitCode, logs.stderr).toBe(0);

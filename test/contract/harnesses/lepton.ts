@@ -65,6 +65,9 @@ export const lepton: Harness = {
     const anon = await fetch(`${entry.host_url}/api/v1/health/readiness`);
     expect(anon.status).toBe(401);
   },
+  afterList(listed, entry) {
+    expect(JSON.stringify(listed)).toContain(entry.platform_job_id);
+  },
   afterRequest(completion) {
     expect(completion.choices[0].message.content).toContain('cosmos-rl saw 1 image(s)');
     expect(completion.tao_standin.backend).toBe('lepton');
