@@ -39,6 +39,20 @@ export function k8sEnv(fake: FakeK8sApiServer, extra: Record<string, string> = {
   return { dir, stateFile, kubeconfig, env: { TAO_INF_STATE_FILE: stateFile, HOME: dir, ...extra } };
 }
 
+/**
+ * End the port-forward processes a test started (a failed assertion may skip its `stop`), by their recorded PIDs
+ * only and only while such a PID is still a kubernetes port-forward; empties `pids`.
+ */
+export function endForwarders(pids: number[]): void {
+  for (const pid of pids.splice(0)) {
+    try {
+      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('kubernetes/port-forward.js')) process.kill(pid, 'SIGTERM');
+    } catch {
+      /* already gone */
+    }
+  }
+}
+
 /** Objects tao-infer created (everything but the seeded pull secrets). */
 export function ourObjects(fake: FakeK8sApiServer): Array<Record<string, any>> {
   return fake.allObjects().filter((o) => !(o.kind === 'Secret' && o.metadata.name === 'ngc-pull'));

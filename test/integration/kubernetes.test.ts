@@ -15,6 +15,7 @@ import { ROOT, parseJson, runCli, type CliResult } from '../helpers/cli.js';
 import { CANARY, CANARY_B64 } from '../helpers/canary.js';
 import {
   defaultNodes,
+  endForwarders,
   expectNoSecretLeak as expectNoSecretLeakOf,
   k8sEnv as k8sEnvOf,
   ourObjects as ourObjectsOf,
@@ -42,14 +43,7 @@ afterAll(async () => {
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 afterEach(() => {
-  // A failed assertion may skip a test's `stop`: end the forwarders it started (by their recorded PIDs only).
-  for (const pid of forwarders.splice(0)) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('kubernetes/port-forward.js')) process.kill(pid, 'SIGTERM');
-    } catch {
-      /* already gone */
-    }
-  }
+  endForwarders(forwarders);
   fake.reset();
   defaultNodes(fake);
 });

@@ -6,12 +6,12 @@
  * the capacity check runs before anything is created, that secrets reach the pod by envFrom only, and that stop
  * deletes with propagationPolicy Foreground and is idempotent.
  */
-import { readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { expect } from 'vitest';
 import { CANARY } from '../../helpers/canary.js';
 import { parseJson, ROOT, runCli } from '../../helpers/cli.js';
-import { defaultNodes, expectNoSecretLeak, k8sEnv, ourObjects, posts, seedPullSecrets, WANDB_CANARY } from '../../helpers/k8s.js';
+import { defaultNodes, endForwarders, expectNoSecretLeak, k8sEnv, ourObjects, posts, seedPullSecrets, WANDB_CANARY } from '../../helpers/k8s.js';
 import { FakeK8sApiServer } from '../../fakes/k8s-api-server.js';
 import { withTmp, type ContractEnv, type Harness } from '../harness.js';
 
@@ -33,14 +33,7 @@ export const kubernetes: Harness = {
     for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
   },
   afterEach() {
-    // A failed assertion may skip a test's `stop`: end the forwarders it started (by their recorded PIDs only).
-    for (const pid of forwarders.splice(0)) {
-      try {
-        if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('kubernetes/port-forward.js')) process.kill(pid, 'SIGTERM');
-      } catch {
-        /* already gone */
-      }
-    }
+    endForwarders(forwarders);
     fake.reset();
     defaultNodes(fake);
   },
