@@ -5,8 +5,10 @@ import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { randomBytes } from 'node:crypto';
+import { CANARY } from './canary.js';
 import { ROOT } from './cli.js';
+
+export { CANARY };
 
 export const TEST_IMAGE = 'tao-infer-test/standin:latest';
 
@@ -29,8 +31,6 @@ export function docker(args: string[]): { code: number; out: string } {
     return { code: err.status ?? 1, out: `${err.stdout ?? ''}${err.stderr ?? ''}` };
   }
 }
-
-export const CANARY = `tao-canary-${randomBytes(8).toString('hex')}`;
 
 /** Environment for a CLI run: own registry, test image for every arch, docker argv recorder, canary secret. */
 export function dockerTestEnv(): { env: Record<string, string>; stateFile: string; argvLog: string; dir: string } {

@@ -3,22 +3,32 @@
  * kubeconfig file) to the fake API server of test/fakes/k8s-api-server.ts. The fake's kubelet runs each pod's
  * `/bin/sh -c <inner command>` on this host with the contract-faithful stand-in microservice on its own
  * loopback "pod IP", and routes LoadBalancer/NodePort/port-forward traffic to it, so requests reach a real
- * HTTP service exactly the way they would in a cluster.
+ * HTTP service exactly the way they would in a cluster. The platform contract (LoadBalancer lifecycle with the
+ * Secret/Job/Service bodies, a crashing container, interrupted starts, the canary) is in test/contract/
+ * (harnesses/kubernetes.ts); this file keeps kubernetes' own cases.
  */
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, parseJson, runCli, tempState, type CliResult } from '../helpers/cli.js';
+import { ROOT, parseJson, runCli, type CliResult } from '../helpers/cli.js';
+import { CANARY, CANARY_B64 } from '../helpers/canary.js';
+import {
+  defaultNodes,
+  endForwarders,
+  expectNoSecretLeak as expectNoSecretLeakOf,
+  k8sEnv as k8sEnvOf,
+  ourObjects as ourObjectsOf,
+  posts as postsOf,
+  seedPullSecrets,
+  type K8sEnv,
+} from '../helpers/k8s.js';
+import { waitFor as poll } from '../helpers/wait.js';
 import { isAlive as alive } from '../../src/util/detached.js';
 import { FakeK8sApiServer } from '../fakes/k8s-api-server.js';
 
 const PNG = join(ROOT, 'test/fixtures/media/cat.png');
 const LOAD_RECORDER = join(ROOT, 'test/fakes/k8s-load-recorder.mjs');
-const CANARY = `hf_k8sCanary_${randomBytes(12).toString('hex')}`;
-const CANARY_B64 = Buffer.from(CANARY).toString('base64');
-const WANDB_CANARY = `wandb_k8sCanary_${randomBytes(12).toString('hex')}`;
-
 let fake: FakeK8sApiServer;
 const forwarders: number[] = [];
 const dirs: string[] = [];
@@ -26,42 +36,24 @@ const dirs: string[] = [];
 beforeAll(async () => {
   fake = new FakeK8sApiServer();
   await fake.start();
-  // What a cluster admin does once: a docker-registry Secret with NGC credentials.
-  fake.seedSecret('default', 'ngc-pull', 'kubernetes.io/dockerconfigjson', FakeK8sApiServer.dockerConfigFor('nvcr.io'));
-  fake.seedSecret('tao', 'ngc-pull', 'kubernetes.io/dockerconfigjson', FakeK8sApiServer.dockerConfigFor('nvcr.io'));
+  seedPullSecrets(fake);
 });
 afterAll(async () => {
   await fake?.close();
   for (const d of dirs) rmSync(d, { recursive: true, force: true });
 });
 afterEach(() => {
-  // A failed assertion may skip a test's `stop`: end the forwarders it started (by their recorded PIDs only).
-  for (const pid of forwarders.splice(0)) {
-    try {
-      if (readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('kubernetes/port-forward.js')) process.kill(pid, 'SIGTERM');
-    } catch {
-      /* already gone */
-    }
-  }
+  endForwarders(forwarders);
   fake.reset();
-  fake.setNodes([
-    { name: 'gpu-node-a', gpus: 2, taints: [{ key: 'nvidia.com/gpu', value: 'present', effect: 'NoSchedule' }] },
-    { name: 'cpu-node-b', gpus: 0 },
-  ]);
+  defaultNodes(fake);
 });
 
-interface Env {
-  dir: string;
-  stateFile: string;
-  kubeconfig: string;
-  env: Record<string, string>;
-}
+type Env = K8sEnv;
 
 function k8sEnv(extra: Record<string, string> = {}): Env {
-  const { dir, stateFile } = tempState();
-  dirs.push(dir);
-  const kubeconfig = fake.writeKubeconfig(dir);
-  return { dir, stateFile, kubeconfig, env: { TAO_INF_STATE_FILE: stateFile, HOME: dir, ...extra } };
+  const t = k8sEnvOf(fake, extra);
+  dirs.push(t.dir);
+  return t;
 }
 
 function start(t: Env, extra: string[], env: Record<string, string> = {}): Promise<CliResult> {
@@ -71,141 +63,12 @@ function start(t: Env, extra: string[], env: Record<string, string> = {}): Promi
   );
 }
 
-/** Objects tao-infer created (everything but the seeded pull secrets). */
-function ourObjects(): Array<Record<string, any>> {
-  return fake.allObjects().filter((o) => !(o.kind === 'Secret' && o.metadata.name === 'ngc-pull'));
-}
+const ourObjects = () => ourObjectsOf(fake);
+const posts = (resource: string) => postsOf(fake, resource);
+const expectNoSecretLeak = (outputs: string[], stateFile: string) => expectNoSecretLeakOf(fake, outputs, stateFile);
+const waitFor = (cond: () => boolean, ms = 15_000) => poll('the condition', cond, ms);
 
-function posts(resource: string): Array<Record<string, any>> {
-  return fake.requests.filter((r) => r.method === 'POST' && r.path.endsWith(`/${resource}`)).map((r) => JSON.parse(r.body));
-}
-
-/** The canary secret values appear nowhere but in the data of the per-job Secret, and in no output. */
-function expectNoSecretLeak(outputs: string[], stateFile: string): void {
-  for (const r of fake.requests) {
-    for (const secret of [CANARY, WANDB_CANARY]) expect(r.body, `${r.method} ${r.path}`).not.toContain(secret);
-    if (r.body.includes(CANARY_B64)) {
-      expect(r.method).toBe('POST');
-      expect(r.path).toMatch(/^\/api\/v1\/namespaces\/[^/]+\/secrets$/);
-      const body = JSON.parse(r.body);
-      expect(body.data.HF_TOKEN).toBe(CANARY_B64);
-      const { data: _data, ...rest } = body;
-      expect(JSON.stringify(rest)).not.toContain(CANARY_B64);
-    }
-  }
-  for (const o of fake.allObjects()) {
-    if (o.kind === 'Secret') continue;
-    expect(JSON.stringify(o)).not.toContain(CANARY);
-    expect(JSON.stringify(o)).not.toContain(CANARY_B64);
-  }
-  for (const o of outputs) {
-    expect(o).not.toContain(CANARY);
-    expect(o).not.toContain(CANARY_B64);
-    expect(o).not.toContain(WANDB_CANARY);
-  }
-  if (existsSync(stateFile)) {
-    expect(readFileSync(stateFile, 'utf8')).not.toContain(CANARY);
-    expect(readFileSync(stateFile, 'utf8')).not.toContain(CANARY_B64);
-  }
-}
-
-async function waitFor(cond: () => boolean, ms = 15_000): Promise<void> {
-  const end = Date.now() + ms;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 100));
-  }
-}
-
-describe('kubernetes: start → ready → request → stop', () => {
-  it('loadbalancer (default): Secret + Job + Service, request through the load balancer, secrets only in the Secret', async () => {
-    const t = k8sEnv();
-    const outputs: string[] = [];
-    const before = fake.requests.length;
-    const s = await start(t, ['--image-pull-secret', 'ngc-pull', '--env', 'WANDB_PROJECT'], { HF_TOKEN: CANARY, WANDB_API_KEY: WANDB_CANARY, WANDB_PROJECT: 'tao-demo' });
-    outputs.push(s.stdout, s.stderr);
-    expect(s.exitCode, s.stderr).toBe(0);
-    const entry = parseJson(s);
-    const job = `tao-${entry.job_id}`;
-    expect(entry).toMatchObject({ platform: 'kubernetes', network_arch: 'cosmos-rl', platform_job_id: job, ready: true, state: 'started' });
-    expect(entry.host_url).toMatch(/^http:\/\/127\.\d+\.\d+\.\d+:8080$/);
-    expect(entry.platform_data).toMatchObject({ namespace: 'default', context: 'fake', job_name: job, service_name: job, secret_name: `${job}-env`, expose: 'loadbalancer', kubeconfig: t.kubeconfig });
-    expect(entry.forwarder_pid).toBeUndefined();
-
-    // The capacity check ran before anything was created.
-    const mine = fake.requests.slice(before);
-    const firstPost = mine.findIndex((r) => r.method === 'POST');
-    expect(mine.findIndex((r) => r.method === 'GET' && r.path === '/api/v1/nodes')).toBeLessThan(firstPost);
-
-    // The Secret holds exactly the secret env vars that are set; nothing else.
-    const secret = posts('secrets').find((b) => b.metadata.name === `${job}-env`)!;
-    expect(Object.keys(secret.data).sort()).toEqual(['HF_TOKEN', 'WANDB_API_KEY']);
-    expect(secret.type).toBe('Opaque');
-
-    // The Job as documented in the issue.
-    const jobBody = posts('jobs').find((b) => b.metadata.name === job)!;
-    expect(jobBody.metadata.annotations['tao-infer.nvidia.com/job-id']).toBe(entry.job_id);
-    expect(jobBody.metadata.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'tao-infer', 'tao-infer.nvidia.com/network-arch': 'cosmos-rl' });
-    expect(jobBody.spec.backoffLimit).toBe(0);
-    const pod = jobBody.spec.template.spec;
-    expect(pod.restartPolicy).toBe('Never');
-    expect(pod.imagePullSecrets).toEqual([{ name: 'ngc-pull' }]);
-    const c = pod.containers[0];
-    expect(c.image).toMatch(/^nvcr\.io\//);
-    expect(c.command.slice(0, 2)).toEqual(['/bin/sh', '-c']);
-    expect(c.command[2]).toMatch(/^umask 0 && cosmos-rl-inference-microservice --job '\{"job_id":/);
-    expect(c.command[2]).toContain('"TAO_EXECUTION_BACKEND":"local-k8s"');
-    expect(c.ports).toEqual([{ name: 'http', containerPort: 8080, protocol: 'TCP' }]);
-    expect(c.resources).toEqual({ limits: { 'nvidia.com/gpu': '1' } });
-    expect(c.readinessProbe.httpGet).toEqual({ path: '/api/v1/health/readiness', port: 8080 });
-    expect(c.envFrom).toEqual([{ secretRef: { name: `${job}-env` } }]);
-    expect(c.env).toEqual([{ name: 'WANDB_PROJECT', value: 'tao-demo' }]);
-    expect(c.volumeMounts).toEqual([{ name: 'dshm', mountPath: '/dev/shm' }]);
-    expect(pod.volumes).toEqual([{ name: 'dshm', emptyDir: { medium: 'Memory', sizeLimit: '16Gi' } }]);
-    const svc = posts('services').find((b) => b.metadata.name === job)!;
-    expect(svc.spec).toMatchObject({ type: 'LoadBalancer', ports: [{ name: 'http', protocol: 'TCP', port: 8080, targetPort: 8080 }] });
-
-    const req = await runCli(['request', '--job', entry.job_id, '--prompt', 'What is in the picture?', '--image', PNG, '--json'], { env: t.env });
-    outputs.push(req.stdout, req.stderr);
-    expect(req.exitCode, req.stderr).toBe(0);
-    const completion = parseJson(req);
-    expect(completion.object).toBe('chat.completion');
-    expect(completion.tao_standin.job_id).toBe(entry.job_id);
-    expect(completion.tao_standin.execution_backend ?? 'local-k8s').toBe('local-k8s');
-    // The secret reached the container through envFrom (by environment, as in a cluster).
-    expect(completion.tao_standin.secrets_present).toEqual(expect.arrayContaining(['HF_TOKEN', 'WANDB_API_KEY']));
-    const podName = fake.objects('pods', 'default').find((p) => p.metadata.labels['job-name'] === job)!.metadata.name;
-    expect(fake.podEnvNames('default', podName)).toEqual(expect.arrayContaining(['HF_TOKEN', 'WANDB_API_KEY', 'WANDB_PROJECT']));
-
-    const ls = await runCli(['ls', '--json'], { env: t.env });
-    outputs.push(ls.stdout, ls.stderr);
-    expect(ls.exitCode, ls.stderr).toBe(0);
-    expect(parseJson(ls)).toEqual([expect.objectContaining({ job_id: entry.job_id, live: expect.objectContaining({ state: 'running', node: 'gpu-node-a' }) })]);
-
-    const logs = await runCli(['logs', entry.job_id, '--tail', '50'], { env: t.env });
-    outputs.push(logs.stdout, logs.stderr);
-    expect(logs.exitCode, logs.stderr).toBe(0);
-    expect(logs.stdout).toContain('[standin]');
-    expect(logs.stdout).toContain('secrets present (names only): HF_TOKEN');
-
-    const stop = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
-    outputs.push(stop.stdout, stop.stderr);
-    expect(stop.exitCode, stop.stderr).toBe(0);
-    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [] });
-    expect(ourObjects()).toEqual([]);
-    expect(fake.anyPodProcessAlive()).toBe(false);
-    const del = fake.requests.find((r) => r.method === 'DELETE' && r.path.endsWith(`/jobs/${job}`))!;
-    expect(del.query.propagationPolicy).toBe('Foreground');
-    expect(JSON.parse(readFileSync(t.stateFile, 'utf8'))).toEqual({});
-    expectNoSecretLeak(outputs, t.stateFile);
-
-    // stop is idempotent: an entry whose objects are already gone stops cleanly.
-    writeFileSync(t.stateFile, JSON.stringify({ [entry.job_id]: { ...entry, ready: undefined } }), { mode: 0o600 });
-    const again = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
-    expect(again.exitCode, again.stderr).toBe(0);
-    expect(parseJson(again)).toEqual({ stopped: [entry.job_id], failed: [] });
-  });
-
+describe('kubernetes: port-forward and nodeport exposure', () => {
   it('port-forward: a detached forwarder on a registry-allocated local port that survives the CLI, restartable with tunnel', async () => {
     const t = k8sEnv();
     const outputs: string[] = [];
@@ -363,18 +226,6 @@ describe('kubernetes: refusals and failed starts leave nothing behind', () => {
     expect(s.exitCode).toBe(3);
     expect(s.stderr).toMatch(/ErrImagePull|ImagePullBackOff/);
     expect(ourObjects()).toEqual([]);
-  });
-
-  it('a container that exits non-zero is reported with its exit code and log tail, and removed', async () => {
-    const t = k8sEnv();
-    fake.nextPod({ env: { STANDIN_CRASH_AT_START: '1' } });
-    const s = await start(t, ['--image-pull-secret', 'ngc-pull']);
-    expect([3, 4]).toContain(s.exitCode);
-    expect(s.stderr).toMatch(/exit code 3/);
-    expect(s.stderr).toContain('CUDA error: no CUDA-capable device is detected');
-    expect(ourObjects()).toEqual([]);
-    expect(fake.anyPodProcessAlive()).toBe(false);
-    expect(JSON.parse(readFileSync(t.stateFile, 'utf8'))).toEqual({});
   });
 
   it('OOMKilled is named', async () => {

@@ -19,8 +19,8 @@ import {
 import { dockerRunArgs } from '../../src/platforms/docker-cli.js';
 import { formatArgv } from '../../src/util/shell.js';
 import type { LaunchSpec } from '../../src/types.js';
+import { CANARY } from '../helpers/canary.js';
 
-const CANARY = `tao-canary-${Math.random().toString(36).slice(2)}`;
 
 function spec(over: Partial<LaunchSpec> = {}): LaunchSpec {
   return {

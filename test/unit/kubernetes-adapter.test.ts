@@ -14,6 +14,7 @@ import { createAdapter } from '../../src/platforms/kubernetes/adapter.js';
 import { LaunchFailedError } from '../../src/errors.js';
 import type { AdapterContext, EntryContext, LaunchSpec, RegistryEntry } from '../../src/types.js';
 import { FakeK8sApiServer } from '../fakes/k8s-api-server.js';
+import { waitFor } from '../helpers/wait.js';
 
 const refs = loadReferences();
 let fake: FakeK8sApiServer;
@@ -78,15 +79,7 @@ function entryFor(spec: LaunchSpec): RegistryEntry {
 
 const ectx: EntryContext = { env: { PATH: process.env.PATH }, log: () => undefined, warn: () => undefined };
 
-async function until<T>(fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> {
-  const end = Date.now() + ms;
-  for (;;) {
-    const v = await fn();
-    if (v !== undefined) return v;
-    if (Date.now() > end) throw new Error('condition not met in time');
-    await new Promise((r) => setTimeout(r, 200));
-  }
-}
+const until = <T>(fn: () => Promise<T | undefined>, ms = 30_000): Promise<T> => waitFor('the condition', fn, ms, 200);
 
 describe('kubernetes adapter against the fake API server', () => {
   const adapter = createAdapter();

@@ -14,6 +14,7 @@ import { mapSlurmState } from '../../src/platforms/slurm/adapter.js';
 import { options } from '../../src/platforms/slurm/options.js';
 import { enrootImage, remote, remotePath, renderJobScript, renderSecretsFile, resolveSlurmParams } from '../../src/platforms/slurm/script.js';
 import type { LaunchSpec } from '../../src/types.js';
+import { CANARY as BASE_CANARY } from '../helpers/canary.js';
 
 const GOLDEN = resolve(import.meta.dirname, '..', 'golden', 'slurm');
 const tmp = mkdtempSync(join(tmpdir(), 'tao-infer-slurm-script-'));
@@ -112,7 +113,8 @@ describe('job script golden files (+ bash -n)', () => {
 });
 
 describe('secrets', () => {
-  const CANARY = `canary-${process.pid}-'quoted' "dq" $HOME \`tick\` \\ end`;
+  // The shared canary with shell metacharacters around it: the secrets file must source it back exactly.
+  const CANARY = `${BASE_CANARY}-'quoted' "dq" $HOME \`tick\` \\ end`;
 
   it('never appear in the script; the secrets file is sourced back exactly', () => {
     const s = spec({}, { containerRuntime: 'docker' });
