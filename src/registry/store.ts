@@ -4,13 +4,15 @@
  * same keys, entries it wrote are accepted, unknown keys are preserved.
  *
  * Safety: every read-modify-write runs under a proper-lockfile lock (`<file>.lock`, stale-lock
- * recovery); writes are atomic (unique temp file, fsync, rename) with mode 0600; a symlink or a file
+ * recovery); writes are atomic (unique temp file, fsync, rename) with mode 0600 and happen only while
+ * the lock is provably still ours (a holder frozen past the stale time re-reads and retries instead); a symlink or a file
  * owned by another user is refused; a file that does not parse is moved aside and reported, never
  * replaced by `{}`.
  */
 import { randomBytes } from 'node:crypto';
 import { promises as fsp, constants as fsc } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
+import * as fsCallbacks from 'node:fs';
 import lockfile from 'proper-lockfile';
 import { RegistryCorruptError, RegistryError } from '../errors.js';
 import type { RegistryEntry } from '../types.js';
@@ -82,6 +84,9 @@ export function repairLatest(state: RegistryState): void {
   if (newest) state.latest = newest.job_id;
   else delete state.latest;
 }
+
+/** Internal: the lock was lost before the rename; the mutation is retried from a fresh read. */
+class LockLostError extends Error {}
 
 /**
  * The service registry file (contract §5): `job_id → entry` plus `latest`, default `/tmp/tao-inf-ms-state.json`
@@ -182,7 +187,11 @@ export class Registry {
     return parseState(obj as Record<string, unknown>);
   }
 
-  private async write(state: RegistryState): Promise<void> {
+  /**
+   * Atomic write: unique temp file, fsync, then rename over the registry. `stillOwned` is checked right
+   * before the rename; when it says the lock was lost the temp file is removed and LockLostError thrown.
+   */
+  private async write(state: RegistryState, stillOwned: () => Promise<boolean>): Promise<void> {
     const dir = dirname(this.file);
     const tmp = join(dir, `.${basename(this.file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
     const fh = await fsp.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
@@ -192,6 +201,10 @@ export class Registry {
     } finally {
       await fh.close();
     }
+    if (!(await stillOwned())) {
+      await fsp.rm(tmp, { force: true });
+      throw new LockLostError();
+    }
     try {
       await fsp.rename(tmp, this.file);
     } catch (e) {
@@ -200,20 +213,43 @@ export class Registry {
     }
   }
 
-  private async withLock<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Run `fn` holding the lock. `fn` gets `stillOwned()`: true while the lock is provably ours — proper-lockfile has
+   * not reported it compromised, the lock directory still carries the mtime our process last set on it
+   * (proper-lockfile's own ownership test, `isMtimeOurs` in lib/lockfile.js), and that mtime is younger than
+   * the stale time minus a margin, so no other process can have judged it stale and taken it over. A holder
+   * that was frozen (SIGSTOP, Ctrl-Z, a suspended VM) past the stale time fails this test when it resumes.
+   */
+  private async withLock<T>(fn: (stillOwned: () => Promise<boolean>) => Promise<T>): Promise<T> {
     const t0 = Date.now();
     let release: (() => Promise<void>) | undefined;
     let waited = false;
+    let compromised = false;
+    let ourMtime: number | undefined;
+    const lockDir = `${this.file}.lock`;
+    // proper-lockfile sets the lock's mtime with fs.utimes (on acquisition and every `update` ms);
+    // recording the value it set lets us recognise our own lock directory later.
+    const lockFs = {
+      ...fsCallbacks,
+      utimes: (p: string, atime: Date, mtime: Date, cb: (err: NodeJS.ErrnoException | null) => void) =>
+        fsCallbacks.utimes(p, atime, mtime, (err) => {
+          if (!err && p === lockDir) ourMtime = mtime.getTime();
+          cb(err);
+        }),
+    };
     await fsp.mkdir(dirname(this.file), { recursive: true });
     while (!release) {
       try {
         release = await lockfile.lock(this.file, {
           realpath: false,
+          lockfilePath: lockDir,
           stale: this.staleMs,
           update: Math.max(1000, Math.floor(this.staleMs / 2)),
           retries: 0,
+          fs: lockFs,
           onCompromised: () => {
-            /* the lock was taken over as stale; our write is still atomic */
+            // Taken over as stale (we were frozen or starved past staleMs): the next write is aborted.
+            compromised = true;
           },
         });
       } catch (e) {
@@ -229,8 +265,19 @@ export class Registry {
     this.stats.acquisitions++;
     if (waited) this.stats.contended++;
     this.stats.totalWaitMs += Date.now() - t0;
+    const margin = Math.min(1000, this.staleMs / 4);
+    const stillOwned = async (): Promise<boolean> => {
+      if (compromised || ourMtime === undefined) return false;
+      let st;
+      try {
+        st = await fsp.stat(lockDir);
+      } catch {
+        return false;
+      }
+      return st.mtime.getTime() === ourMtime && Date.now() - ourMtime < this.staleMs - margin;
+    };
     try {
-      return await fn();
+      return await fn(stillOwned);
     } finally {
       await release().catch(() => undefined);
     }
@@ -238,19 +285,35 @@ export class Registry {
 
   /**
    * Read-modify-write under the lock. `fn` may change `state` in place; the file is written only when
-   * the serialized state changed. Returns what `fn` returns.
-   * @throws RegistryError (unsafe file, lock timeout), RegistryCorruptError (file quarantined), or what fn throws (nothing written then)
+   * the serialized state changed. Returns what `fn` returns. When the lock was lost before the write
+   * (this process was frozen past the stale time and another took the lock over), nothing is written:
+   * the mutation runs again from a fresh read under a new lock, so `fn` must only change `state` (it may
+   * run more than once).
+   * @throws RegistryError (unsafe file, lock timeout, `registry_lock_lost` when the lock was lost 3 times in a row),
+   *         RegistryCorruptError (file quarantined), or what fn throws (nothing written then)
    */
   async mutate<T>(fn: (state: RegistryState) => T | Promise<T>): Promise<T> {
     await this.checkSafe();
-    return this.withLock(async () => {
-      await this.checkSafe();
-      const state = await this.load(true);
-      const before = JSON.stringify(serializeState(state));
-      const result = await fn(state);
-      if (JSON.stringify(serializeState(state)) !== before) await this.write(state);
-      return result;
-    });
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.withLock(async (stillOwned) => {
+          await this.checkSafe();
+          const state = await this.load(true);
+          const before = JSON.stringify(serializeState(state));
+          const result = await fn(state);
+          if (JSON.stringify(serializeState(state)) !== before) await this.write(state, stillOwned);
+          return result;
+        });
+      } catch (e) {
+        if (!(e instanceof LockLostError)) throw e;
+        if (attempt >= 3)
+          throw new RegistryError(
+            'registry_lock_lost',
+            `the lock on registry ${this.file} was taken over by another process ${attempt} times while this one held it (frozen or starved past ${this.staleMs} ms); nothing was written`,
+            { hint: 'Re-run the command; if this process is being suspended, raise TAO_INF_LOCK_STALE_MS.' },
+          );
+      }
+    }
   }
 
   /** Fetch one entry (or undefined). */
