@@ -16,7 +16,7 @@ import { checkEnvName, checkNumGpus, checkPort, parseModelPath } from './archs/i
 import { InvalidInputError, JobNotFoundError, ServiceFailedError } from './errors.js';
 import { loadAdapter, checkPlatform } from './platforms/index.js';
 import { loadReferences, secretNames, type References } from './references.js';
-import { pickPort } from './registry/ports.js';
+import { pickPort, portRange } from './registry/ports.js';
 import { Registry, type RegistryState } from './registry/store.js';
 import { sendChatCompletion, type ChatCompletion } from './service/chat.js';
 import { waitForReadiness } from './service/readiness.js';
@@ -201,8 +201,9 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
     throw new InvalidInputError('--bind', `--bind is not available on ${platform}: ${adapter.unsupported.bind_address}`);
   const holdsSame = (e: RegistryEntry) => e.platform === platform;
   // The host port rule for platforms that reserve one (contract §5); ports bound on this host only matter locally.
+  const range = portRange(env);
   const pickHostPort = (s: RegistryState) =>
-    pickPort(s, { holds: holdsSame, checkBound: platform === 'local-docker', bindAddress: spec.bind_address, explicit: input.port });
+    pickPort(s, { holds: holdsSame, checkBound: platform === 'local-docker', bindAddress: spec.bind_address, explicit: input.port, range });
 
   const noRecord = async () => undefined;
   if (input.dry_run) {
@@ -239,6 +240,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
           checkBound: req.checkBound ?? true,
           bindAddress: req.bindAddress ?? '127.0.0.1',
           explicit: adapter.reservesHostPort ? undefined : input.port,
+          range,
         });
         const e = s.entries[spec.job_id];
         if (e) e[field] = port;
@@ -251,7 +253,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
     // Platforms that do not reserve a host port use --port for a local forwarder: any entry or program holding it counts.
     const state = await registry.read();
     if (adapter.reservesHostPort) await pickHostPort(state);
-    else await pickPort(state, { holds: () => true, checkBound: true, bindAddress: '127.0.0.1', explicit: input.port });
+    else await pickPort(state, { holds: () => true, checkBound: true, bindAddress: '127.0.0.1', explicit: input.port, range });
   }
   await adapter.preflight(spec, ctx);
 

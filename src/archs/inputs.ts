@@ -78,13 +78,14 @@ export function parseGpuIds(raw: string): string[] {
   return [...new Set(ids)];
 }
 
+/** The contract's default host-port allocation range (§5); `TAO_INF_PORT_RANGE` overrides it (registry/ports.ts). */
 export const PORT_RANGE = { min: 8080, max: 8199 } as const;
 
 /** A port given with --port: 1–65535. */
 export function checkPort(n: number, flag = '--port'): number {
   if (!Number.isInteger(n) || n < 1 || n > 65535)
     throw new InvalidInputError(flag, `${flag} must be a whole number between 1 and 65535, got '${n}'`, {
-      hint: `Omit ${flag} to take the lowest free port from ${PORT_RANGE.min}–${PORT_RANGE.max}.`,
+      hint: `Omit ${flag} to take the lowest free port of the allocation range (default ${PORT_RANGE.min}–${PORT_RANGE.max}, TAO_INF_PORT_RANGE).`,
     });
   return n;
 }

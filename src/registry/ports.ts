@@ -1,13 +1,36 @@
 /**
- * Host port allocation (contract §5 port rule), run inside the registry lock: the lowest port from
- * 8080 to 8199 not held by a registry entry of the same platform (brev: the same instance) and, for
- * ports on this host, not bound by anything else.
+ * Host port allocation (contract §5 port rule), run inside the registry lock: the lowest port of the
+ * allocation range (8080–8199, or `TAO_INF_PORT_RANGE=lo-hi`) not held by a registry entry of the same
+ * platform (brev: the same instance) and, for ports on this host, not bound by anything else.
  */
 import { createServer } from 'node:net';
 import { InvalidInputError, RegistryError } from '../errors.js';
 import type { RegistryEntry } from '../types.js';
 import { PORT_RANGE } from '../archs/inputs.js';
 import type { RegistryState } from './store.js';
+
+export interface PortRange {
+  min: number;
+  max: number;
+}
+
+/**
+ * The host-port allocation range: `TAO_INF_PORT_RANGE=lo-hi` (inclusive, 1–65535, lo ≤ hi), else the contract's
+ * 8080–8199 (§5). Tests set it to a range no user service uses.
+ * @throws InvalidInputError (exit 2) naming TAO_INF_PORT_RANGE when it is set but malformed
+ */
+export function portRange(env: NodeJS.ProcessEnv = process.env): PortRange {
+  const raw = env.TAO_INF_PORT_RANGE?.trim();
+  if (!raw) return { min: PORT_RANGE.min, max: PORT_RANGE.max };
+  const m = /^(\d{1,5})\s*-\s*(\d{1,5})$/.exec(raw);
+  const min = m ? Number(m[1]) : NaN;
+  const max = m ? Number(m[2]) : NaN;
+  if (!m || min < 1 || max > 65535 || min > max)
+    throw new InvalidInputError('TAO_INF_PORT_RANGE', `TAO_INF_PORT_RANGE='${raw}' is not a port range lo-hi within 1–65535`, {
+      hint: `Example: TAO_INF_PORT_RANGE=18080-18199, or unset it for the default ${PORT_RANGE.min}-${PORT_RANGE.max}.`,
+    });
+  return { min, max };
+}
 
 /**
  * True when `port` can be bound on `address` right now (probe listen + close). For a loopback or
@@ -47,6 +70,8 @@ export interface PickPortOptions {
   bindAddress: string;
   /** An explicit port (--port): refused when held or bound. */
   explicit?: number;
+  /** Allocation range; default `portRange(process.env)`. */
+  range?: PortRange;
 }
 
 /**
@@ -67,12 +92,13 @@ export async function pickPort(state: RegistryState, opts: PickPortOptions): Pro
       });
     return opts.explicit;
   }
-  for (let p = PORT_RANGE.min; p <= PORT_RANGE.max; p++) {
+  const range = opts.range ?? portRange();
+  for (let p = range.min; p <= range.max; p++) {
     if (used.has(p)) continue;
     if (opts.checkBound && !(await isPortFree(p, opts.bindAddress))) continue;
     return p;
   }
-  throw new RegistryError('no_free_port', `no free port left in ${PORT_RANGE.min}–${PORT_RANGE.max}`, {
-    hint: "Stop services you no longer need ('tao-infer ls', 'tao-infer stop <job_id>').",
+  throw new RegistryError('no_free_port', `no free port left in ${range.min}–${range.max}`, {
+    hint: "Stop services you no longer need ('tao-infer ls', 'tao-infer stop <job_id>'), or widen TAO_INF_PORT_RANGE.",
   });
 }

@@ -14,7 +14,7 @@ import { promises as fsp, constants as fsc } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import * as fsCallbacks from 'node:fs';
 import lockfile from 'proper-lockfile';
-import { RegistryCorruptError, RegistryError } from '../errors.js';
+import { InvalidInputError, RegistryCorruptError, RegistryError } from '../errors.js';
 import type { RegistryEntry } from '../types.js';
 
 export const DEFAULT_STATE_FILE = '/tmp/tao-inf-ms-state.json';
@@ -24,12 +24,52 @@ export function statePath(env: NodeJS.ProcessEnv = process.env): string {
   return env.TAO_INF_STATE_FILE?.trim() || DEFAULT_STATE_FILE;
 }
 
-/** The parsed registry: entries by job_id, the latest pointer, and any other keys kept verbatim. */
+/**
+ * The parsed registry: entries by job_id, the latest pointer, and any other keys kept verbatim. All maps have
+ * a null prototype, so keys from the file or the command line (`constructor`, `__proto__`) are plain keys.
+ */
 export interface RegistryState {
   entries: Record<string, RegistryEntry>;
   latest?: string;
-  /** Keys that are neither entries nor `latest` (kept on write). */
+  /** Keys that are neither entries nor `latest` (kept on write), including inconsistent entries. */
   other: Record<string, unknown>;
+  /**
+   * Keys whose value looks like an entry but whose `job_id` field differs from the key (the key is the
+   * identity): kept verbatim in `other`, shown by `ls` as inconsistent, never acted on. Key → the entry's job_id.
+   */
+  inconsistent?: Record<string, string>;
+}
+
+/** A map with no prototype: lookups by user or file data never reach Object.prototype. */
+export function nullMap<V>(): Record<string, V> {
+  return Object.create(null) as Record<string, V>;
+}
+
+/** An empty registry state. */
+export function emptyState(): RegistryState {
+  return { entries: nullMap(), other: nullMap(), inconsistent: nullMap() };
+}
+
+/**
+ * Refuse to act on a registry key: one whose entry's job_id disagrees with the key (issue 8.5), or a job id that
+ * would reach a platform CLI as a flag (starts with '-', issue 8.7).
+ * @throws InvalidInputError (exit 2) naming the key
+ */
+export function checkActionable(state: RegistryState, key: string): void {
+  const other = state.inconsistent && Object.hasOwn(state.inconsistent, key) ? state.inconsistent[key] : undefined;
+  if (other !== undefined)
+    throw new InvalidInputError('<job_id>', `registry key '${key}' holds an entry whose job_id is '${other}'; tao-infer does not act on an inconsistent entry`, {
+      hint: `Inspect ${key} in the registry file ('tao-infer ls' marks it inconsistent) and repair or remove it by hand.`,
+    });
+  const e = Object.hasOwn(state.entries, key) ? state.entries[key] : undefined;
+  for (const [what, id] of [
+    ['job_id', key],
+    ['platform_job_id', e?.platform_job_id],
+  ] as const)
+    if (typeof id === 'string' && id.startsWith('-'))
+      throw new InvalidInputError('<job_id>', `${what} '${id}' starts with '-', so a platform command would read it as an option; refusing to act on it`, {
+        hint: 'Remove that entry from the registry file by hand.',
+      });
 }
 
 export interface RegistryOptions {
@@ -60,26 +100,30 @@ function isEntry(v: unknown): v is RegistryEntry {
 
 /** Split a parsed registry object into entries / latest / other keys. */
 export function parseState(obj: Record<string, unknown>): RegistryState {
-  const state: RegistryState = { entries: {}, other: {} };
+  const state = emptyState();
   for (const [k, v] of Object.entries(obj)) {
     if (k === 'latest' && typeof v === 'string') state.latest = v;
-    else if (isEntry(v)) state.entries[k] = v;
-    else state.other[k] = v;
+    else if (isEntry(v) && v.job_id === k) state.entries[k] = v;
+    else {
+      if (isEntry(v)) state.inconsistent![k] = v.job_id;
+      state.other[k] = v;
+    }
   }
   return state;
 }
 
 /** The file's JSON object for a state (entries first, `latest` last, like the skill writes). */
 export function serializeState(state: RegistryState): Record<string, unknown> {
-  const out: Record<string, unknown> = { ...state.other };
+  const out = nullMap<unknown>();
+  for (const [k, v] of Object.entries(state.other)) out[k] = v;
   for (const [k, e] of Object.entries(state.entries)) out[k] = e;
-  if (state.latest && state.entries[state.latest]) out.latest = state.latest;
+  if (state.latest && Object.hasOwn(state.entries, state.latest)) out.latest = state.latest;
   return out;
 }
 
 /** After removing entries: point `latest` at the remaining entry with the newest started_at, or drop it (contract §5). */
 export function repairLatest(state: RegistryState): void {
-  if (state.latest && state.entries[state.latest]) return;
+  if (state.latest && Object.hasOwn(state.entries, state.latest)) return;
   const newest = Object.values(state.entries).sort((a, b) => (a.started_at < b.started_at ? 1 : a.started_at > b.started_at ? -1 : 0))[0];
   if (newest) state.latest = newest.job_id;
   else delete state.latest;
@@ -133,7 +177,7 @@ export class Registry {
 
   /** Read the registry (no lock: writes are atomic renames). A missing file is an empty registry. */
   async read(): Promise<RegistryState> {
-    if (!(await this.checkSafe())) return { entries: {}, other: {} };
+    if (!(await this.checkSafe())) return emptyState();
     return this.load(false);
   }
 
@@ -142,7 +186,7 @@ export class Registry {
    * `registry_corrupt`) but not moved aside.
    */
   async peek(): Promise<RegistryState> {
-    if (!(await this.checkSafe())) return { entries: {}, other: {} };
+    if (!(await this.checkSafe())) return emptyState();
     return this.load(false, false);
   }
 
@@ -157,12 +201,12 @@ export class Registry {
         await fh.close();
       }
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { entries: {}, other: {} };
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
       if ((e as NodeJS.ErrnoException).code === 'ELOOP')
         throw new RegistryError('registry_unsafe', `registry ${this.file} is a symbolic link; refusing to follow it`);
       throw new RegistryError('registry_unreadable', `cannot read registry ${this.file}: ${(e as Error).message}`);
     }
-    if (text.trim() === '') return { entries: {}, other: {} };
+    if (text.trim() === '') return emptyState();
     let obj: unknown;
     let reason = '';
     try {
@@ -318,7 +362,8 @@ export class Registry {
 
   /** Fetch one entry (or undefined). */
   async get(job_id: string): Promise<RegistryEntry | undefined> {
-    return (await this.read()).entries[job_id];
+    const { entries } = await this.read();
+    return Object.hasOwn(entries, job_id) ? entries[job_id] : undefined;
   }
 
   /** Merge fields into an existing entry. No-op when the entry is gone. */

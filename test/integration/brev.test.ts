@@ -16,6 +16,7 @@ import { loadAdapter } from '../../src/platforms/index.js';
 import { createFakeBrev, type FakeBrev } from '../fakes/brev/helpers.js';
 import { parseJson, runCli, tempState } from '../helpers/cli.js';
 import { CANARY as SHARED_CANARY, dockerTestEnv, recordedArgv } from '../helpers/docker.js';
+import { RANGE } from '../helpers/ports.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const IMAGE = 'tao-infer-test/standin:latest';
@@ -69,9 +70,9 @@ describe('brev', () => {
     const entry = r.entry!;
     expect(entry.platform).toBe('brev');
     expect(entry.platform_data).toMatchObject({ instance: 'gpu-box', network: 'tao_default' });
-    expect(entry.host_port).toBe(8080);
-    expect(entry.local_port).toBeGreaterThanOrEqual(8080);
-    expect(entry.local_port).toBeLessThanOrEqual(8199);
+    expect(entry.host_port).toBe(RANGE.min);
+    expect(entry.local_port).toBeGreaterThanOrEqual(RANGE.min);
+    expect(entry.local_port).toBeLessThanOrEqual(RANGE.max);
     expect(entry.host_url).toBe(`http://localhost:${entry.local_port}`);
     expect(entry.docker_url).toBe(`http://${entry.job_id}:8080`);
     expect(isAlive(entry.forwarder_pid)).toBe(true);
@@ -81,7 +82,7 @@ describe('brev', () => {
     // the container on "the instance": same docker invocation as local-docker
     const insp = JSON.parse((await docker(['inspect', entry.job_id])).stdout)[0];
     expect(insp.State.Status).toBe('running');
-    expect(insp.HostConfig.PortBindings['8080/tcp']).toEqual([{ HostIp: '127.0.0.2', HostPort: '8080' }]);
+    expect(insp.HostConfig.PortBindings['8080/tcp']).toEqual([{ HostIp: '127.0.0.2', HostPort: String(RANGE.min) }]);
     expect(insp.Config.Labels['tao-infer.job_id']).toBe(entry.job_id);
     expect(insp.HostConfig.NetworkMode).toBe('tao_default');
     // the secret env file was removed after docker read it
@@ -134,7 +135,7 @@ describe('brev', () => {
     const eb = b!.entry!;
     expect(new Set([ea.host_port, eb.host_port]).size).toBe(2);
     expect(new Set([ea.local_port, eb.local_port]).size).toBe(2);
-    expect([ea.host_port, eb.host_port].sort()).toEqual([8080, 8081]);
+    expect([ea.host_port, eb.host_port].sort()).toEqual([RANGE.min, RANGE.min + 1]);
     for (const e of [ea, eb]) {
       const p = await prepareRequest({ job_id: e.job_id, prompt: 'hi', images: [IMAGE_URL] }, {}, deps());
       expect((await sendRequest(p, {}, deps())).choices[0]!.message.content).toContain('cosmos-rl saw');
@@ -219,7 +220,7 @@ describe('brev through the CLI', () => {
     outputs.push(start.stdout, start.stderr);
     expect(start.exitCode, start.stderr).toBe(0);
     const entry = parseJson(start);
-    expect(entry).toMatchObject({ platform: 'brev', network_arch: 'cosmos-rl', state: 'started', host_port: 8080 });
+    expect(entry).toMatchObject({ platform: 'brev', network_arch: 'cosmos-rl', state: 'started', host_port: RANGE.min });
     expect(entry.host_url).toBe(`http://localhost:${entry.local_port}`);
     expect(entry.platform_data.instance).toBe('cli-box');
     expect(start.stderr).toMatch(/waiting for Brev instance cli-box to answer/);

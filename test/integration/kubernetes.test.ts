@@ -12,6 +12,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { ROOT, parseJson, runCli, tempState, type CliResult } from '../helpers/cli.js';
 import { isAlive as alive } from '../../src/util/detached.js';
 import { FakeK8sApiServer } from '../fakes/k8s-api-server.js';
+import { RANGE } from '../helpers/ports.js';
 
 const PNG = join(ROOT, 'test/fixtures/media/cat.png');
 const LOAD_RECORDER = join(ROOT, 'test/fakes/k8s-load-recorder.mjs');
@@ -214,8 +215,8 @@ describe('kubernetes: start → ready → request → stop', () => {
     expect(s.exitCode, s.stderr).toBe(0);
     const entry = parseJson(s);
     forwarders.push(entry.forwarder_pid);
-    expect(entry.host_port).toBeGreaterThanOrEqual(8080);
-    expect(entry.host_port).toBeLessThanOrEqual(8199);
+    expect(entry.host_port).toBeGreaterThanOrEqual(RANGE.min);
+    expect(entry.host_port).toBeLessThanOrEqual(RANGE.max);
     expect(entry.host_url).toBe(`http://localhost:${entry.host_port}`);
     expect(entry.forwarder_pid).toBeGreaterThan(0);
     expect(alive(entry.forwarder_pid)).toBe(true);

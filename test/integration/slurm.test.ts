@@ -24,6 +24,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { CLI, ROOT, parseJson, runCli, type CliResult } from '../helpers/cli.js';
 import { isAlive as alive } from '../../src/util/detached.js';
 import { docker, ensureTestImage, TEST_IMAGE } from '../helpers/docker.js';
+import { RANGE } from '../helpers/ports.js';
 
 const INFRA = '/tmp/tao-infer-infra/ssh';
 /** The Slurm node: setup.sh names it after this machine's short hostname. */
@@ -192,8 +193,8 @@ async function lifecycle(runtime: 'none' | 'docker'): Promise<void> {
   forwarders.push(entry.forwarder_pid);
   expect(entry).toMatchObject({ platform: 'slurm', platform_job_id: jobId.platform_job_id, slurm_node: NODE, ready: true });
   expect(entry.host_url).toBe(`http://localhost:${entry.host_port}`);
-  expect(entry.host_port).toBeGreaterThanOrEqual(8080);
-  expect(entry.host_port).toBeLessThanOrEqual(8199);
+  expect(entry.host_port).toBeGreaterThanOrEqual(RANGE.min);
+  expect(entry.host_port).toBeLessThanOrEqual(RANGE.max);
   expect(start.stderr).toMatch(/PENDING/);
   expect(start.stderr).toMatch(/RUNNING/);
   expect(squeue(entry.platform_job_id)).toBe(`RUNNING|${NODE}`);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RegistryCorruptError, RegistryError } from '../../src/errors.js';
 import { pickPort } from '../../src/registry/ports.js';
+import { RANGE } from '../helpers/ports.js';
 import { Registry, repairLatest, type RegistryState } from '../../src/registry/store.js';
 import type { RegistryEntry } from '../../src/types.js';
 import { leaveStaleLock } from '../helpers/lock.js';
@@ -116,7 +117,7 @@ describe('registry file', () => {
     expect(Object.keys(s.entries)).toHaveLength(24);
     const ports = Object.values(s.entries).map((e) => e.host_port);
     expect(new Set(ports).size).toBe(24);
-    expect(Math.min(...(ports as number[]))).toBe(8080);
+    expect(Math.min(...(ports as number[]))).toBe(RANGE.min);
   });
 
   it('a SIGKILLed lock holder delays the next writer no longer than the stale timeout', async () => {
@@ -137,7 +138,7 @@ describe('port rule (contract §5)', () => {
 
   it('lowest port not held by an entry of the same platform', async () => {
     const s = state([entry('a', { host_port: 8080 }), entry('b', { host_port: 8082 }), entry('c', { platform: 'brev', host_port: 8081 })]);
-    expect(await pickPort(s, { holds: (e) => e.platform === 'local-docker', checkBound: false, bindAddress: '127.0.0.1' })).toBe(8081);
+    expect(await pickPort(s, { holds: (e) => e.platform === 'local-docker', checkBound: false, bindAddress: '127.0.0.1', range: { min: 8080, max: 8199 } })).toBe(8081);
   });
 
   it('an explicit port that is taken is refused with the owner named', async () => {
