@@ -18,9 +18,10 @@ import { loadAdapter, checkPlatform } from './platforms/index.js';
 import { loadReferences, secretNames, type References } from './references.js';
 import { pickPort, portRange } from './registry/ports.js';
 import { Registry, type RegistryState } from './registry/store.js';
-import { sendChatCompletion, type ChatCompletion } from './service/chat.js';
+import { sendChatCompletion, type ChatResult } from './service/chat.js';
+import type { VideoWriter } from './service/video-output.js';
 import { waitForReadiness } from './service/readiness.js';
-import { buildBody, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
+import { MediaFiles, buildBody, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
 import { resolveTarget, type ChooseService } from './service/routing.js';
 import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
 import { LABELS } from './platforms/docker-cli.js';
@@ -358,6 +359,8 @@ export interface PreparedRequest {
   body: ChatBody;
   sampling: Sampling;
   defaulted: string[];
+  /** Local media files whose base64 text is streamed into the body at send time. */
+  files?: MediaFiles;
 }
 
 /** Questions prepareRequest asks a person (the CLI passes them only when interactive). */
@@ -390,7 +393,7 @@ export async function prepareRequest(
   const entry = await resolveTarget(state, { job_id: input.job_id, network_arch: input.network_arch }, hooks.choose);
   if (entry.state === 'starting' || !entry.host_url)
     throw new InvalidInputError('--job', `service ${entry.job_id} is still starting and has no host_url yet`, { hint: 'Wait for start to finish (tao-infer ls).' });
-  const fileBody = input.body_file ? readBodyFile(input.body_file) : undefined;
+  const fileBody = input.body_file ? await readBodyFile(input.body_file) : undefined;
   if (hooks.askContent && !fileBody) {
     const need = {
       prompt: !input.prompt,
@@ -409,6 +412,7 @@ export async function prepareRequest(
   const missing = fields.filter((f) => given[f] === undefined);
   if (hooks.askSampling && missing.length) Object.assign(given, await hooks.askSampling(entry, missing));
   const { values, defaulted } = resolveSampling(refs, entry.network_arch, given);
+  const files = new MediaFiles();
   const body = buildBody(refs, {
     network_arch: entry.network_arch,
     prompt: input.prompt,
@@ -417,15 +421,21 @@ export async function prepareRequest(
     videos: input.videos,
     sampling: values,
     body: fileBody,
-  });
-  return { entry, body, sampling: values, defaulted };
+  }, files);
+  return { entry, body, sampling: values, defaulted, files };
 }
 
 /**
- * Send a prepared request (contract §7 response handling).
- * @throws RequestRejectedError, ServiceNotReadyError
+ * Send a prepared request (contract §7 response handling). Local media are streamed base64 into the body;
+ * the reply is read at most `max_reply_bytes` (default 512 MiB); with `video_writer`, a video answer is
+ * decoded to disk as it arrives and reported in `saved_video`.
+ * @throws RequestRejectedError (also `reply_too_large`), ServiceNotReadyError
  */
-export async function sendRequest(p: PreparedRequest, opts: { retry_window_s?: number; onRetry?: (status: number, type: string, elapsedS: number) => void } = {}, deps: Deps = {}): Promise<ChatCompletion> {
+export async function sendRequest(
+  p: PreparedRequest,
+  opts: { retry_window_s?: number; onRetry?: (status: number, type: string, elapsedS: number) => void; max_reply_bytes?: number; video_writer?: (mime: string) => VideoWriter } = {},
+  deps: Deps = {},
+): Promise<ChatResult> {
   const { env, refs } = ctxParts(deps);
   return sendChatCompletion(p.body, {
     job_id: p.entry.job_id,
@@ -435,5 +445,8 @@ export async function sendRequest(p: PreparedRequest, opts: { retry_window_s?: n
     retryWindowS: opts.retry_window_s,
     onRetry: opts.onRetry,
     signal: deps.signal,
+    files: p.files,
+    maxReplyBytes: opts.max_reply_bytes,
+    videoWriter: opts.video_writer,
   });
 }
