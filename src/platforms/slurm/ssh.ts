@@ -18,6 +18,7 @@ import ssh2, { type Client, type ClientChannel, type ConnectConfig } from 'ssh2'
 import { PlatformUnavailableError, TaoInferError } from '../../errors.js';
 import { shQuote } from '../../util/shell.js';
 import { defaultKnownHostsFiles, fingerprint, hostLookupName, keyTypeOf, knownKeyTypes, loadKnownHosts, verifyHostKey, type HostKeyVerdict } from './knownhosts.js';
+import { FILE_LIMITS, checkRegularFileSync } from '../../util/input-file.js';
 
 /** Where and as whom to connect. Paths only, never key material or passphrases. */
 export interface SshTarget {
@@ -64,6 +65,8 @@ function targetName(t: SshTarget): string {
 function privateKeys(t: SshTarget): Array<{ path: string; key: Buffer }> {
   if (t.identityFile) {
     let key: Buffer;
+    // A special file (FIFO, device) or an oversized one is bad input (exit 2), refused before any read.
+    if (existsSync(t.identityFile)) checkRegularFileSync(t.identityFile, '--identity-file', FILE_LIMITS.config);
     try {
       key = readFileSync(t.identityFile);
     } catch (e) {
@@ -87,6 +90,7 @@ function privateKeys(t: SshTarget): Array<{ path: string; key: Buffer }> {
     const p = join(homedir(), '.ssh', name);
     if (!existsSync(p)) continue;
     try {
+      checkRegularFileSync(p, '~/.ssh', FILE_LIMITS.config);
       const key = readFileSync(p);
       if (!(sshUtils.parseKey(key) instanceof Error)) out.push({ path: p, key });
     } catch {
