@@ -10,7 +10,7 @@ import type { RequestYaml } from '../references.js';
 import type { ChatBody, MediaFiles } from './request-body.js';
 import type { SavedVideo, VideoWriter } from './video-output.js';
 import { errorOf } from './readiness.js';
-import { BODY_CAPS, BodyTooLargeError, formatBytes, textCapped, withFetch } from '../util/http.js';
+import { BODY_CAPS, BodyTooLargeError, formatBytes, sendStreaming, textCapped } from '../util/http.js';
 
 export interface ChatCompletion {
   id?: string;
@@ -111,8 +111,17 @@ async function readReply(res: Response, maxBytes: number, videoWriter?: (mime: s
   let str: string[] | undefined;
   let strHead = '';
   let writer: VideoWriter | undefined;
-  let carry = '';
+  let pending: string[] = [];
+  let pendingLen = 0;
   let video: SavedVideo | undefined;
+  /** Decode the gathered base64 (whole 4-character groups unless `last`) into the video writer. */
+  const flushVideo = async (last: boolean) => {
+    const b64 = pending.join('');
+    const whole = last ? b64.length : b64.length - (b64.length % 4);
+    pending = whole < b64.length ? [b64.slice(whole)] : [];
+    pendingLen = b64.length - whole;
+    if (whole) await writer!.write(Buffer.from(b64.slice(0, whole), 'base64'));
+  };
   try {
     for await (const t of tokens as AsyncIterable<{ name: string; value?: unknown }>) {
       const top = stack[stack.length - 1];
@@ -139,15 +148,16 @@ async function readReply(res: Response, maxBytes: number, videoWriter?: (mime: s
           str = [];
           strHead = '';
           writer = undefined;
-          carry = '';
+          pending = [];
+          pendingLen = 0;
           break;
         case 'stringChunk': {
           const chunk = t.value as string;
           if (writer) {
-            const b64 = carry + chunk;
-            const whole = b64.length - (b64.length % 4);
-            carry = b64.slice(whole);
-            await writer.write(Buffer.from(b64.slice(0, whole), 'base64'));
+            // stream-json cuts strings into pieces of at most 256 characters: gather about 1 MiB before decoding and writing.
+            pending.push(chunk);
+            pendingLen += chunk.length;
+            if (pendingLen >= 1024 * 1024) await flushVideo(false);
             break;
           }
           str!.push(chunk);
@@ -158,16 +168,15 @@ async function readReply(res: Response, maxBytes: number, videoWriter?: (mime: s
               writer = videoWriter(m[1]!.toLowerCase());
               const rest = str!.join('').slice(m[0].length);
               str = undefined;
-              const whole = rest.length - (rest.length % 4);
-              carry = rest.slice(whole);
-              await writer.write(Buffer.from(rest.slice(0, whole), 'base64'));
+              pending.push(rest);
+              pendingLen += rest.length;
             }
           }
           break;
         }
         case 'endString':
           if (writer) {
-            if (carry) await writer.write(Buffer.from(carry, 'base64'));
+            await flushVideo(true);
             video = await writer.finish();
             writer = undefined;
             put(`[${video.mime} video, ${video.bytes} bytes, saved to ${video.path}]`);
@@ -219,14 +228,9 @@ export async function sendChatCompletion(body: ChatBody, o: SendOptions): Promis
     let res: { status: number; text: string; value?: unknown; video?: SavedVideo };
     try {
       const b = requestBody(body, o.files);
-      res = await withFetch(
+      res = await sendStreaming(
         url,
-        {
-          method: 'POST',
-          headers: { 'content-type': o.request.endpoint.content_type, 'content-length': String(b.length), ...o.headers },
-          body: b.body as RequestInit['body'],
-          duplex: 'half',
-        } as RequestInit,
+        { method: 'POST', headers: { 'content-type': o.request.endpoint.content_type, 'content-length': String(b.length), ...o.headers }, body: b.body },
         timeoutMs,
         o.signal,
         async (r) => {
@@ -243,7 +247,7 @@ export async function sendChatCompletion(body: ChatBody, o: SendOptions): Promis
           hint: 'Raise the cap with --max-reply-mb if the reply is expected to be that large.',
         });
       if (e instanceof TaoInferError) throw e;
-      const code = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
+      const code = (e as { cause?: { code?: string } }).cause?.code ?? (e as { code?: string }).code ?? (e as Error).name;
       throw new ServiceNotReadyError('service_unreachable', `cannot reach ${url} (${code})`, {
         hint: `Check the service with 'tao-infer ls' and 'tao-infer logs ${o.job_id}'.`,
       });

@@ -116,3 +116,55 @@ export async function fetchText(
     return { status: res.status, text: body.toString('utf8'), truncated };
   });
 }
+
+/**
+ * POST/PUT a body that may be a stream, with backpressure, and hand the answer to `use` as a web Response.
+ * Node 20's fetch reads an async-iterable body as fast as it can produce it (no backpressure: a 600 MB body
+ * costs ~600 MB of memory), so streamed bodies go through node:http / node:https, whose `pipe` waits for the
+ * socket. Aborted after `timeoutMs` (request, body and whatever `use` reads) or when `signal` aborts.
+ * @throws an Error with `code` (ECONNREFUSED, ...) when the connection fails, a TimeoutError-named DOMException
+ *         on timeout, the signal's reason when aborted, or what `use` throws
+ */
+export async function sendStreaming<T>(
+  url: string,
+  init: { method: string; headers: Record<string, string>; body: string | AsyncIterable<Uint8Array> },
+  timeoutMs: number,
+  signal: AbortSignal | undefined,
+  use: (res: Response) => Promise<T>,
+): Promise<T> {
+  const [{ request: httpRequest }, { request: httpsRequest }, { Readable }] = await Promise.all([import('node:http'), import('node:https'), import('node:stream')]);
+  const ac = new AbortController();
+  const timer = setTimeout(() => ac.abort(new DOMException(`request timed out after ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
+  const onAbort = () => ac.abort(signal!.reason);
+  if (signal?.aborted) ac.abort(signal.reason);
+  else signal?.addEventListener('abort', onAbort, { once: true });
+  try {
+    const u = new URL(url);
+    const request = u.protocol === 'https:' ? httpsRequest : httpRequest;
+    const incoming = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
+      const req = request(u, { method: init.method, headers: init.headers, signal: ac.signal });
+      req.once('response', resolve);
+      req.once('error', (e) => reject(ac.signal.aborted ? ac.signal.reason : e));
+      const src = typeof init.body === 'string' ? Readable.from([Buffer.from(init.body)]) : Readable.from(init.body);
+      src.once('error', (e) => req.destroy(e));
+      src.pipe(req);
+    });
+    incoming.once('error', () => undefined);
+    ac.signal.addEventListener('abort', () => incoming.destroy(ac.signal.reason), { once: true });
+    const headers = new Headers();
+    for (const [k, v] of Object.entries(incoming.headers)) if (v !== undefined) headers.set(k, Array.isArray(v) ? v.join(', ') : v);
+    const status = incoming.statusCode ?? 500;
+    const res = new Response(status === 204 || status === 304 ? null : (Readable.toWeb(incoming) as ReadableStream<Uint8Array>), { status: status < 200 ? 500 : status, headers });
+    try {
+      return await use(res);
+    } catch (e) {
+      if (ac.signal.aborted) throw ac.signal.reason;
+      throw e;
+    } finally {
+      incoming.destroy();
+    }
+  } finally {
+    clearTimeout(timer);
+    signal?.removeEventListener('abort', onAbort);
+  }
+}
