@@ -77,6 +77,8 @@ export interface RegistryOptions {
   staleMs?: number;
   /** Give up waiting for the lock after this long (ms). Default 60000. */
   lockTimeoutMs?: number;
+  /** Where warnings go (a group/other-writable file). Default: `warning: ...` on stderr. */
+  warn?: (msg: string) => void;
 }
 
 export interface LockStats {
@@ -129,6 +131,13 @@ export function repairLatest(state: RegistryState): void {
   else delete state.latest;
 }
 
+/** Largest registry file read (the registry holds a few entries; more is not a registry). */
+const MAX_REGISTRY_BYTES = 64 * 1024 * 1024;
+/** Pauses between reads of a registry that did not parse (ms). */
+const PARSE_RETRY_MS = [10, 20, 40, 80, 160, 320];
+/** Registry files already warned about (group/other writable): warned once per process. */
+const warnedWritable = new Set<string>();
+
 /** Internal: the lock was lost before the rename; the mutation is retried from a fresh read. */
 class LockLostError extends Error {}
 
@@ -150,7 +159,9 @@ export class Registry {
     const envStale = Number(process.env.TAO_INF_LOCK_STALE_MS);
     this.staleMs = Math.max(2000, opts.staleMs ?? (Number.isFinite(envStale) && envStale > 0 ? envStale : 10_000));
     this.lockTimeoutMs = opts.lockTimeoutMs ?? 60_000;
+    this.warn = opts.warn ?? ((m) => void process.stderr.write(`warning: ${m}\n`));
   }
+  private readonly warn: (msg: string) => void;
 
   /** Refuse a symlink or a file owned by someone else. Returns false when the file does not exist. */
   private async checkSafe(): Promise<boolean> {
@@ -175,60 +186,92 @@ export class Registry {
     return true;
   }
 
-  /** Read the registry (no lock: writes are atomic renames). A missing file is an empty registry. */
+  /**
+   * Read the registry (no lock: our writes are atomic renames). A missing file is an empty registry.
+   * Read-only: a file that does not parse is reported (RegistryError `registry_corrupt`, exit 6), never moved.
+   */
   async read(): Promise<RegistryState> {
     if (!(await this.checkSafe())) return emptyState();
     return this.load(false);
   }
 
-  /**
-   * Read without side effects, for --dry-run: a file that does not parse is reported (RegistryError
-   * `registry_corrupt`) but not moved aside.
-   */
+  /** Read without side effects (for --dry-run); the same as `read`. */
   async peek(): Promise<RegistryState> {
-    if (!(await this.checkSafe())) return emptyState();
-    return this.load(false, false);
+    return this.read();
   }
 
-  private async load(locked: boolean, quarantine = true): Promise<RegistryState> {
-    let text: string;
+  /** The file's text and a signature (inode, size, mtime) of what was read; undefined when it does not exist. */
+  private async readOnce(): Promise<{ text: string; sig: string } | undefined> {
+    let fh;
     try {
-      // O_NOFOLLOW: the symlink check above cannot race with a swap to a link.
-      const fh = await fsp.open(this.file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-      try {
-        text = await fh.readFile('utf8');
-      } finally {
-        await fh.close();
-      }
+      // O_NOFOLLOW: the symlink check cannot race with a swap to a link.
+      fh = await fsp.open(this.file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
     } catch (e) {
-      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return emptyState();
+      if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       if ((e as NodeJS.ErrnoException).code === 'ELOOP')
         throw new RegistryError('registry_unsafe', `registry ${this.file} is a symbolic link; refusing to follow it`);
       throw new RegistryError('registry_unreadable', `cannot read registry ${this.file}: ${(e as Error).message}`);
     }
-    if (text.trim() === '') return emptyState();
-    let obj: unknown;
-    let reason = '';
     try {
-      obj = JSON.parse(text);
-      if (!obj || typeof obj !== 'object' || Array.isArray(obj)) reason = 'top level is not a JSON object';
-    } catch (e) {
-      reason = (e as Error).message;
-    }
-    if (reason) {
-      if (!quarantine)
-        throw new RegistryError('registry_corrupt', `registry ${this.file} could not be parsed (${reason})`, {
-          hint: 'Run any command without --dry-run to move it aside (it is never deleted), or repair it.',
+      const st = await fh.stat();
+      if (!st.isFile()) throw new RegistryError('registry_unsafe', `registry ${this.file} is not a regular file`);
+      if (st.size > MAX_REGISTRY_BYTES)
+        throw new RegistryError('registry_too_large', `registry ${this.file} is ${st.size} bytes, more than the ${MAX_REGISTRY_BYTES} a registry may have`, {
+          hint: 'Inspect the file; point TAO_INF_STATE_FILE at another path to start a new registry.',
         });
-      if (!locked) {
-        // Quarantine only while holding the lock, so a concurrent writer's file is never moved.
-        return this.withLock(() => this.load(true));
+      if (st.mode & 0o022 && !warnedWritable.has(this.file)) {
+        warnedWritable.add(this.file);
+        this.warn(`registry ${this.file} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}); tao-infer rewrites it with mode 600 at the next change`);
       }
-      const to = `${this.file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}`;
-      await fsp.rename(this.file, to);
-      throw new RegistryCorruptError(this.file, to, reason);
+      const buf = Buffer.alloc(st.size);
+      let off = 0;
+      while (off < buf.length) {
+        const { bytesRead } = await fh.read(buf, off, buf.length - off, off);
+        if (!bytesRead) break;
+        off += bytesRead;
+      }
+      return { text: buf.subarray(0, off).toString('utf8'), sig: `${st.ino}:${st.size}:${st.mtimeMs}:${off}` };
+    } finally {
+      await fh.close();
     }
-    return parseState(obj as Record<string, unknown>);
+  }
+
+  /**
+   * Read and parse. A file that does not parse is read again a few times (about 0.6 s): another program may
+   * be rewriting it in place (not atomically). Only a failure that stays the same (same inode, size, mtime and
+   * text) counts as corrupt; it is moved aside only by a locked read-modify-write (`quarantine`), so a
+   * concurrent writer's file is never moved and a read-only command never moves anything.
+   */
+  private async load(quarantine: boolean): Promise<RegistryState> {
+    let prev: { text: string; sig: string } | undefined;
+    let reason = '';
+    for (let attempt = 0; ; attempt++) {
+      const cur = await this.readOnce();
+      if (!cur || cur.text.trim() === '') return emptyState();
+      let obj: unknown;
+      try {
+        obj = JSON.parse(cur.text);
+        reason = !obj || typeof obj !== 'object' || Array.isArray(obj) ? 'top level is not a JSON object' : '';
+      } catch (e) {
+        reason = (e as Error).message;
+      }
+      if (!reason) return parseState(obj as Record<string, unknown>);
+      const stable = prev !== undefined && prev.sig === cur.sig && prev.text === cur.text;
+      if (stable && attempt >= 2) break;
+      if (attempt >= 6)
+        throw new RegistryError('registry_unstable', `registry ${this.file} kept changing and never parsed for ${PARSE_RETRY_MS.reduce((a, b) => a + b, 0)} ms (${reason}); another program seems to be rewriting it in place`, {
+          hint: 'Retry when that program is done; nothing was moved or changed.',
+        });
+      prev = cur;
+      await new Promise((r) => setTimeout(r, PARSE_RETRY_MS[Math.min(attempt, PARSE_RETRY_MS.length - 1)]));
+    }
+    if (!quarantine)
+      throw new RegistryError('registry_corrupt', `registry ${this.file} could not be parsed (${reason}); it was left in place`, {
+        hint: 'Repair it, or run a command that changes the registry (start, stop) to move it aside (it is never deleted).',
+      });
+    const to = `${this.file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}`;
+    await fsp.rename(this.file, to);
+    throw new RegistryCorruptError(this.file, to, reason);
   }
 
   /**

@@ -61,11 +61,16 @@ describe('registry file', () => {
     expect(raw).toEqual({});
   });
 
-  it('a file that does not parse is moved aside and reported, never replaced', async () => {
+  it('a file that does not parse is reported by a read (left in place) and moved aside by a read-modify-write, never replaced', async () => {
     const f = tmpFile();
     writeFileSync(f, '{"a1": {"job_id": "a1", TRUNCATED');
     const reg = new Registry(f);
-    const err = await reg.read().catch((e) => e);
+    const seen = await reg.read().catch((e) => e);
+    expect(seen).toBeInstanceOf(RegistryError);
+    expect(seen).not.toBeInstanceOf(RegistryCorruptError);
+    expect(seen.code).toBe('registry_corrupt');
+    expect(readFileSync(f, 'utf8')).toBe('{"a1": {"job_id": "a1", TRUNCATED');
+    const err = await reg.mutate(() => undefined).catch((e) => e);
     expect(err).toBeInstanceOf(RegistryCorruptError);
     const moved = (err as RegistryCorruptError).quarantinedTo;
     expect(readFileSync(moved, 'utf8')).toBe('{"a1": {"job_id": "a1", TRUNCATED');
