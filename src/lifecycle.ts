@@ -10,10 +10,11 @@
  */
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { buildInnerCommand, type InnerCommand } from './archs/command.js';
 import { resolveImage, type ResolvedImage } from './archs/image.js';
 import { checkEnvName, checkNumGpus, checkPort, parseModelPath } from './archs/inputs.js';
-import { InvalidInputError, JobNotFoundError, ServiceFailedError } from './errors.js';
+import { InvalidInputError, ServiceFailedError } from './errors.js';
 import { loadAdapter, checkPlatform } from './platforms/index.js';
 import { loadReferences, secretNames, type References } from './references.js';
 import { pickPort, portRange } from './registry/ports.js';
@@ -23,7 +24,10 @@ import type { VideoWriter } from './service/video-output.js';
 import { waitForReadiness } from './service/readiness.js';
 import { MediaFiles, buildBody, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
 import { resolveTarget, type ChooseService } from './service/routing.js';
-import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
+import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, Launched, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
+
+/** Docker's words for a host port that another program bound first. */
+const PORT_TAKEN = /port is already allocated|address already in use/i;
 import { LABELS } from './platforms/docker-cli.js';
 
 /** Where progress, warnings and readiness updates go. All optional. */
@@ -51,6 +55,8 @@ export interface StartInput {
   arch_options?: Record<string, string | number | boolean>;
   /** Names of extra env vars to hand to the service (values from the environment). */
   env_names?: string[];
+  /** Let `env_names` include variables that change how the container runs (PATH, LD_PRELOAD, ...; see ENV_OVERRIDE_GUARDED). */
+  allow_env_override?: boolean;
   shm_size?: string;
   /** Platform option values by key (see PLATFORM_OPTIONS). */
   options?: Record<string, unknown>;
@@ -98,6 +104,24 @@ function ctxParts(deps: Deps) {
  */
 export const SECRET_LIKE = /(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(^|_)KEY$|API_?KEY)/i;
 
+/** Linux's limit on one argv string, including its NUL (MAX_ARG_STRLEN = 32 × 4096 bytes). */
+const MAX_ARG_STRLEN = 131072;
+
+/** Largest --timeout, seconds (7 days). */
+const MAX_TIMEOUT_S = 7 * 24 * 3600;
+
+/**
+ * Env var names that `--env` refuses unless `--allow-env-override`: set from the caller's environment they would
+ * replace the container's own value and change what runs (search path, preloaded libraries, interpreter setup).
+ */
+export const ENV_OVERRIDE_GUARDED = ['PATH', 'HOME', 'SHELL', 'LD_PRELOAD', 'LD_LIBRARY_PATH', 'LD_AUDIT', 'PYTHONPATH', 'PYTHONHOME', 'PYTHONSTARTUP', 'BASH_ENV', 'ENV', 'NODE_OPTIONS'];
+
+/** True for an address a socket on this machine can bind: wildcard, loopback, or assigned to an interface. */
+function isLocalAddress(addr: string): boolean {
+  if (addr === '0.0.0.0' || addr === '::' || addr === '::1' || addr.startsWith('127.')) return true;
+  return Object.values(networkInterfaces()).some((list) => (list ?? []).some((i) => i.address === addr));
+}
+
 /**
  * Validate everything start needs and build the LaunchSpec, without side effects.
  * @throws UserError subclasses (exit 2)
@@ -117,9 +141,20 @@ export function prepareLaunch(
     if (input.num_gpus !== undefined && input.num_gpus !== input.gpu_ids.length)
       throw new InvalidInputError('--gpu-ids', `--num-gpus ${input.num_gpus} does not match ${input.gpu_ids.length} id(s) in --gpu-ids`, { hint: 'Give one of them, or make them agree.' });
   }
-  if (input.port !== undefined) checkPort(input.port);
+  if (input.port !== undefined) {
+    checkPort(input.port);
+    if (input.port < 1024) warn(`--port ${input.port} is a privileged port (below 1024): binding it may need root, and system services expect it`);
+  }
+  if (input.timeout_s !== undefined && (!Number.isSafeInteger(input.timeout_s) || input.timeout_s < 1 || input.timeout_s > MAX_TIMEOUT_S))
+    throw new InvalidInputError('--timeout', `--timeout must be a whole number of seconds between 1 and ${MAX_TIMEOUT_S}, got '${input.timeout_s}'`);
   const bind_address = input.bind_address ?? '127.0.0.1';
   if (!isIP(bind_address)) throw new InvalidInputError('--bind', `--bind '${bind_address}' is not an IP address`, { hint: 'Example: --bind 0.0.0.0 to listen on all interfaces.' });
+  if (platform === 'local-docker' && !isLocalAddress(bind_address))
+    throw new InvalidInputError('--bind', `--bind ${bind_address} is not an address of this machine, so nothing can listen on it`, {
+      hint: 'Use 127.0.0.1 (default), 0.0.0.0 (all interfaces) or one of this host\'s addresses (ip addr).',
+    });
+  if (bind_address === '0.0.0.0' || bind_address === '::')
+    warn(`--bind ${bind_address}: the service listens on every interface; anyone who can reach this host can send it requests (there is no authentication)`);
   const shm_size = input.shm_size ?? '16g';
   if (!/^\d+[bkmg]?$/i.test(shm_size)) throw new InvalidInputError('--shm-size', `--shm-size '${shm_size}' is not a size`, { hint: 'Example: --shm-size 16g' });
 
@@ -129,6 +164,10 @@ export function prepareLaunch(
   const plain: Record<string, string> = {};
   for (const name of input.env_names ?? []) {
     checkEnvName(name);
+    if (ENV_OVERRIDE_GUARDED.includes(name) && !input.allow_env_override)
+      throw new InvalidInputError('--env', `--env ${name} would replace the container's own ${name} and change how it runs`, {
+        hint: `Drop --env ${name}, or pass --allow-env-override if that is what you want.`,
+      });
     if (refs.service.forbidden_env_vars.includes(name))
       throw new InvalidInputError('--env', `${name} must not be set for inference services (callbacks are disabled)`, { hint: `Drop --env ${name}.` });
     const v = env[name];
@@ -147,6 +186,13 @@ export function prepareLaunch(
     output_dir: input.output_dir,
     arch_options: input.arch_options,
   });
+  // Linux refuses a single argv string longer than MAX_ARG_STRLEN (131072 bytes, 32 pages) with E2BIG: the inner
+  // command is one argument of `/bin/sh -c` on every platform, so a too long model path is bad input, said here.
+  const innerBytes = Buffer.byteLength(inner.command);
+  if (innerBytes >= MAX_ARG_STRLEN)
+    throw new InvalidInputError('--model', `the container command would be ${innerBytes} bytes (model path ${Buffer.byteLength(input.model_path)} bytes); one argument may not exceed ${MAX_ARG_STRLEN - 1} bytes (Linux MAX_ARG_STRLEN)`, {
+      hint: 'Use a shorter model path (a symlink or mount point inside the container, or a hf_model:// id).',
+    });
   const spec: LaunchSpec = {
     job_id,
     network_arch: input.network_arch,
@@ -260,22 +306,40 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
 
   // Record before launch: state starting, host port reserved under the lock.
   const started_at = new Date().toISOString();
+  const baseEntry = (): RegistryEntry => ({
+    job_id: spec.job_id,
+    platform,
+    network_arch: spec.network_arch,
+    host_url: '',
+    ...(spec.host_port !== undefined && adapter.reservesHostPort ? { host_port: spec.host_port } : {}),
+    started_at,
+    state: 'starting',
+    image: spec.image,
+    model_path: input.model_path.trim(),
+    num_gpus: spec.num_gpus,
+    // With these, an entry left `starting` by a killed start is recognised as stale (registry/ports.ts).
+    starter_pid: process.pid,
+    launch_deadline: new Date(Date.parse(started_at) + (input.timeout_s ?? refs.service.readiness.default_timeout_seconds) * 1000).toISOString(),
+  });
   await registry.mutate(async (s) => {
     if (adapter.reservesHostPort) spec.host_port = await pickHostPort(s);
-    s.entries[spec.job_id] = {
-      job_id: spec.job_id,
-      platform,
-      network_arch: spec.network_arch,
-      host_url: '',
-      ...(spec.host_port !== undefined && adapter.reservesHostPort ? { host_port: spec.host_port } : {}),
-      started_at,
-      state: 'starting',
-      image: spec.image,
-      model_path: input.model_path.trim(),
-      num_gpus: spec.num_gpus,
-    };
+    s.entries[spec.job_id] = baseEntry();
     s.latest = spec.job_id;
   });
+  /**
+   * Merge fields into our entry; when a foreign writer (e.g. the published skill's unlocked read-modify-write)
+   * dropped it while we launched, record it again: something may be running, so it must be in the registry.
+   */
+  const recordLaunched = async (fields: Partial<RegistryEntry>): Promise<RegistryEntry> =>
+    registry.mutate((s) => {
+      const had = Object.hasOwn(s.entries, spec.job_id) ? s.entries[spec.job_id] : undefined;
+      if (!had) warn(`the registry entry of ${spec.job_id} vanished during launch (another program rewrote the registry); recorded it again`);
+      const next = { ...(had ?? baseEntry()), ...fields } as RegistryEntry;
+      for (const [k, v] of Object.entries(fields)) if (v === undefined) delete next[k];
+      s.entries[spec.job_id] = next;
+      if (!had && !s.latest) s.latest = spec.job_id;
+      return next;
+    });
   log(`job_id ${spec.job_id}: launching ${spec.network_arch} on ${platform} (image ${spec.image})`);
 
   const ectx = { env, log, warn, signal: deps.signal };
@@ -296,10 +360,26 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
 
   let entry: RegistryEntry | undefined;
   try {
-    const launched = await adapter.launch(spec, { ...ctx, deadline: Date.now() + (input.timeout_s ?? refs.service.readiness.default_timeout_seconds) * 1000 });
+    const deadline = Date.now() + (input.timeout_s ?? refs.service.readiness.default_timeout_seconds) * 1000;
+    let launched: Launched;
+    try {
+      launched = await adapter.launch(spec, { ...ctx, deadline });
+    } catch (e) {
+      // A host port taken between our probe and docker's bind (a foreign writer's container, another program):
+      // remove what the failed run left, take the next free port under the lock and launch once more.
+      if (!(adapter.reservesHostPort && input.port === undefined && spec.host_port !== undefined && PORT_TAKEN.test(String((e as Error).message)))) throw e;
+      const taken = spec.host_port;
+      warn(`host port ${taken} was taken by another program just before the launch; retrying once with another port`);
+      await adapter.stop(baseEntry(), ectx).catch(() => undefined);
+      await registry.mutate(async (s) => {
+        spec.host_port = await pickPort(s, { holds: (x) => x.job_id !== spec.job_id && holdsSame(x), checkBound: platform === 'local-docker', bindAddress: spec.bind_address, range, exclude: new Set([taken]) });
+        const mine = Object.hasOwn(s.entries, spec.job_id) ? s.entries[spec.job_id] : undefined;
+        s.entries[spec.job_id] = { ...(mine ?? baseEntry()), host_port: spec.host_port };
+      });
+      launched = await adapter.launch(spec, { ...ctx, deadline });
+    }
     const fields = Object.fromEntries(Object.entries(launched).filter(([, v]) => v !== undefined)) as Partial<RegistryEntry>;
-    entry = await registry.update(spec.job_id, { ...fields, state: 'started' });
-    if (!entry) throw new JobNotFoundError(spec.job_id, 'The registry entry vanished during launch (stopped by another command?).');
+    entry = await recordLaunched({ ...fields, state: 'started' });
   } catch (e) {
     await cleanup(`launch failed`);
     throw e;

@@ -4,6 +4,7 @@
  */
 import { JobNotFoundError } from './errors.js';
 import { loadAdapter } from './platforms/index.js';
+import { isStaleStarting } from './registry/ports.js';
 import { Registry, checkActionable, repairLatest } from './registry/store.js';
 import type { JobState, RegistryEntry } from './types.js';
 
@@ -80,6 +81,8 @@ export async function listServices(deps: ManageDeps = {}): Promise<{ services: L
       } catch (err) {
         return { ...e, live: { state: 'unknown', native: 'unsafe-id', reason: (err as Error).message } };
       }
+      if (isStaleStarting(e))
+        return { ...e, live: { state: 'unknown', native: 'stale', reason: `its start (pid ${e.starter_pid}) ended before the launch finished; its port is free again. Remove it with 'tao-infer stop ${e.job_id}'` } };
       try {
         const adapter = await loadAdapter(e.platform);
         const live = await Promise.race([

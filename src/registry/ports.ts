@@ -52,11 +52,33 @@ function probeListen(port: number, address: string, unavailableIsFree = false): 
   });
 }
 
-/** Ports held by entries matching `holds` (host_port and local_port both count). */
+/** True when process `pid` exists on this machine (EPERM: it exists but is not ours). */
+function pidAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch (e) {
+    return (e as NodeJS.ErrnoException).code === 'EPERM';
+  }
+}
+
+/**
+ * An entry left `starting` by a start that was killed (SIGKILL, crash, reboot): still `starting` after its launch
+ * deadline and the process that wrote it (`starter_pid`) is gone. It is shown as stale by `ls` and its port is
+ * handed out again. Entries without `starter_pid` (other tools) are never judged stale.
+ */
+export function isStaleStarting(e: RegistryEntry, now = Date.now()): boolean {
+  if (e.state !== 'starting' || typeof e.starter_pid !== 'number') return false;
+  const deadline = Date.parse(String(e.launch_deadline ?? e.started_at));
+  return Number.isFinite(deadline) && now > deadline && !pidAlive(e.starter_pid);
+}
+
+/** Ports held by entries matching `holds` (host_port and local_port both count); stale `starting` entries hold none. */
 export function heldPorts(state: RegistryState, holds: (e: RegistryEntry) => boolean): Set<number> {
   const used = new Set<number>();
+  const now = Date.now();
   for (const e of Object.values(state.entries)) {
-    if (!holds(e)) continue;
+    if (!holds(e) || isStaleStarting(e, now)) continue;
     if (typeof e.host_port === 'number') used.add(e.host_port);
     if (typeof e.local_port === 'number') used.add(e.local_port);
   }
@@ -72,6 +94,8 @@ export interface PickPortOptions {
   explicit?: number;
   /** Allocation range; default `portRange(process.env)`. */
   range?: PortRange;
+  /** Ports not to hand out (e.g. one a launch just found taken). */
+  exclude?: Set<number>;
 }
 
 /**
@@ -81,7 +105,7 @@ export interface PickPortOptions {
 export async function pickPort(state: RegistryState, opts: PickPortOptions): Promise<number> {
   const used = heldPorts(state, opts.holds);
   if (opts.explicit !== undefined) {
-    const owner = Object.values(state.entries).find((e) => opts.holds(e) && (e.host_port === opts.explicit || e.local_port === opts.explicit));
+    const owner = Object.values(state.entries).find((e) => opts.holds(e) && !isStaleStarting(e) && (e.host_port === opts.explicit || e.local_port === opts.explicit));
     if (owner)
       throw new InvalidInputError('--port', `port ${opts.explicit} is already used by service ${owner.job_id} (${owner.network_arch})`, {
         hint: 'Omit --port to take the lowest free port, or stop that service first.',
@@ -94,7 +118,7 @@ export async function pickPort(state: RegistryState, opts: PickPortOptions): Pro
   }
   const range = opts.range ?? portRange();
   for (let p = range.min; p <= range.max; p++) {
-    if (used.has(p)) continue;
+    if (used.has(p) || opts.exclude?.has(p)) continue;
     if (opts.checkBound && !(await isPortFree(p, opts.bindAddress))) continue;
     return p;
   }

@@ -156,7 +156,7 @@ async function lifecycle(runtime: 'none' | 'docker'): Promise<void> {
   const t = testEnv();
   const outputs: string[] = [];
   const keep = (r: CliResult) => (outputs.push(r.stdout, r.stderr), r);
-  const extra = runtime === 'none' ? ['--env', 'PATH', '--num-gpus', '1'] : ['--num-gpus', '0'];
+  const extra = runtime === 'none' ? ['--env', 'PATH', '--allow-env-override', '--num-gpus', '1'] : ['--num-gpus', '0'];
 
   // Hold all 4 GPUs so the service job has to wait in PENDING first.
   const blocker = sh('sbatch', ['--parsable', '--job-name=tao-infer-test-blocker', '--partition=debug', '--exclusive', '--gres=gpu:4', '--output=/dev/null', '--wrap=sleep 300']).trim();
@@ -309,7 +309,7 @@ describe('slurm end to end', () => {
   it('a job that fails at once is reported with its exit state and log tail, and cleaned up', async () => {
     const t = testEnv({ STANDIN_CRASH_AT_START: '1' });
     const r = await runCli(
-      ['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...SSH_FLAGS, '--container-runtime', 'none', '--env', 'PATH', '--env', 'STANDIN_CRASH_AT_START', '--timeout', '120', '--json'],
+      ['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...SSH_FLAGS, '--container-runtime', 'none', '--env', 'PATH', '--allow-env-override', '--env', 'STANDIN_CRASH_AT_START', '--timeout', '120', '--json'],
       { env: t.env },
     );
     expect(r.exitCode).not.toBe(0);
@@ -336,7 +336,7 @@ describe('slurm stop of a pending job', () => {
     const blocker = sh('sbatch', ['--parsable', '--job-name=tao-infer-test-blocker', '--partition=debug', '--exclusive', '--output=/dev/null', '--wrap=sleep 300']).trim();
     slurmJobs.push(blocker);
     try {
-      const startP = execa(process.execPath, [CLI, 'start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...SSH_FLAGS, '--container-runtime', 'none', '--env', 'PATH', '--json'], {
+      const startP = execa(process.execPath, [CLI, 'start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...SSH_FLAGS, '--container-runtime', 'none', '--env', 'PATH', '--allow-env-override', '--json'], {
         reject: false,
         env: { CI: 'true', NO_COLOR: '1', ...t.env },
         stdin: 'ignore',
@@ -380,7 +380,7 @@ describe('slurm through ssh-agent', () => {
       // HOME without ~/.ssh: only the agent can authenticate.
       const t = testEnv({ SSH_AUTH_SOCK: sock, HOME: dir });
       const flags = ['--slurm-host', '127.0.0.1', '--ssh-port', '2222', '--known-hosts', KNOWN, '--partition', 'debug'];
-      const start = await runCli(['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...flags, '--container-runtime', 'none', '--env', 'PATH', '--timeout', '120', '--json'], { env: t.env });
+      const start = await runCli(['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...flags, '--container-runtime', 'none', '--env', 'PATH', '--allow-env-override', '--timeout', '120', '--json'], { env: t.env });
       expect(start.exitCode, start.stderr).toBe(0);
       const entry = parseJson(start);
       slurmJobs.push(entry.platform_job_id);
