@@ -110,19 +110,25 @@ export class VideoWriter {
         if (this.tmp) await fsp.rm(this.tmp, { force: true });
       }
     }
-    throw new Error(`the video could not be written anywhere (${reason})`);
+    throw new InvalidInputError('--output', `the video could not be written anywhere: not beside the target, not in ${process.cwd()}, not in ${tmpdir()} (${reason})`, {
+      hint: 'Free disk space or pass --output in a writable directory, and send the request again.',
+    });
+  }
+
+  /** Open the temporary file beside the target on first use (or the fallback when that fails). */
+  private async ensureOpen(): Promise<void> {
+    if (this.fh) return;
+    try {
+      await this.openTmp(dirname(this.final), basename(this.final));
+    } catch (e) {
+      await this.fallback(`cannot create a file beside ${this.final}: ${(e as Error).message}`);
+    }
   }
 
   /** Append decoded bytes. */
   async write(chunk: Buffer): Promise<void> {
     if (!chunk.length) return;
-    if (!this.fh) {
-      try {
-        await this.openTmp(dirname(this.final), basename(this.final));
-      } catch (e) {
-        await this.fallback(`cannot create a file beside ${this.final}: ${(e as Error).message}`);
-      }
-    }
+    await this.ensureOpen();
     try {
       await this.fh!.write(chunk);
     } catch (e) {
@@ -134,13 +140,7 @@ export class VideoWriter {
 
   /** Sync, close and rename into place (or into the fallback place). */
   async finish(): Promise<SavedVideo> {
-    if (!this.fh) {
-      try {
-        await this.openTmp(dirname(this.final), basename(this.final));
-      } catch (e) {
-        await this.fallback(`cannot create a file beside ${this.final}: ${(e as Error).message}`);
-      }
-    }
+    await this.ensureOpen();
     try {
       await this.fh!.sync();
       await this.fh!.close();

@@ -82,18 +82,32 @@ export async function textCapped(res: Response, maxBytes: number = BODY_CAPS.err
  * @throws what fetch throws (a TimeoutError-named DOMException on timeout), what `use` throws
  */
 export async function withFetch<T>(url: string, init: RequestInit, timeoutMs: number, signal: AbortSignal | undefined, use: (res: Response) => Promise<T>): Promise<T> {
+  const ac = deadlineSignal(timeoutMs, signal);
+  try {
+    const res = await fetch(url, { ...init, signal: ac.signal });
+    return await use(res);
+  } finally {
+    ac.dispose();
+  }
+}
+
+/**
+ * An AbortSignal that aborts after `timeoutMs` (reason: a TimeoutError-named DOMException, with a ref'd timer, see
+ * the module comment) or when `signal` aborts (its reason). `dispose()` clears the timer and the listener.
+ */
+function deadlineSignal(timeoutMs: number, signal: AbortSignal | undefined): { signal: AbortSignal; dispose: () => void } {
   const ac = new AbortController();
   const timer = setTimeout(() => ac.abort(new DOMException(`request timed out after ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
   const onAbort = () => ac.abort(signal!.reason);
   if (signal?.aborted) ac.abort(signal.reason);
   else signal?.addEventListener('abort', onAbort, { once: true });
-  try {
-    const res = await fetch(url, { ...init, signal: ac.signal });
-    return await use(res);
-  } finally {
-    clearTimeout(timer);
-    signal?.removeEventListener('abort', onAbort);
-  }
+  return {
+    signal: ac.signal,
+    dispose: () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    },
+  };
 }
 
 /**
@@ -133,11 +147,7 @@ export async function sendStreaming<T>(
   use: (res: Response) => Promise<T>,
 ): Promise<T> {
   const [{ request: httpRequest }, { request: httpsRequest }, { Readable }] = await Promise.all([import('node:http'), import('node:https'), import('node:stream')]);
-  const ac = new AbortController();
-  const timer = setTimeout(() => ac.abort(new DOMException(`request timed out after ${timeoutMs} ms`, 'TimeoutError')), timeoutMs);
-  const onAbort = () => ac.abort(signal!.reason);
-  if (signal?.aborted) ac.abort(signal.reason);
-  else signal?.addEventListener('abort', onAbort, { once: true });
+  const ac = deadlineSignal(timeoutMs, signal);
   try {
     const u = new URL(url);
     const request = u.protocol === 'https:' ? httpsRequest : httpRequest;
@@ -164,7 +174,6 @@ export async function sendStreaming<T>(
       incoming.destroy();
     }
   } finally {
-    clearTimeout(timer);
-    signal?.removeEventListener('abort', onAbort);
+    ac.dispose();
   }
 }

@@ -70,8 +70,8 @@ export async function checkRegularFile(path: string, flag: string, maxBytes: num
   return size;
 }
 
-/** Synchronous variant of checkRegularFile, for validation in prompts. */
-export function checkRegularFileSync(path: string, flag: string, maxBytes: number): number {
+/** Open `path` (O_NONBLOCK), check it on the descriptor, run `use(fd, size)`, close. */
+function withCheckedFdSync<T>(path: string, flag: string, maxBytes: number, use: (fd: number, size: number) => T): T {
   let fd: number;
   try {
     fd = openSync(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
@@ -79,10 +79,15 @@ export function checkRegularFileSync(path: string, flag: string, maxBytes: numbe
     throw openError(e, path, flag);
   }
   try {
-    return checkStat(fstatSync(fd), path, flag, maxBytes);
+    return use(fd, checkStat(fstatSync(fd), path, flag, maxBytes));
   } finally {
     closeSync(fd);
   }
+}
+
+/** Synchronous variant of checkRegularFile, for validation in prompts. */
+export function checkRegularFileSync(path: string, flag: string, maxBytes: number): number {
+  return withCheckedFdSync(path, flag, maxBytes, (_fd, size) => size);
 }
 
 /**
@@ -112,14 +117,7 @@ export async function readRegularFile(path: string, flag: string, maxBytes: numb
  * @throws InvalidInputError
  */
 export function readRegularFileSync(path: string, flag: string, maxBytes: number = FILE_LIMITS.config): Buffer {
-  let fd: number;
-  try {
-    fd = openSync(path, fsc.O_RDONLY | fsc.O_NONBLOCK);
-  } catch (e) {
-    throw openError(e, path, flag);
-  }
-  try {
-    const size = checkStat(fstatSync(fd), path, flag, maxBytes);
+  return withCheckedFdSync(path, flag, maxBytes, (fd, size) => {
     const buf = Buffer.alloc(size);
     let off = 0;
     while (off < size) {
@@ -128,9 +126,7 @@ export function readRegularFileSync(path: string, flag: string, maxBytes: number
       off += n;
     }
     return buf.subarray(0, off);
-  } finally {
-    closeSync(fd);
-  }
+  });
 }
 
 /** Length of the base64 text of `size` bytes. */
