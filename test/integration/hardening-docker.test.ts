@@ -96,9 +96,9 @@ describe('start racing a foreign unlocked writer', () => {
     const pidFile = join(t.dir, 'listener.pid');
     pidFiles.push(pidFile);
     // Bind the port docker is about to publish, as a foreign program would, then let docker run fail on it.
-    const hook = `port=$(printf '%s\\n' "$@" | sed -n 's/^127\\.0\\.0\\.1:\\([0-9]*\\):8080$/\\1/p'); ${process.execPath} -e "require('net').createServer().listen($port,'127.0.0.1')" & echo $! > '${pidFile}'; sleep 1`;
+    const hook = `port=$(printf '%s\\n' "$@" | sed -n 's/^127\\.0\\.0\\.1:\\([0-9]*\\):8080$/\\1/p'); ${process.execPath} -e "require('net').createServer().listen($port,'127.0.0.1')" </dev/null >/dev/null 2>&1 & echo $! > '${pidFile}'; sleep 1`;
     const wrap = wrapper(hook);
-    const r = await runCli(['start', '--arch', 'cosmos-rl', '--model', '/m', '--num-gpus', '0', '--no-wait', '--json'], { env: { ...t.env, PATH: `${wrap}:${t.env.PATH}` } });
+    const r = await runCli(['start', '--arch', 'cosmos-rl', '--model', '/m', '--num-gpus', '0', '--no-wait', '--json'], { env: { ...t.env, PATH: `${wrap}:${t.env.PATH}` }, timeoutMs: 90_000 });
     const out = r.exitCode === 0 ? parseJson(r) : undefined;
     if (out) containers.push(out.job_id);
     expect(r.exitCode, r.stderr).toBe(0);
