@@ -22,7 +22,7 @@ import { Registry, type RegistryState } from './registry/store.js';
 import { sendChatCompletion, type ChatResult } from './service/chat.js';
 import type { VideoWriter } from './service/video-output.js';
 import { waitForReadiness } from './service/readiness.js';
-import { MediaFiles, buildBody, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
+import { MediaFiles, buildBody, constraintsFor, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
 import { resolveTarget, type ChooseService } from './service/routing.js';
 import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, Launched, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
 
@@ -170,7 +170,7 @@ export function prepareLaunch(
       });
     if (refs.service.forbidden_env_vars.includes(name))
       throw new InvalidInputError('--env', `${name} must not be set for inference services (callbacks are disabled)`, { hint: `Drop --env ${name}.` });
-    const v = env[name];
+    const v = Object.hasOwn(env, name) ? env[name] : undefined;
     if (v === undefined) throw new InvalidInputError('--env', `${name} is not set in your environment`, { hint: `export ${name}=... first; --env takes the name only.` });
     if (secrets.has(name) || SECRET_LIKE.test(name)) {
       if (!secretSet.includes(name)) secretSet.push(name);
@@ -477,7 +477,7 @@ export async function prepareRequest(
   if (hooks.askContent && !fileBody) {
     const need = {
       prompt: !input.prompt,
-      media: Boolean(refs.request.network_arch_constraints[entry.network_arch]?.requires_media) && !input.images?.length && !input.videos?.length,
+      media: constraintsFor(refs, entry.network_arch).requires_media && !input.images?.length && !input.videos?.length,
     };
     if (need.prompt || need.media) {
       const a = await hooks.askContent(entry, need);
@@ -485,7 +485,7 @@ export async function prepareRequest(
     }
   }
   const given: Record<string, string | number | undefined> = {};
-  const fields = Object.keys(refs.request.network_arch_constraints[entry.network_arch]?.sampling_fields ?? refs.request.chat_completions_request_body.sampling_fields);
+  const fields = Object.keys(constraintsFor(refs, entry.network_arch).sampling_fields);
   if (fileBody) for (const f of fields) if (typeof fileBody[f] === 'number' || typeof fileBody[f] === 'string') given[f] = fileBody[f] as string | number;
   for (const [k, v] of Object.entries(input.sampling ?? {})) if (v !== undefined) given[k] = v;
   // Fields of another arch given by flag are rejected by resolveSampling / crossCheck.

@@ -60,7 +60,8 @@ export class MediaFiles {
 
 /** Constraints for an arch (request.yaml network_arch_constraints), or the base fields when none apply. */
 export function constraintsFor(refs: References, network_arch: string): ArchConstraints {
-  const c = refs.request.network_arch_constraints[network_arch];
+  // network_arch may come from the registry file: an own-key lookup only (no Object.prototype members).
+  const c = Object.hasOwn(refs.request.network_arch_constraints, network_arch) ? refs.request.network_arch_constraints[network_arch] : undefined;
   if (c) return c;
   return {
     requires_media: false,
@@ -104,7 +105,7 @@ export function resolveSampling(refs: References, network_arch: string, given: R
   const defaulted: string[] = [];
   for (const [name, raw] of Object.entries(given)) {
     if (raw === undefined) continue;
-    if (!fields[name])
+    if (!Object.hasOwn(fields, name))
       throw new InvalidInputError(`--${name.replace(/_/g, '-')}`, `${name} does not apply to ${network_arch}`, {
         hint: `Sampling parameters of ${network_arch}: ${Object.keys(fields).join(', ')}`,
       });

@@ -5,6 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { exitCodeFor, InvalidInputError, JobNotFoundError } from '../../src/errors.js';
+import { prepareRequest } from '../../src/lifecycle.js';
 import { listServices, serviceLogs, stopService } from '../../src/manage.js';
 import { Registry } from '../../src/registry/store.js';
 import { resolveTarget } from '../../src/service/routing.js';
@@ -67,6 +68,13 @@ describe('registry keys (issue 8)', () => {
     const text = readFileSync(file, 'utf8');
     expect(text).toContain('"__proto__": {');
     expect(Object.keys(JSON.parse(text)).sort()).toEqual(['__proto__', 'x1', 'x2']);
+  });
+
+  it('6: a network_arch from the file that names an Object.prototype member is looked up as a plain key', async () => {
+    const { registry } = registryWith(JSON.stringify({ odd: entry('odd', { network_arch: 'constructor', host_url: 'http://127.0.0.1:9', state: 'started' }) }));
+    const p = await prepareRequest({ job_id: 'odd', prompt: 'hi' }, {}, { registry, env });
+    expect(p.body.messages).toEqual([{ role: 'user', content: [{ type: 'text', text: 'hi' }] }]);
+    expect(Object.keys(p.sampling).sort()).toEqual(['max_tokens', 'temperature', 'top_p']);
   });
 
   it('6: an entry keyed __proto__ is an entry like any other', async () => {

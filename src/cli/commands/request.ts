@@ -42,7 +42,7 @@ export function requestCommand(): Command {
     .option('--json', 'print one JSON document (the chat.completion) on stdout')
     .option('-y, --yes', 'never prompt')
     .action(async (o: Record<string, any>) => {
-      const [{ prepareRequest, sendRequest }, { loadReferences }, { MediaFiles, mediaKind, mediaUrl, parseSamplingValue, samplingFields }, { VideoWriter, checkOutputPath }] = await Promise.all([
+      const [{ prepareRequest, sendRequest }, { loadReferences }, { MediaFiles, constraintsFor, mediaKind, mediaUrl, parseSamplingValue, samplingFields }, { VideoWriter, checkOutputPath }] = await Promise.all([
         import('../../lifecycle.js'),
         import('../../references.js'),
         import('../../service/request-body.js'),
@@ -68,7 +68,7 @@ export function requestCommand(): Command {
                 const out: { prompt?: string; images?: string[]; videos?: string[] } = {};
                 if (need.prompt) out.prompt = await askText('prompt', { validate: (v) => (v.trim() ? true : 'a prompt is required') });
                 if (need.media) {
-                  const c = refs.request.network_arch_constraints[arch]!;
+                  const c = constraintsFor(refs, arch);
                   const value = (
                     await askText(`image or video for ${arch} (local file or http(s) URL)`, {
                       validate: (raw) => {
