@@ -81,7 +81,7 @@ export async function textCapped(res: Response, maxBytes: number = BODY_CAPS.err
  * `use` reads) or when `signal` aborts.
  * @throws what fetch throws (a TimeoutError-named DOMException on timeout), what `use` throws
  */
-export async function withFetch<T>(url: string, init: RequestInit, timeoutMs: number, signal: AbortSignal | undefined, use: (res: Response) => Promise<T>): Promise<T> {
+async function withFetch<T>(url: string, init: RequestInit, timeoutMs: number, signal: AbortSignal | undefined, use: (res: Response) => Promise<T>): Promise<T> {
   const ac = deadlineSignal(timeoutMs, signal);
   try {
     const res = await fetch(url, { ...init, signal: ac.signal });

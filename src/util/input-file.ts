@@ -60,16 +60,6 @@ export async function openRegularFile(path: string, flag: string, maxBytes: numb
   }
 }
 
-/**
- * Check that `path` is a regular file of at most `maxBytes` and return its size (nothing is read).
- * @throws InvalidInputError (missing, unreadable, not a regular file, too large)
- */
-export async function checkRegularFile(path: string, flag: string, maxBytes: number): Promise<number> {
-  const { fh, size } = await openRegularFile(path, flag, maxBytes);
-  await fh.close();
-  return size;
-}
-
 /** Open `path` (O_NONBLOCK), check it on the descriptor, run `use(fd, size)`, close. */
 function withCheckedFdSync<T>(path: string, flag: string, maxBytes: number, use: (fd: number, size: number) => T): T {
   let fd: number;
