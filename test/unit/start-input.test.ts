@@ -14,7 +14,8 @@ const dir = mkdtempSync(join(tmpdir(), 'tao-start-input-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 const stateFile = join(dir, 'state.json');
 // docker is not reachable for these runs: any platform call would end in exit 3, not 2.
-const env = { TAO_INF_STATE_FILE: stateFile, PATH: `/nonexistent:${process.env.PATH}`, DOCKER_HOST: `unix://${join(dir, 'none.sock')}`, SOME_VAR: 'x' };
+// LD_PRELOAD is set (empty, harmless) so that the refusal, not 'not set', is what --env LD_PRELOAD meets.
+const env = { TAO_INF_STATE_FILE: stateFile, PATH: `/nonexistent:${process.env.PATH}`, DOCKER_HOST: `unix://${join(dir, 'none.sock')}`, LD_PRELOAD: '' };
 const start = (...args: string[]) => runCli(['start', '--platform', 'local-docker', '--arch', 'cosmos-rl', '--model', '/m', ...args], { env });
 
 describe('start input (issue 8.11)', () => {
@@ -23,7 +24,7 @@ describe('start input (issue 8.11)', () => {
     [['--num-gpus', '100000000000000000000'], /--num-gpus must be a whole number from 1 to 4096/],
     [['--timeout', '-5'], /--timeout must be a whole number of seconds between 1 and/],
     [['--env', 'PATH'], /--env PATH would replace the container's own PATH[\s\S]*--allow-env-override/],
-    [['--env', 'LD_PRELOAD'], /LD_PRELOAD/],
+    [['--env', 'LD_PRELOAD'], /--env LD_PRELOAD would replace the container's own LD_PRELOAD/],
   ])('%j is exit 2 before any platform call', async (args, msg) => {
     const r = await start(...args);
     expect(r.exitCode, r.stderr).toBe(2);
