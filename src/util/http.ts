@@ -151,13 +151,16 @@ export async function sendStreaming<T>(
   try {
     const u = new URL(url);
     const request = u.protocol === 'https:' ? httpsRequest : httpRequest;
+    const src = typeof init.body === 'string' ? Readable.from([Buffer.from(init.body)]) : Readable.from(init.body);
+    const req = request(u, { method: init.method, headers: init.headers, signal: ac.signal });
     const incoming = await new Promise<import('node:http').IncomingMessage>((resolve, reject) => {
-      const req = request(u, { method: init.method, headers: init.headers, signal: ac.signal });
       req.once('response', resolve);
       req.once('error', (e) => reject(ac.signal.aborted ? ac.signal.reason : e));
-      const src = typeof init.body === 'string' ? Readable.from([Buffer.from(init.body)]) : Readable.from(init.body);
       src.once('error', (e) => req.destroy(e));
       src.pipe(req);
+    }).catch((e) => {
+      src.destroy();
+      throw e;
     });
     incoming.once('error', () => undefined);
     ac.signal.addEventListener('abort', () => incoming.destroy(ac.signal.reason), { once: true });
@@ -171,7 +174,10 @@ export async function sendStreaming<T>(
       if (ac.signal.aborted) throw ac.signal.reason;
       throw e;
     } finally {
+      // An answer that came before the whole body was sent (an early 4xx) ends the upload too.
       incoming.destroy();
+      src.destroy();
+      req.destroy();
     }
   } finally {
     ac.dispose();
