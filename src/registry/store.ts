@@ -353,7 +353,8 @@ export class Registry {
     if (waited) this.stats.contended++;
     this.stats.totalWaitMs += Date.now() - t0;
     const margin = Math.min(1000, this.staleMs / 4);
-    const stillOwned = async (): Promise<boolean> => {
+    /** Ours: not reported compromised and still carrying our mtime; `fresh`: also too young for anyone to take over. */
+    const ours = async (fresh: boolean): Promise<boolean> => {
       if (compromised || ourMtime === undefined) return false;
       let st;
       try {
@@ -361,12 +362,14 @@ export class Registry {
       } catch {
         return false;
       }
-      return st.mtime.getTime() === ourMtime && Date.now() - ourMtime < this.staleMs - margin;
+      return st.mtime.getTime() === ourMtime && (!fresh || Date.now() - ourMtime < this.staleMs - margin);
     };
     try {
-      return await fn(stillOwned);
+      return await fn(() => ours(true));
     } finally {
-      await release().catch(() => undefined);
+      // proper-lockfile's release removes the lock directory without asking whose it is: once another process
+      // took the lock over, that directory is theirs and must stay (their timer marks ours compromised).
+      if (await ours(false)) await release().catch(() => undefined);
     }
   }
 
