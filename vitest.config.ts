@@ -5,7 +5,7 @@ import { defineConfig } from 'vitest/config';
 export default defineConfig({
   test: {
     include: ['test/**/*.test.ts'],
-    globalSetup: ['test/setup/tmpdir.ts'],
+    globalSetup: ['test/setup/tmpdir.ts', 'test/setup/ports.ts'],
     fileParallelism: false,
     testTimeout: 180_000,
     hookTimeout: 180_000,

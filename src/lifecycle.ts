@@ -10,20 +10,25 @@
  */
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
+import { networkInterfaces } from 'node:os';
 import { buildInnerCommand, type InnerCommand } from './archs/command.js';
 import { resolveImage, type ResolvedImage } from './archs/image.js';
 import { checkEnvName, checkNumGpus, checkPort, parseModelPath } from './archs/inputs.js';
-import { InvalidInputError, JobNotFoundError, ServiceFailedError } from './errors.js';
+import { InvalidInputError, ServiceFailedError } from './errors.js';
 import { loadAdapter, checkPlatform, descriptorOf } from './platforms/index.js';
 import { loadReferences, secretNames, type References } from './references.js';
-import { pickPort } from './registry/ports.js';
+import { pickPort, portRange } from './registry/ports.js';
 import { Registry, type RegistryState } from './registry/store.js';
-import { sendChatCompletion, type ChatCompletion } from './service/chat.js';
+import { sendChatCompletion, type ChatResult } from './service/chat.js';
+import type { VideoWriter } from './service/video-output.js';
 import { waitForReadiness } from './service/readiness.js';
-import { buildBody, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
+import { MediaFiles, buildBody, constraintsFor, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
 import { resolveTarget, type ChooseService } from './service/routing.js';
-import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
+import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, Launched, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
 import { LABELS } from './labels.js';
+
+/** Docker's words for a host port that another program bound first. */
+const PORT_TAKEN = /port is already allocated|address already in use/i;
 
 /** Where progress, warnings and readiness updates go. All optional. */
 export interface Reporter {
@@ -52,6 +57,8 @@ export interface StartInput {
   arch_options?: Record<string, string | number | boolean>;
   /** Names of extra env vars to hand to the service (values from the environment). */
   env_names?: string[];
+  /** Let `env_names` include variables that change how the container runs (PATH, LD_PRELOAD, ...; see ENV_OVERRIDE_GUARDED). */
+  allow_env_override?: boolean;
   shm_size?: string;
   /** Platform option values by key (see PLATFORM_OPTIONS). */
   options?: Record<string, unknown>;
@@ -99,6 +106,24 @@ function ctxParts(deps: Deps) {
  */
 export const SECRET_LIKE = /(TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|PRIVATE|(^|_)KEY$|API_?KEY)/i;
 
+/** Linux's limit on one argv string, including its NUL (MAX_ARG_STRLEN = 32 × 4096 bytes). */
+const MAX_ARG_STRLEN = 131072;
+
+/** Largest --timeout, seconds (7 days). */
+const MAX_TIMEOUT_S = 7 * 24 * 3600;
+
+/**
+ * Env var names that `--env` refuses unless `--allow-env-override`: set from the caller's environment they would
+ * replace the container's own value and change what runs (search path, preloaded libraries, interpreter setup).
+ */
+export const ENV_OVERRIDE_GUARDED = ['PATH', 'HOME', 'SHELL', 'LD_PRELOAD', 'LD_LIBRARY_PATH', 'LD_AUDIT', 'PYTHONPATH', 'PYTHONHOME', 'PYTHONSTARTUP', 'BASH_ENV', 'ENV', 'NODE_OPTIONS'];
+
+/** True for an address a socket on this machine can bind: wildcard, loopback, or assigned to an interface. */
+function isLocalAddress(addr: string): boolean {
+  if (addr === '0.0.0.0' || addr === '::' || addr === '::1' || addr.startsWith('127.')) return true;
+  return Object.values(networkInterfaces()).some((list) => (list ?? []).some((i) => i.address === addr));
+}
+
 /**
  * Validate everything start needs and build the LaunchSpec, without side effects.
  * @throws UserError subclasses (exit 2)
@@ -121,9 +146,21 @@ export function prepareLaunch(
     if (input.num_gpus !== undefined && input.num_gpus !== input.gpu_ids.length)
       throw new InvalidInputError('--gpu-ids', `--num-gpus ${input.num_gpus} does not match ${input.gpu_ids.length} id(s) in --gpu-ids`, { hint: 'Give one of them, or make them agree.' });
   }
-  if (input.port !== undefined) checkPort(input.port);
+  if (input.port !== undefined) {
+    checkPort(input.port);
+    if (input.port < 1024) warn(`--port ${input.port} is a privileged port (below 1024): binding it may need root, and system services expect it`);
+  }
+  if (input.timeout_s !== undefined && (!Number.isSafeInteger(input.timeout_s) || input.timeout_s < 1 || input.timeout_s > MAX_TIMEOUT_S))
+    throw new InvalidInputError('--timeout', `--timeout must be a whole number of seconds between 1 and ${MAX_TIMEOUT_S}, got '${input.timeout_s}'`);
   const bind_address = input.bind_address ?? '127.0.0.1';
   if (!isIP(bind_address)) throw new InvalidInputError('--bind', `--bind '${bind_address}' is not an IP address`, { hint: 'Example: --bind 0.0.0.0 to listen on all interfaces.' });
+  // The address is bound on this host when the platform's host port is local and it honours --bind (local-docker).
+  if (descriptorOf(platform).hostPortScope === 'local' && !descriptorOf(platform).unsupported.bind_address && !isLocalAddress(bind_address))
+    throw new InvalidInputError('--bind', `--bind ${bind_address} is not an address of this machine, so nothing can listen on it`, {
+      hint: 'Use 127.0.0.1 (default), 0.0.0.0 (all interfaces) or one of this host\'s addresses (ip addr).',
+    });
+  if (bind_address === '0.0.0.0' || bind_address === '::')
+    warn(`--bind ${bind_address}: the service listens on every interface; anyone who can reach this host can send it requests (there is no authentication)`);
   const shm_size = input.shm_size ?? '16g';
   if (!/^\d+[bkmg]?$/i.test(shm_size)) throw new InvalidInputError('--shm-size', `--shm-size '${shm_size}' is not a size`, { hint: 'Example: --shm-size 16g' });
 
@@ -133,9 +170,13 @@ export function prepareLaunch(
   const plain: Record<string, string> = {};
   for (const name of input.env_names ?? []) {
     checkEnvName(name);
+    if (ENV_OVERRIDE_GUARDED.includes(name) && !input.allow_env_override)
+      throw new InvalidInputError('--env', `--env ${name} would replace the container's own ${name} and change how it runs`, {
+        hint: `Drop --env ${name}, or pass --allow-env-override if that is what you want.`,
+      });
     if (refs.service.forbidden_env_vars.includes(name))
       throw new InvalidInputError('--env', `${name} must not be set for inference services (callbacks are disabled)`, { hint: `Drop --env ${name}.` });
-    const v = env[name];
+    const v = Object.hasOwn(env, name) ? env[name] : undefined;
     if (v === undefined) throw new InvalidInputError('--env', `${name} is not set in your environment`, { hint: `export ${name}=... first; --env takes the name only.` });
     if (secrets.has(name) || SECRET_LIKE.test(name)) {
       if (!secretSet.includes(name)) secretSet.push(name);
@@ -151,6 +192,13 @@ export function prepareLaunch(
     output_dir: input.output_dir,
     arch_options: input.arch_options,
   });
+  // Linux refuses a single argv string longer than MAX_ARG_STRLEN (131072 bytes, 32 pages) with E2BIG: the inner
+  // command is one argument of `/bin/sh -c` on every platform, so a too long model path is bad input, said here.
+  const innerBytes = Buffer.byteLength(inner.command);
+  if (innerBytes >= MAX_ARG_STRLEN)
+    throw new InvalidInputError('--model', `the container command would be ${innerBytes} bytes (model path ${Buffer.byteLength(input.model_path)} bytes); one argument may not exceed ${MAX_ARG_STRLEN - 1} bytes (Linux MAX_ARG_STRLEN)`, {
+      hint: 'Use a shorter model path (a symlink or mount point inside the container, or a hf_model:// id).',
+    });
   const spec: LaunchSpec = {
     job_id,
     network_arch: input.network_arch,
@@ -206,8 +254,9 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
     throw new InvalidInputError('--bind', `--bind is not available on ${platform}: ${adapter.unsupported.bind_address}`);
   const holdsSame = (e: RegistryEntry) => e.platform === platform;
   // The host port rule for platforms that reserve one (contract §5); ports bound on this host only matter locally.
+  const range = portRange(env);
   const pickHostPort = (s: RegistryState) =>
-    pickPort(s, { holds: holdsSame, checkBound: descriptorOf(platform).hostPortScope === 'local', bindAddress: spec.bind_address, explicit: input.port });
+    pickPort(s, { holds: holdsSame, checkBound: descriptorOf(platform).hostPortScope === 'local', bindAddress: spec.bind_address, explicit: input.port, range });
 
   const noRecord = async () => undefined;
   if (input.dry_run) {
@@ -245,6 +294,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
           checkBound: req.checkBound ?? true,
           bindAddress: req.bindAddress ?? '127.0.0.1',
           explicit: adapter.reservesHostPort ? undefined : input.port,
+          range,
         });
         const e = s.entries[spec.job_id];
         if (e) e[field] = port;
@@ -257,28 +307,46 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
     // Platforms that do not reserve a host port use --port for a local forwarder: any entry or program holding it counts.
     const state = await registry.read();
     if (adapter.reservesHostPort) await pickHostPort(state);
-    else await pickPort(state, { holds: () => true, checkBound: true, bindAddress: '127.0.0.1', explicit: input.port });
+    else await pickPort(state, { holds: () => true, checkBound: true, bindAddress: '127.0.0.1', explicit: input.port, range });
   }
   await adapter.preflight(spec, ctx);
 
   // Record before launch: state starting, host port reserved under the lock.
   const started_at = new Date().toISOString();
+  const baseEntry = (): RegistryEntry => ({
+    job_id: spec.job_id,
+    platform,
+    network_arch: spec.network_arch,
+    host_url: '',
+    ...(spec.host_port !== undefined && adapter.reservesHostPort ? { host_port: spec.host_port } : {}),
+    started_at,
+    state: 'starting',
+    image: spec.image,
+    model_path: input.model_path.trim(),
+    num_gpus: spec.num_gpus,
+    // With these, an entry left `starting` by a killed start is recognised as stale (registry/ports.ts).
+    starter_pid: process.pid,
+    launch_deadline: new Date(Date.parse(started_at) + (input.timeout_s ?? refs.service.readiness.default_timeout_seconds) * 1000).toISOString(),
+  });
   await registry.mutate(async (s) => {
     if (adapter.reservesHostPort) spec.host_port = await pickHostPort(s);
-    s.entries[spec.job_id] = {
-      job_id: spec.job_id,
-      platform,
-      network_arch: spec.network_arch,
-      host_url: '',
-      ...(spec.host_port !== undefined && adapter.reservesHostPort ? { host_port: spec.host_port } : {}),
-      started_at,
-      state: 'starting',
-      image: spec.image,
-      model_path: input.model_path.trim(),
-      num_gpus: spec.num_gpus,
-    };
+    s.entries[spec.job_id] = baseEntry();
     s.latest = spec.job_id;
   });
+  /**
+   * Merge fields into our entry; when a foreign writer (e.g. the published skill's unlocked read-modify-write)
+   * dropped it while we launched, record it again: something may be running, so it must be in the registry.
+   */
+  const recordLaunched = async (fields: Partial<RegistryEntry>): Promise<RegistryEntry> =>
+    registry.mutate((s) => {
+      const had = Object.hasOwn(s.entries, spec.job_id) ? s.entries[spec.job_id] : undefined;
+      if (!had) warn(`the registry entry of ${spec.job_id} vanished during launch (another program rewrote the registry); recorded it again`);
+      const next = { ...(had ?? baseEntry()), ...fields } as RegistryEntry;
+      for (const [k, v] of Object.entries(fields)) if (v === undefined) delete next[k];
+      s.entries[spec.job_id] = next;
+      if (!had && !s.latest) s.latest = spec.job_id;
+      return next;
+    });
   log(`job_id ${spec.job_id}: launching ${spec.network_arch} on ${platform} (image ${spec.image})`);
 
   const ectx = { env, log, warn, signal: deps.signal };
@@ -299,10 +367,26 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
 
   let entry: RegistryEntry | undefined;
   try {
-    const launched = await adapter.launch(spec, { ...ctx, deadline: Date.now() + (input.timeout_s ?? refs.service.readiness.default_timeout_seconds) * 1000 });
+    const deadline = Date.now() + (input.timeout_s ?? refs.service.readiness.default_timeout_seconds) * 1000;
+    let launched: Launched;
+    try {
+      launched = await adapter.launch(spec, { ...ctx, deadline });
+    } catch (e) {
+      // A host port taken between our probe and docker's bind (a foreign writer's container, another program):
+      // remove what the failed run left, take the next free port under the lock and launch once more.
+      if (!(adapter.reservesHostPort && input.port === undefined && spec.host_port !== undefined && PORT_TAKEN.test(String((e as Error).message)))) throw e;
+      const taken = spec.host_port;
+      warn(`host port ${taken} was taken by another program just before the launch; retrying once with another port`);
+      await adapter.stop(baseEntry(), ectx).catch(() => undefined);
+      await registry.mutate(async (s) => {
+        spec.host_port = await pickPort(s, { holds: (x) => x.job_id !== spec.job_id && holdsSame(x), checkBound: descriptorOf(platform).hostPortScope === 'local', bindAddress: spec.bind_address, range, exclude: new Set([taken]) });
+        const mine = Object.hasOwn(s.entries, spec.job_id) ? s.entries[spec.job_id] : undefined;
+        s.entries[spec.job_id] = { ...(mine ?? baseEntry()), host_port: spec.host_port };
+      });
+      launched = await adapter.launch(spec, { ...ctx, deadline });
+    }
     const fields = Object.fromEntries(Object.entries(launched).filter(([, v]) => v !== undefined)) as Partial<RegistryEntry>;
-    entry = await registry.update(spec.job_id, { ...fields, state: 'started' });
-    if (!entry) throw new JobNotFoundError(spec.job_id, 'The registry entry vanished during launch (stopped by another command?).');
+    entry = await recordLaunched({ ...fields, state: 'started' });
   } catch (e) {
     await cleanup(`launch failed`);
     throw e;
@@ -363,6 +447,8 @@ export interface PreparedRequest {
   body: ChatBody;
   sampling: Sampling;
   defaulted: string[];
+  /** Local media files whose base64 text is streamed into the body at send time. */
+  files?: MediaFiles;
 }
 
 /** Questions prepareRequest asks a person (the CLI passes them only when interactive). */
@@ -395,11 +481,11 @@ export async function prepareRequest(
   const entry = await resolveTarget(state, { job_id: input.job_id, network_arch: input.network_arch }, hooks.choose);
   if (entry.state === 'starting' || !entry.host_url)
     throw new InvalidInputError('--job', `service ${entry.job_id} is still starting and has no host_url yet`, { hint: 'Wait for start to finish (tao-infer ls).' });
-  const fileBody = input.body_file ? readBodyFile(input.body_file) : undefined;
+  const fileBody = input.body_file ? await readBodyFile(input.body_file) : undefined;
   if (hooks.askContent && !fileBody) {
     const need = {
       prompt: !input.prompt,
-      media: Boolean(refs.request.network_arch_constraints[entry.network_arch]?.requires_media) && !input.images?.length && !input.videos?.length,
+      media: constraintsFor(refs, entry.network_arch).requires_media && !input.images?.length && !input.videos?.length,
     };
     if (need.prompt || need.media) {
       const a = await hooks.askContent(entry, need);
@@ -407,13 +493,14 @@ export async function prepareRequest(
     }
   }
   const given: Record<string, string | number | undefined> = {};
-  const fields = Object.keys(refs.request.network_arch_constraints[entry.network_arch]?.sampling_fields ?? refs.request.chat_completions_request_body.sampling_fields);
+  const fields = Object.keys(constraintsFor(refs, entry.network_arch).sampling_fields);
   if (fileBody) for (const f of fields) if (typeof fileBody[f] === 'number' || typeof fileBody[f] === 'string') given[f] = fileBody[f] as string | number;
   for (const [k, v] of Object.entries(input.sampling ?? {})) if (v !== undefined) given[k] = v;
   // Fields of another arch given by flag are rejected by resolveSampling / crossCheck.
   const missing = fields.filter((f) => given[f] === undefined);
   if (hooks.askSampling && missing.length) Object.assign(given, await hooks.askSampling(entry, missing));
   const { values, defaulted } = resolveSampling(refs, entry.network_arch, given);
+  const files = new MediaFiles();
   const body = buildBody(refs, {
     network_arch: entry.network_arch,
     prompt: input.prompt,
@@ -422,19 +509,28 @@ export async function prepareRequest(
     videos: input.videos,
     sampling: values,
     body: fileBody,
-  });
-  return { entry, body, sampling: values, defaulted };
+  }, files);
+  return { entry, body, sampling: values, defaulted, files };
 }
 
 /**
- * Send a prepared request (contract §7 response handling).
- * @throws RequestRejectedError, ServiceNotReadyError
+ * Send a prepared request (contract §7 response handling). Local media are streamed base64 into the body;
+ * the reply is read at most `max_reply_bytes` (default 512 MiB); with `video_writer`, a video answer is
+ * decoded to disk as it arrives and reported in `saved_video`.
+ * @throws RequestRejectedError (also `reply_too_large`), ServiceNotReadyError
  */
 export async function sendRequest(
   p: PreparedRequest,
-  opts: { retry_window_s?: number; /** Per-attempt client timeout, seconds; never below request.yaml's client_timeout_seconds (300). */ timeout_s?: number; onRetry?: (status: number, type: string, elapsedS: number) => void } = {},
+  opts: {
+    retry_window_s?: number;
+    /** Per-attempt client timeout, seconds; never below request.yaml's client_timeout_seconds (300). */
+    timeout_s?: number;
+    onRetry?: (status: number, type: string, elapsedS: number) => void;
+    max_reply_bytes?: number;
+    video_writer?: (mime: string) => VideoWriter;
+  } = {},
   deps: Deps = {},
-): Promise<ChatCompletion> {
+): Promise<ChatResult> {
   const { env, refs } = ctxParts(deps);
   return sendChatCompletion(p.body, {
     job_id: p.entry.job_id,
@@ -445,5 +541,8 @@ export async function sendRequest(
     ...(opts.timeout_s !== undefined ? { timeoutS: opts.timeout_s } : {}),
     onRetry: opts.onRetry,
     signal: deps.signal,
+    files: p.files,
+    maxReplyBytes: opts.max_reply_bytes,
+    videoWriter: opts.video_writer,
   });
 }

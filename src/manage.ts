@@ -4,7 +4,8 @@
  */
 import { JobNotFoundError } from './errors.js';
 import { loadAdapter } from './platforms/index.js';
-import { Registry, repairLatest } from './registry/store.js';
+import { isStaleStarting } from './registry/ports.js';
+import { Registry, checkActionable, repairLatest } from './registry/store.js';
 import type { JobState, RegistryEntry } from './types.js';
 
 /** Registry, environment and reporting used by these functions. All optional. */
@@ -23,17 +24,32 @@ function ctxParts(deps: ManageDeps) {
   return { env, registry, log, warn };
 }
 
+/** The entry under registry key `job_id`, refused when it must not be acted on. @throws JobNotFoundError, InvalidInputError */
+async function actionableEntry(registry: Registry, job_id: string): Promise<RegistryEntry> {
+  const state = await registry.read();
+  checkActionable(state, job_id);
+  const entry = Object.hasOwn(state.entries, job_id) ? state.entries[job_id] : undefined;
+  if (!entry) throw new JobNotFoundError(job_id);
+  return entry;
+}
+
 /**
  * Stop a service on its platform and remove it from the registry (contract §5: `latest` repaired).
- * A job already gone on the platform counts as stopped.
- * @throws JobNotFoundError, PlatformError (registry entry kept so the stop can be retried)
+ * A job already gone on the platform counts as stopped, and so does one whose entry another `stop` removed
+ * while this one was stopping it (two concurrent stops of one job both succeed).
+ * @throws JobNotFoundError, InvalidInputError (inconsistent or unsafe entry), PlatformError (registry entry kept so the stop can be retried)
  */
 export async function stopService(job_id: string, deps: ManageDeps = {}): Promise<RegistryEntry> {
   const { env, registry, log, warn } = ctxParts(deps);
-  const entry = await registry.get(job_id);
-  if (!entry) throw new JobNotFoundError(job_id);
+  const entry = await actionableEntry(registry, job_id);
   const adapter = await loadAdapter(entry.platform);
-  await adapter.stop(entry, { env, log, warn, signal: deps.signal });
+  try {
+    await adapter.stop(entry, { env, log, warn, signal: deps.signal });
+  } catch (e) {
+    // Another stop finished first: its platform call succeeded and it removed the entry. The job is gone.
+    if (!(await registry.get(job_id))) return entry;
+    throw e;
+  }
   await registry.remove(job_id);
   return entry;
 }
@@ -51,8 +67,22 @@ export async function listServices(deps: ManageDeps = {}): Promise<{ services: L
   const state = await registry.read();
   const entries = Object.values(state.entries).sort((a, b) => a.started_at.localeCompare(b.started_at));
   const ectx = { env, log, warn, signal: deps.signal };
+  // Inconsistent entries (key ≠ job_id) are shown under their key and never asked about on a platform.
+  for (const [key, other] of Object.entries(state.inconsistent ?? {})) {
+    const raw = state.other[key] as RegistryEntry;
+    entries.push({ ...raw, job_id: key, registry_job_id_field: other } as RegistryEntry);
+  }
   const services = await Promise.all(
     entries.map(async (e): Promise<ListedService> => {
+      if (typeof e.registry_job_id_field === 'string')
+        return { ...e, live: { state: 'unknown', native: 'inconsistent', reason: `registry key '${e.job_id}' holds job_id '${e.registry_job_id_field}'; not acted on` } };
+      try {
+        checkActionable(state, e.job_id);
+      } catch (err) {
+        return { ...e, live: { state: 'unknown', native: 'unsafe-id', reason: (err as Error).message } };
+      }
+      if (isStaleStarting(e))
+        return { ...e, live: { state: 'unknown', native: 'stale', reason: `its start (pid ${e.starter_pid}) ended before the launch finished; its port is free again. Remove it with 'tao-infer stop ${e.job_id}'` } };
       try {
         const adapter = await loadAdapter(e.platform);
         const live = await Promise.race([
@@ -71,8 +101,7 @@ export async function listServices(deps: ManageDeps = {}): Promise<{ services: L
 /** Stream logs of a service. @throws JobNotFoundError */
 export async function* serviceLogs(job_id: string, opts: { follow?: boolean; tail?: number }, deps: ManageDeps = {}): AsyncIterable<string> {
   const { env, registry, log, warn } = ctxParts(deps);
-  const entry = await registry.get(job_id);
-  if (!entry) throw new JobNotFoundError(job_id);
+  const entry = await actionableEntry(registry, job_id);
   const adapter = await loadAdapter(entry.platform);
   yield* adapter.logs(entry, { ...opts, signal: deps.signal }, { env, log, warn, signal: deps.signal });
 }

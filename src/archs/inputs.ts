@@ -56,10 +56,13 @@ export function parseModelPath(refs: References, raw: string): ModelPath {
   return { kind: 'path', path: value };
 }
 
-/** num_gpus: integer ≥ minimum (1); 0 only when `allowZero` (the explicit lifecycle smoke). */
+/** Upper bound for --num-gpus (no single job asks for more; larger numbers are typos such as 1e20). */
+export const MAX_NUM_GPUS = 4096;
+
+/** num_gpus: integer from minimum (1) to 4096; 0 only when `allowZero` (the explicit lifecycle smoke). */
 export function checkNumGpus(refs: References, n: number, allowZero: boolean): number {
-  if (!Number.isInteger(n) || n < 0)
-    throw new InvalidInputError('--num-gpus', `--num-gpus must be a whole number ≥ ${refs.service.num_gpus.minimum}, got '${n}'`);
+  if (!Number.isSafeInteger(n) || n < 0 || n > MAX_NUM_GPUS)
+    throw new InvalidInputError('--num-gpus', `--num-gpus must be a whole number from ${refs.service.num_gpus.minimum} to ${MAX_NUM_GPUS}, got '${n}'`);
   if (n === 0 && allowZero) return 0;
   if (n < refs.service.num_gpus.minimum)
     throw new InvalidInputError('--num-gpus', `inference needs at least ${refs.service.num_gpus.minimum} GPU`, {
@@ -78,13 +81,14 @@ export function parseGpuIds(raw: string): string[] {
   return [...new Set(ids)];
 }
 
+/** The contract's default host-port allocation range (§5); `TAO_INF_PORT_RANGE` overrides it (registry/ports.ts). */
 export const PORT_RANGE = { min: 8080, max: 8199 } as const;
 
 /** A port given with --port: 1–65535. */
 export function checkPort(n: number, flag = '--port'): number {
   if (!Number.isInteger(n) || n < 1 || n > 65535)
     throw new InvalidInputError(flag, `${flag} must be a whole number between 1 and 65535, got '${n}'`, {
-      hint: `Omit ${flag} to take the lowest free port from ${PORT_RANGE.min}–${PORT_RANGE.max}.`,
+      hint: `Omit ${flag} to take the lowest free port of the allocation range (default ${PORT_RANGE.min}–${PORT_RANGE.max}, TAO_INF_PORT_RANGE).`,
     });
   return n;
 }

@@ -8,7 +8,7 @@
 import { PlatformError, ReadinessTimeoutError, ServiceFailedError } from '../errors.js';
 import type { RequestYaml } from '../references.js';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { fetchText } from '../util/http.js';
+import { BODY_CAPS, fetchText } from '../util/http.js';
 
 export type ReadinessResult =
   | { kind: 'ready' }
@@ -40,7 +40,8 @@ export async function probeReadiness(
 ): Promise<ReadinessResult> {
   let res: { status: number; text: string };
   try {
-    res = await fetchText(`${host_url}${readiness.path}`, { headers }, timeoutMs, signal);
+    // A readiness answer is a small JSON document: read at most 64 KiB of it (status decides; an endless body is cut).
+    res = await fetchText(`${host_url}${readiness.path}`, { headers }, timeoutMs, signal, BODY_CAPS.readiness, 'truncate');
   } catch (e) {
     const code = (e as { cause?: { code?: string } }).cause?.code ?? (e as Error).name;
     return { kind: 'waiting', state: ['ECONNREFUSED', 'ECONNRESET', 'UND_ERR_SOCKET'].includes(code) ? 'not listening yet' : `unreachable (${code})` };

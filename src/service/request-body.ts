@@ -3,9 +3,9 @@
  * image_url and video_url items; per-arch sampling parameters with their defaults; media checks
  * (extension, mime, data-URI acceptance, cloud URIs); the cross-check of arch-specific fields.
  */
-import { readFileSync, statSync } from 'node:fs';
 import { extname } from 'node:path';
 import { InvalidInputError } from '../errors.js';
+import { FILE_LIMITS, base64FileChunks, base64Length, checkRegularFileSync, readRegularFile, readRegularFileSync } from '../util/input-file.js';
 import type { ArchConstraints, References, SamplingFieldSpec } from '../references.js';
 
 export type SamplingValue = number | string;
@@ -23,9 +23,45 @@ export interface ChatBody {
   [field: string]: unknown;
 }
 
+const TOKEN = /@@tao-infer-media-(\d+)@@/g;
+
+/**
+ * Local media files of one request. The body holds a token in place of each file's base64 text; the text is
+ * produced from the file while the body is sent (peak memory: one read buffer, whatever the file size).
+ */
+export class MediaFiles {
+  private readonly files: Array<{ path: string; flag: string; size: number }> = [];
+  get size(): number {
+    return this.files.length;
+  }
+  /** Register a checked file; returns the token that stands for its base64 text. */
+  add(path: string, flag: string, size: number): string {
+    this.files.push({ path, flag, size });
+    return `@@tao-infer-media-${this.files.length - 1}@@`;
+  }
+  /** Byte length of `json` once every token is replaced by its file's base64 text. */
+  streamLength(json: string): number {
+    let n = Buffer.byteLength(json);
+    for (const m of json.matchAll(TOKEN)) n += base64Length(this.files[Number(m[1])]!.size) - m[0].length;
+    return n;
+  }
+  /** `json` with every token replaced by its file's base64 text, as a stream of chunks. */
+  async *stream(json: string): AsyncGenerator<Uint8Array> {
+    let last = 0;
+    for (const m of json.matchAll(TOKEN)) {
+      yield Buffer.from(json.slice(last, m.index));
+      const f = this.files[Number(m[1])]!;
+      yield* base64FileChunks(f.path, f.flag, f.size);
+      last = m.index! + m[0].length;
+    }
+    yield Buffer.from(json.slice(last));
+  }
+}
+
 /** Constraints for an arch (request.yaml network_arch_constraints), or the base fields when none apply. */
 export function constraintsFor(refs: References, network_arch: string): ArchConstraints {
-  const c = refs.request.network_arch_constraints[network_arch];
+  // network_arch may come from the registry file: an own-key lookup only (no Object.prototype members).
+  const c = Object.hasOwn(refs.request.network_arch_constraints, network_arch) ? refs.request.network_arch_constraints[network_arch] : undefined;
   if (c) return c;
   return {
     requires_media: false,
@@ -69,7 +105,7 @@ export function resolveSampling(refs: References, network_arch: string, given: R
   const defaulted: string[] = [];
   for (const [name, raw] of Object.entries(given)) {
     if (raw === undefined) continue;
-    if (!fields[name])
+    if (!Object.hasOwn(fields, name))
       throw new InvalidInputError(`--${name.replace(/_/g, '-')}`, `${name} does not apply to ${network_arch}`, {
         hint: `Sampling parameters of ${network_arch}: ${Object.keys(fields).join(', ')}`,
       });
@@ -111,10 +147,11 @@ export function mediaKind(refs: References, network_arch: string, value: string)
 
 /**
  * Turn a `--image`/`--video` argument (local path or http(s) URL or data URI) into a URL for the body.
- * Local files become `data:<mime>;base64,...` when the arch accepts data URIs.
- * @throws InvalidInputError (cloud URI, unknown extension for the arch, missing file, data URIs not accepted)
+ * Local files (regular files of at most 1 GiB) become `data:<mime>;base64,...` when the arch accepts data URIs:
+ * with `files`, the base64 text is a token streamed from the file at send time; without, it is read now.
+ * @throws InvalidInputError (cloud URI, unknown extension for the arch, missing/special/too large file, data URIs not accepted)
  */
-export function mediaUrl(refs: References, network_arch: string, kind: 'image' | 'video', value: string): string {
+export function mediaUrl(refs: References, network_arch: string, kind: 'image' | 'video', value: string, files?: MediaFiles): string {
   const c = constraintsFor(refs, network_arch);
   const flag = `--${kind}`;
   const allowed = kind === 'image' ? c.image_extensions : c.video_extensions;
@@ -145,16 +182,11 @@ export function mediaUrl(refs: References, network_arch: string, kind: 'image' |
     throw new InvalidInputError(flag, `${network_arch} does not take ${kind}s of type '${ext || '(no extension)'}'`, { hint: `Allowed: ${allowed.join(' ')}` });
   const mime = refs.request.mime_types[ext];
   if (!mime || !mime.startsWith(`${kind}/`)) throw new InvalidInputError(flag, `cannot tell the ${kind} type of '${value}'`);
-  let st;
-  try {
-    st = statSync(value);
-  } catch {
-    throw new InvalidInputError(flag, `file not found: ${value}`);
-  }
-  if (!st.isFile()) throw new InvalidInputError(flag, `not a file: ${value}`);
+  const size = checkRegularFileSync(value, flag, FILE_LIMITS.media);
   if (!c.accepts_data_uris)
     throw new InvalidInputError(flag, `${network_arch} does not accept data: URIs, so local files cannot be sent`, { hint: 'Serve the file over http(s) and pass the URL.' });
-  return `data:${mime};base64,${readFileSync(value).toString('base64')}`;
+  if (files) return `data:${mime};base64,${files.add(value, flag, size)}`;
+  return `data:${mime};base64,${readRegularFileSync(value, flag, FILE_LIMITS.media).toString('base64')}`;
 }
 
 export interface BodyInput {
@@ -209,7 +241,7 @@ export function crossCheck(refs: References, network_arch: string, body: ChatBod
  * with the text first then media items, and the sampling fields. Checks it with crossCheck.
  * @throws InvalidInputError
  */
-export function buildBody(refs: References, input: BodyInput): ChatBody {
+export function buildBody(refs: References, input: BodyInput, files?: MediaFiles): ChatBody {
   let body: ChatBody;
   if (input.body) {
     if (input.prompt || input.system || input.images?.length || input.videos?.length)
@@ -218,8 +250,8 @@ export function buildBody(refs: References, input: BodyInput): ChatBody {
   } else {
     const content: ContentItem[] = [];
     if (input.prompt) content.push({ type: 'text', text: input.prompt });
-    for (const i of input.images ?? []) content.push({ type: 'image_url', image_url: { url: mediaUrl(refs, input.network_arch, 'image', i) } });
-    for (const v of input.videos ?? []) content.push({ type: 'video_url', video_url: { url: mediaUrl(refs, input.network_arch, 'video', v) } });
+    for (const i of input.images ?? []) content.push({ type: 'image_url', image_url: { url: mediaUrl(refs, input.network_arch, 'image', i, files) } });
+    for (const v of input.videos ?? []) content.push({ type: 'video_url', video_url: { url: mediaUrl(refs, input.network_arch, 'video', v, files) } });
     if (!content.length) throw new InvalidInputError('--prompt', 'nothing to send', { hint: 'Pass --prompt "..." (and --image/--video), or --body file.json.' });
     const messages: ChatBody['messages'] = [];
     if (input.system) messages.push({ role: 'system', content: input.system });
@@ -230,11 +262,12 @@ export function buildBody(refs: References, input: BodyInput): ChatBody {
   return body;
 }
 
-/** Read and shape-check a `--body` JSON file. @throws InvalidInputError */
-export function readBodyFile(file: string): ChatBody {
+/** Read (a regular file of at most 256 MiB, asynchronously) and shape-check a `--body` JSON file. @throws InvalidInputError */
+export async function readBodyFile(file: string): Promise<ChatBody> {
+  const text = (await readRegularFile(file, '--body', FILE_LIMITS.body)).toString('utf8');
   let raw: unknown;
   try {
-    raw = JSON.parse(readFileSync(file, 'utf8'));
+    raw = JSON.parse(text);
   } catch (e) {
     throw new InvalidInputError('--body', `cannot read ${file} as JSON: ${(e as Error).message}`);
   }

@@ -5,7 +5,7 @@
  * `latest`), none → start one first.
  */
 import { AmbiguousTargetError, JobNotFoundError, NoServiceError, type Candidate } from '../errors.js';
-import type { RegistryState } from '../registry/store.js';
+import { checkActionable, type RegistryState } from '../registry/store.js';
 import type { RegistryEntry } from '../types.js';
 
 /** Asked when several services match; returns the chosen job_id. Absent when not interactive. */
@@ -26,7 +26,8 @@ export async function resolveTarget(
 ): Promise<RegistryEntry> {
   const all = Object.values(state.entries).sort((a, b) => a.started_at.localeCompare(b.started_at));
   if (want.job_id) {
-    const e = state.entries[want.job_id];
+    checkActionable(state, want.job_id);
+    const e = Object.hasOwn(state.entries, want.job_id) ? state.entries[want.job_id] : undefined;
     if (!e) throw new JobNotFoundError(want.job_id);
     if (want.network_arch && e.network_arch !== want.network_arch)
       throw new NoServiceError(`service ${e.job_id} runs ${e.network_arch}, not ${want.network_arch}`, 'Drop --arch, or pass the job_id of a service of that arch.');
@@ -44,7 +45,7 @@ export async function resolveTarget(
     : `${pool.length} services are running; choose one (latest is not picked silently)`;
   if (!choose) throw new AmbiguousTargetError(message, pool.map(candidate));
   const picked = await choose(message, pool.map(candidate));
-  const e = state.entries[picked];
+  const e = Object.hasOwn(state.entries, picked) ? state.entries[picked] : undefined;
   if (!e) throw new JobNotFoundError(picked);
   return e;
 }

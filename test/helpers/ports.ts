@@ -1,5 +1,6 @@
-/** Loopback ports for test servers. */
+/** Loopback ports for test servers, and the host-port range the tests allocate from. */
 import { createServer, type AddressInfo } from 'node:net';
+import { portRange } from '../../src/registry/ports.js';
 
 /** A TCP port free on 127.0.0.1 right now (the OS picks it; the caller binds it soon after). */
 export async function freePort(): Promise<number> {
@@ -9,3 +10,6 @@ export async function freePort(): Promise<number> {
   await new Promise<void>((r) => s.close(() => r()));
   return p;
 }
+
+/** The host-port range the tests allocate from (set by test/setup/ports.ts). */
+export const RANGE = portRange(process.env);

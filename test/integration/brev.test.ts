@@ -17,6 +17,7 @@ import { createFakeBrev, type FakeBrev } from '../fakes/brev/helpers.js';
 import { parseJson, runCli, tempState } from '../helpers/cli.js';
 import { CANARY } from '../helpers/canary.js';
 import { dockerTestEnv } from '../helpers/docker.js';
+import { RANGE } from '../helpers/ports.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const IMAGE = 'tao-infer-test/standin:latest';
@@ -73,7 +74,7 @@ describe('brev', () => {
     const eb = b!.entry!;
     expect(new Set([ea.host_port, eb.host_port]).size).toBe(2);
     expect(new Set([ea.local_port, eb.local_port]).size).toBe(2);
-    expect([ea.host_port, eb.host_port].sort()).toEqual([8080, 8081]);
+    expect([ea.host_port, eb.host_port].sort()).toEqual([RANGE.min, RANGE.min + 1]);
     for (const e of [ea, eb]) {
       const p = await prepareRequest({ job_id: e.job_id, prompt: 'hi', images: [IMAGE_URL] }, {}, deps());
       expect((await sendRequest(p, {}, deps())).choices[0]!.message.content).toContain('cosmos-rl saw');

@@ -26,6 +26,7 @@ import {
 import { waitFor as poll } from '../helpers/wait.js';
 import { isAlive as alive } from '../../src/util/detached.js';
 import { FakeK8sApiServer } from '../fakes/k8s-api-server.js';
+import { RANGE } from '../helpers/ports.js';
 
 const PNG = join(ROOT, 'test/fixtures/media/cat.png');
 const LOAD_RECORDER = join(ROOT, 'test/fakes/k8s-load-recorder.mjs');
@@ -77,8 +78,8 @@ describe('kubernetes: port-forward and nodeport exposure', () => {
     expect(s.exitCode, s.stderr).toBe(0);
     const entry = parseJson(s);
     forwarders.push(entry.forwarder_pid);
-    expect(entry.host_port).toBeGreaterThanOrEqual(8080);
-    expect(entry.host_port).toBeLessThanOrEqual(8199);
+    expect(entry.host_port).toBeGreaterThanOrEqual(RANGE.min);
+    expect(entry.host_port).toBeLessThanOrEqual(RANGE.max);
     expect(entry.host_url).toBe(`http://localhost:${entry.host_port}`);
     expect(entry.forwarder_pid).toBeGreaterThan(0);
     expect(alive(entry.forwarder_pid)).toBe(true);

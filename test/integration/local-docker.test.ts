@@ -86,7 +86,7 @@ describe('local-docker: several services, failures, bad input', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toContain(`# image ${TEST_IMAGE}`);
     expect(r.stdout).toContain("umask 0 && cosmos-rl-inference-microservice --job '{");
-    expect(r.stdout).toMatch(/docker run -d --name [0-9a-f-]{36} .*-p 127\.0\.0\.1:80\d\d:8080 --network tao_infer_test --shm-size 16g --gpus '"device=0,1"' -e HF_TOKEN tao-infer-test\/standin:latest \/bin\/sh -c /);
+    expect(r.stdout).toMatch(/docker run -d --name [0-9a-f-]{36} .*-p 127\.0\.0\.1:\d+:8080 --network tao_infer_test --shm-size 16g --gpus '"device=0,1"' -e HF_TOKEN tao-infer-test\/standin:latest \/bin\/sh -c /);
     expect(r.stdout + r.stderr).not.toContain(CANARY);
     expect(recordedArgv(t.argvLog)).toEqual([]);
     expect(existsSync(t.stateFile)).toBe(false);

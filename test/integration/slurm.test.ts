@@ -47,7 +47,7 @@ afterAll(() => {
 describe('slurm host memory and CPUs (the test cluster schedules and enforces memory: CR_Core_Memory, DefMemPerCPU=256, OverMemoryKill)', () => {
   const startWith = (t: ReturnType<typeof testEnv>, extra: string[]) =>
     runCli(
-      ['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...SSH_FLAGS, '--container-runtime', 'none', '--env', 'PATH', '--env', 'STANDIN_LOAD_MB', '--timeout', '120', '--json', ...extra],
+      ['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...SSH_FLAGS, '--container-runtime', 'none', '--env', 'PATH', '--allow-env-override', '--env', 'STANDIN_LOAD_MB', '--timeout', '120', '--json', ...extra],
       { env: t.env },
     );
 
@@ -88,7 +88,7 @@ describe('slurm stop of a pending job', () => {
     const blocker = submitBlocker(false);
     slurmJobs.push(blocker);
     try {
-      const startP = execa(process.execPath, [CLI, 'start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...SSH_FLAGS, '--container-runtime', 'none', '--env', 'PATH', '--json'], {
+      const startP = execa(process.execPath, [CLI, 'start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...SSH_FLAGS, '--container-runtime', 'none', '--env', 'PATH', '--allow-env-override', '--json'], {
         reject: false,
         env: { CI: 'true', NO_COLOR: '1', ...t.env },
         stdin: 'ignore',
@@ -128,7 +128,7 @@ describe('slurm through ssh-agent', () => {
       // HOME without ~/.ssh: only the agent can authenticate.
       const t = testEnv({ SSH_AUTH_SOCK: sock, HOME: dir });
       const flags = ['--slurm-host', '127.0.0.1', '--ssh-port', '2222', '--known-hosts', KNOWN, '--partition', 'debug'];
-      const start = await runCli(['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...flags, '--container-runtime', 'none', '--env', 'PATH', '--timeout', '120', '--json'], { env: t.env });
+      const start = await runCli(['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...flags, '--container-runtime', 'none', '--env', 'PATH', '--allow-env-override', '--timeout', '120', '--json'], { env: t.env });
       expect(start.exitCode, start.stderr).toBe(0);
       const entry = parseJson(start);
       slurmJobs.push(entry.platform_job_id);

@@ -4,6 +4,7 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { RegistryCorruptError, RegistryError } from '../../src/errors.js';
 import { pickPort } from '../../src/registry/ports.js';
+import { RANGE } from '../helpers/ports.js';
 import { Registry, repairLatest, type RegistryState } from '../../src/registry/store.js';
 import type { RegistryEntry } from '../../src/types.js';
 import { leaveStaleLock } from '../helpers/lock.js';
@@ -60,11 +61,16 @@ describe('registry file', () => {
     expect(raw).toEqual({});
   });
 
-  it('a file that does not parse is moved aside and reported, never replaced', async () => {
+  it('a file that does not parse is reported by a read (left in place) and moved aside by a read-modify-write, never replaced', async () => {
     const f = tmpFile();
     writeFileSync(f, '{"a1": {"job_id": "a1", TRUNCATED');
     const reg = new Registry(f);
-    const err = await reg.read().catch((e) => e);
+    const seen = await reg.read().catch((e) => e);
+    expect(seen).toBeInstanceOf(RegistryError);
+    expect(seen).not.toBeInstanceOf(RegistryCorruptError);
+    expect(seen.code).toBe('registry_corrupt');
+    expect(readFileSync(f, 'utf8')).toBe('{"a1": {"job_id": "a1", TRUNCATED');
+    const err = await reg.mutate(() => undefined).catch((e) => e);
     expect(err).toBeInstanceOf(RegistryCorruptError);
     const moved = (err as RegistryCorruptError).quarantinedTo;
     expect(readFileSync(moved, 'utf8')).toBe('{"a1": {"job_id": "a1", TRUNCATED');
@@ -116,7 +122,7 @@ describe('registry file', () => {
     expect(Object.keys(s.entries)).toHaveLength(24);
     const ports = Object.values(s.entries).map((e) => e.host_port);
     expect(new Set(ports).size).toBe(24);
-    expect(Math.min(...(ports as number[]))).toBe(8080);
+    expect(Math.min(...(ports as number[]))).toBe(RANGE.min);
   });
 
   it('a SIGKILLed lock holder delays the next writer no longer than the stale timeout', async () => {
@@ -137,7 +143,7 @@ describe('port rule (contract §5)', () => {
 
   it('lowest port not held by an entry of the same platform', async () => {
     const s = state([entry('a', { host_port: 8080 }), entry('b', { host_port: 8082 }), entry('c', { platform: 'brev', host_port: 8081 })]);
-    expect(await pickPort(s, { holds: (e) => e.platform === 'local-docker', checkBound: false, bindAddress: '127.0.0.1' })).toBe(8081);
+    expect(await pickPort(s, { holds: (e) => e.platform === 'local-docker', checkBound: false, bindAddress: '127.0.0.1', range: { min: 8080, max: 8199 } })).toBe(8081);
   });
 
   it('an explicit port that is taken is refused with the owner named', async () => {

@@ -178,6 +178,8 @@ export function tunnelCommand(): Command {
     .option('--json', 'print the updated entry as JSON')
     .action(async (jobId: string, o: Record<string, any>) => {
       const registry = await newRegistry();
+      const { checkActionable } = await import('../../registry/store.js');
+      checkActionable(await registry.read(), jobId);
       const entry = await registry.get(jobId);
       if (!entry) throw new JobNotFoundError(jobId);
       const adapter = await loadAdapter(entry.platform);

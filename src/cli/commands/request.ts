@@ -1,8 +1,7 @@
 import { Command } from 'commander';
-import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InvalidInputError } from '../../errors.js';
-import { askText, chooseService, emit, info, isInteractive, type GlobalFlags } from '../io.js';
+import { askText, chooseService, emit, info, isInteractive, warnLine, type GlobalFlags } from '../io.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -17,14 +16,6 @@ const SAMPLING_FLAGS: Record<string, string> = {
   negativePrompt: 'negative_prompt',
 };
 
-/** Decode `data:video/mp4;base64,...` and write it. Returns the absolute path. */
-function saveVideo(content: string, output: string): string {
-  const m = /^data:(video\/[a-z0-9.+-]+);base64,(.*)$/is.exec(content.trim());
-  if (!m) throw new InvalidInputError('--output', 'the reply is not a base64 video data URI');
-  const path = resolve(output);
-  writeFileSync(path, Buffer.from(m[2]!, 'base64'));
-  return path;
-}
 
 /** `tao-infer request`: route (contract §7), build the body, ask or take sampling parameters, send, save a video reply. */
 export function requestCommand(): Command {
@@ -44,7 +35,9 @@ export function requestCommand(): Command {
     .option('--seed <n>', 'seed (cosmos-predict2.5)')
     .option('--negative-prompt <text>', 'negative_prompt (cosmos-predict2.5)')
     .option('--body <file.json>', 'a complete chat-completions body (messages...) instead of --prompt/--image/--video')
-    .option('--output <file>', 'where to write a generated video (default ./<job_id>-<time>.mp4)')
+    .option('--output <file>', 'where to write a generated video (default ./<job_id>-<time>.mp4); checked before sending')
+    .option('--force', 'with --output: replace a symbolic link at that path instead of refusing it')
+    .option('--max-reply-mb <n>', 'largest reply accepted, MiB (a cosmos-predict2.5 video arrives base64 in JSON)', '512')
     .option('--retry-window <s>', 'seconds to keep retrying while the model still loads (202 / model_not_ready)', '120')
     .option('--timeout <s>', 'seconds to wait for one response (at least 300, the default; a cosmos-predict2.5 video can take longer)')
     .option('--json', 'print one JSON document (the chat.completion) on stdout')
@@ -52,11 +45,17 @@ export function requestCommand(): Command {
     .action(async (o: Record<string, any>) => {
       if (o.timeout !== undefined && !(/^\d+$/.test(String(o.timeout)) && Number(o.timeout) >= 300))
         throw new InvalidInputError('--timeout', `--timeout must be a whole number of seconds, at least 300, got '${o.timeout}'`);
-      const [{ prepareRequest, sendRequest }, { loadReferences }, { mediaKind, mediaUrl, parseSamplingValue, samplingFields }] = await Promise.all([
+      const [{ prepareRequest, sendRequest }, { loadReferences }, { MediaFiles, constraintsFor, mediaKind, mediaUrl, parseSamplingValue, samplingFields }, { VideoWriter, checkOutputPath }] = await Promise.all([
         import('../../lifecycle.js'),
         import('../../references.js'),
         import('../../service/request-body.js'),
+        import('../../service/video-output.js'),
       ]);
+      if (!/^\d+$/.test(String(o.retryWindow))) throw new InvalidInputError('--retry-window', `--retry-window must be a whole number of seconds, got '${o.retryWindow}'`);
+      if (!/^\d+$/.test(String(o.maxReplyMb)) || Number(o.maxReplyMb) < 1 || Number(o.maxReplyMb) > 65536)
+        throw new InvalidInputError('--max-reply-mb', `--max-reply-mb must be a whole number of MiB between 1 and 65536, got '${o.maxReplyMb}'`);
+      // --output is checked before anything is sent (a GPU run is not wasted on an unwritable path).
+      const output = o.output !== undefined ? await checkOutputPath(String(o.output), Boolean(o.force)) : undefined;
       const flags: GlobalFlags = { json: o.json, yes: o.yes };
       const interactive = isInteractive(flags);
       const refs = loadReferences();
@@ -72,7 +71,7 @@ export function requestCommand(): Command {
                 const out: { prompt?: string; images?: string[]; videos?: string[] } = {};
                 if (need.prompt) out.prompt = await askText('prompt', { validate: (v) => (v.trim() ? true : 'a prompt is required') });
                 if (need.media) {
-                  const c = refs.request.network_arch_constraints[arch]!;
+                  const c = constraintsFor(refs, arch);
                   const value = (
                     await askText(`image or video for ${arch} (local file or http(s) URL)`, {
                       validate: (raw) => {
@@ -80,7 +79,7 @@ export function requestCommand(): Command {
                         const kind = mediaKind(refs, arch, v);
                         if (!kind) return `${arch} takes images (${c.image_extensions.join(' ')}) or videos (${c.video_extensions.join(' ')})`;
                         try {
-                          mediaUrl(refs, arch, kind, v);
+                          mediaUrl(refs, arch, kind, v, new MediaFiles());
                           return true;
                         } catch (e) {
                           return (e as Error).message;
@@ -129,21 +128,22 @@ export function requestCommand(): Command {
           .map(([k, v]) => `${k}=${JSON.stringify(v)}${prepared.defaulted.includes(k) ? ' (default)' : ''}`)
           .join(' ')}`,
       );
-      if (!/^\d+$/.test(String(o.retryWindow))) throw new InvalidInputError('--retry-window', `--retry-window must be a whole number of seconds, got '${o.retryWindow}'`);
+      const c = Object.hasOwn(refs.request.network_arch_constraints, e.network_arch) ? refs.request.network_arch_constraints[e.network_arch] : undefined;
+      const defaultName = `${e.job_id}-${new Date().toISOString().replace(/[:.]/g, '-')}.mp4`;
       const completion = await sendRequest(prepared, {
         retry_window_s: Number(o.retryWindow),
         ...(o.timeout !== undefined ? { timeout_s: Number(o.timeout) } : {}),
+        max_reply_bytes: Number(o.maxReplyMb) * 1024 * 1024,
         onRetry: (status, type, el) => info(`service still loading (HTTP ${status} ${type}) after ${el.toFixed(0)}s; retrying`),
+        // A video answer is decoded to disk as it arrives (never held in memory whole).
+        video_writer: c?.returns_video ? (mime) => new VideoWriter(output ?? resolve(defaultName), defaultName, mime) : undefined,
       });
-      const content = completion.choices[0]!.message.content;
-      const c = refs.request.network_arch_constraints[e.network_arch];
-      let saved_file: string | undefined;
-      if (c?.returns_video && typeof content === 'string' && /^data:video\//i.test(content)) {
-        const stamp = new Date().toISOString().replace(/[:.]/g, '-');
-        saved_file = saveVideo(content, o.output ?? `./${e.job_id}-${stamp}.mp4`);
-        info(`video written to ${saved_file}`);
-      }
-      emit(flags, { ...completion, ...(saved_file ? { saved_file } : {}), routed_to: { job_id: e.job_id, network_arch: e.network_arch, host_url: e.host_url }, sampling: prepared.sampling }, () =>
+      const { saved_video, ...reply } = completion;
+      const content = reply.choices[0]!.message.content;
+      const saved_file = saved_video?.path;
+      if (saved_video?.fallback_reason) warnLine(`${saved_video.fallback_reason}; the video was saved to ${saved_video.path} instead`);
+      if (saved_file) info(`video written to ${saved_file} (${saved_video!.bytes} bytes)`);
+      emit(flags, { ...reply, ...(saved_video ? { saved_file, saved_bytes: saved_video.bytes, ...(saved_video.fallback_reason ? { save_fallback_reason: saved_video.fallback_reason } : {}) } : {}), routed_to: { job_id: e.job_id, network_arch: e.network_arch, host_url: e.host_url }, sampling: prepared.sampling }, () =>
         saved_file ? saved_file : String(content),
       );
     });

@@ -35,12 +35,13 @@ export function startCommand(): Command {
     .addOption(new Option('--platform <name>', `where to run: ${PLATFORM_NAMES.join(', ')}`).default(DEFAULT_PLATFORM))
     .option('--num-gpus <n>', 'GPUs to request (default 1; 0 = lifecycle smoke without GPU flags)', intArg('--num-gpus'))
     .option('--gpu-ids <ids>', `explicit GPU device ids, e.g. 0,1 (${platformsSupporting('gpu_ids')})`)
-    .option('--port <n>', `host port of the service, or the local port of its forwarder (${platformsSupporting('port')}; default: lowest free in 8080-8199)`, intArg('--port'))
+    .option('--port <n>', `host port of the service, or the local port of its forwarder (${platformsSupporting('port')}; default: lowest free in 8080-8199, or TAO_INF_PORT_RANGE)`, intArg('--port'))
     .option('--bind <addr>', `address the host port binds to (${platformsSupporting('bind_address')}; on the instance for VMs)`, '127.0.0.1')
     .option('--model-key <key>', 'cosmos-predict2.5 registered model key for hf_model:// paths (e.g. base-2b)')
     .option('--output-dir <dir>', 'cosmos-predict2.5 output dir inside the container')
     .option('--arch-opt <name=value>', 'per-arch optional flag, e.g. idle_timeout_minutes=60 (repeatable)', collect)
     .option('--env <NAME>', 'hand this env var (value from your environment) to the service (repeatable)', collect)
+    .option('--allow-env-override', 'let --env replace variables that change how the container runs (PATH, HOME, LD_PRELOAD, LD_LIBRARY_PATH, PYTHONPATH, ...)')
     .option('--shm-size <size>', 'shared memory for the container', '16g')
     .option('--timeout <s>', 'readiness timeout in seconds', intArg('--timeout'))
     .option('--no-wait', 'return once launched, without waiting for readiness')
@@ -98,6 +99,7 @@ export function startCommand(): Command {
       output_dir: o.outputDir,
       arch_options: Object.keys(arch_options).length ? arch_options : undefined,
       env_names: o.env,
+      allow_env_override: Boolean(o.allowEnvOverride),
       shm_size: o.shmSize,
       options,
       timeout_s: o.timeout,

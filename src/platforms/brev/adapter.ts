@@ -280,12 +280,11 @@ class BrevAdapter implements PlatformAdapter {
       if (done) child.kill();
     }
     const r = await child;
-    if (!done && !r.isCanceled && !(opts.signal?.aborted || ctx.signal?.aborted)) {
-      const msg = lastLine(stderr);
-      if (msg) yield `[brev exec ${instance}: ${msg}]\n`;
-    } else if (done && /No such container/i.test(stderr)) {
-      yield `[container ${entry.job_id} not found on ${instance}]\n`;
-    }
+    // Platform failures are exit 3 like on every command (issue 8.8), never log text on stdout.
+    if (!done && !r.isCanceled && !(opts.signal?.aborted || ctx.signal?.aborted))
+      throw new CommandFailedError(['brev', 'exec', instance, '<docker logs>'], r.exitCode, lastLine(stderr) ?? '');
+    else if (done && /No such container/i.test(stderr))
+      throw new PlatformError('container_not_found', `container ${entry.job_id} was not found on Brev instance ${instance}`, { hint: `Check 'tao-infer ls'; remove the entry with 'tao-infer stop ${entry.job_id}'.` });
   }
 
   async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {

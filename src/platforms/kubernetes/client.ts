@@ -8,6 +8,7 @@ import { existsSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { delimiter, join, resolve } from 'node:path';
 import { InvalidInputError, PlatformError, PlatformUnavailableError } from '../../errors.js';
+import { FILE_LIMITS, checkRegularFileSync } from '../../util/input-file.js';
 
 /** Every API call is aborted after this long (a blackholed API server must not hang the CLI). */
 export const API_TIMEOUT_MS = 30_000;
@@ -63,6 +64,8 @@ export function loadKube(opts: LoadKubeOptions): KubeConnection {
     .map((f) => resolve(f));
   const home = opts.env['HOME'] || homedir();
   if (!opts.inCluster && files.length === 0 && home && existsSync(join(home, '.kube', 'config'))) files.push(join(home, '.kube', 'config'));
+  // Regular files of at most 4 MiB only (a FIFO or a device would hang or exhaust memory): exit 2 otherwise.
+  for (const f of files) if (existsSync(f)) checkRegularFileSync(f, '--kubeconfig', FILE_LIMITS.config);
   try {
     if (files.length > 0) {
       const existing = files.filter((f) => existsSync(f));

@@ -20,6 +20,7 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidInputError, LaunchFailedError, MissingInputError } from '../../errors.js';
+import { textCapped } from '../../util/http.js';
 import { loadReferences, secretNames as referenceSecretNames } from '../../references.js';
 import type {
   AdapterContext,
@@ -219,7 +220,7 @@ class LeptonAdapter implements PlatformAdapter {
       const replica = await firstReplica(api, name);
       if (!replica) return;
       const res = await api.replicaLog(name, replica, opts.signal ?? ctx.signal);
-      if (!res.ok) throw api.error('GET', `/deployments/${name}/replicas/${replica}/log`, res.status, await res.text());
+      if (!res.ok) throw api.error('GET', `/deployments/${name}/replicas/${replica}/log`, res.status, await textCapped(res));
       if (!res.body) return;
       const dec = new TextDecoder();
       try {
@@ -284,7 +285,7 @@ async function collectLog(api: LeptonApi, name: string, signal: AbortSignal | un
   try {
     const res = await api.replicaLog(name, replica, ac.signal);
     if (res.status === 404) return '';
-    if (!res.ok) throw api.error('GET', `/deployments/${name}/replicas/${replica}/log`, res.status, await res.text());
+    if (!res.ok) throw api.error('GET', `/deployments/${name}/replicas/${replica}/log`, res.status, await textCapped(res));
     if (!res.body) return '';
     const reader = res.body.getReader();
     const dec = new TextDecoder();
@@ -303,6 +304,8 @@ async function collectLog(api: LeptonApi, name: string, signal: AbortSignal | un
       if (r === 'idle') break;
       if (r.done) break;
       text += dec.decode(r.value, { stream: true });
+      // Bounded: only the end of the log is kept (the caller wants a tail).
+      if (text.length > 8 * 1024 * 1024) text = text.slice(-4 * 1024 * 1024);
     }
     await reader.cancel().catch(() => undefined);
   } catch (e) {

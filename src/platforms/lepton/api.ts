@@ -5,6 +5,7 @@
  * the token is read from the environment and never logged, stored or put in an error message.
  */
 import { PlatformError, PlatformUnavailableError } from '../../errors.js';
+import { BODY_CAPS, BodyTooLargeError, readBodyCapped, textCapped } from '../../util/http.js';
 
 export const DEFAULT_GATEWAY = 'https://gateway.dgxc-lepton.nvidia.com';
 
@@ -150,9 +151,18 @@ export class LeptonApi {
    */
   async call<T>(method: string, path: string, body?: unknown, opts: { allow404?: boolean; timeoutMs?: number } = {}): Promise<T | undefined> {
     const res = await this.raw(method, path, body, opts.timeoutMs ?? 60_000);
-    const text = await res.text();
-    if (res.status === 404 && opts.allow404) return undefined;
-    if (!res.ok) throw this.error(method, path, res.status, text);
+    if (res.status === 404 && opts.allow404) {
+      await res.body?.cancel().catch(() => undefined);
+      return undefined;
+    }
+    if (!res.ok) throw this.error(method, path, res.status, await textCapped(res));
+    let text: string;
+    try {
+      text = (await readBodyCapped(res, BODY_CAPS.platformJson)).body.toString('utf8');
+    } catch (e) {
+      if (e instanceof BodyTooLargeError) throw new LeptonApiError(method, path, res.status, 'ResponseTooLarge', e.message);
+      throw e;
+    }
     if (!text.trim()) return undefined;
     try {
       return JSON.parse(text) as T;
@@ -229,7 +239,7 @@ export class LeptonApi {
   /** DELETE `<collection>/<name>`: true when deleted, false on 404 (idempotent stop), LeptonApiError otherwise. */
   private async deleteIfExists(collection: string, name: string): Promise<boolean> {
     const res = await this.raw('DELETE', `${collection}/${encodeURIComponent(name)}`, undefined, 60_000);
-    const text = await res.text();
+    const text = await textCapped(res);
     if (res.status === 404) return false;
     if (!res.ok) throw this.error('DELETE', `${collection}/${name}`, res.status, text);
     return true;

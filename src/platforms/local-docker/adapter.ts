@@ -5,11 +5,11 @@
  * logs from `docker logs`, stop with `docker rm -f`.
  */
 import { execa } from 'execa';
-import { InvalidInputError, PlatformUnavailableError } from '../../errors.js';
+import { CommandFailedError, InvalidInputError, PlatformUnavailableError } from '../../errors.js';
 import { descriptor } from './descriptor.js';
 import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, Launched, LogOptions, PlatformAdapter, RegistryEntry } from '../../types.js';
 import { formatArgv } from '../../util/shell.js';
-import { runCapture, runChecked } from '../../util/run.js';
+import { runCapture, runChecked, tailLines } from '../../util/run.js';
 import { dockerClientEnv, dockerRunArgs, mapDockerState, type DockerRunOptions } from '../docker-cli.js';
 import { ensureImage, ngcRegistry, parseImageRef } from './pull.js';
 
@@ -94,7 +94,7 @@ class LocalDockerAdapter implements PlatformAdapter {
   }
 
   async status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState> {
-    const r = await runCapture('docker', ['inspect', '--format', '{{json .State}}', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
+    const r = await runCapture('docker', ['inspect', '--format', '{{json .State}}', '--', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
     if (r.exitCode !== 0) {
       if (/No such (object|container)/i.test(r.stderr)) return { state: 'unknown', native: 'missing', reason: 'container not found' };
       return { state: 'unknown', native: 'inspect-failed', reason: r.stderr.trim().split('\n').pop() };
@@ -106,20 +106,20 @@ class LocalDockerAdapter implements PlatformAdapter {
     const args = ['logs'];
     if (opts.tail !== undefined) args.push('--tail', String(opts.tail));
     if (opts.follow) args.push('-f');
-    args.push(entry.job_id);
+    args.push('--', entry.job_id);
+    // The container's stderr is part of its log, so docker's own errors cannot be told apart in the stream:
+    // ask first whether the container exists (daemon down, no such container → exit 3 with docker's message).
+    await runChecked('docker', ['container', 'inspect', '--format', '{{.Id}}', '--', entry.job_id], { env: ctx.env, hint: dockerErrorHint, signal: opts.signal });
     const child = execa('docker', args, { env: ctx.env, reject: false, all: true, buffer: false, cancelSignal: opts.signal, stdin: 'ignore' });
     for await (const line of child.iterable({ from: 'all' })) yield `${line}\n`;
     const r = await child;
-    if (r.exitCode && !opts.signal?.aborted && !r.isCanceled) {
-      const msg = String(r.stderr ?? '').trim();
-      if (msg) yield `${msg}\n`;
-    }
+    if (r.exitCode && !opts.signal?.aborted && !r.isCanceled) throw new CommandFailedError(['docker', ...args], r.exitCode, tailLines(String(r.stderr ?? ''), 12).join('\n'));
   }
 
   async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
-    const r = await runCapture('docker', ['rm', '-f', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
+    const r = await runCapture('docker', ['rm', '-f', '--', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
     if (r.exitCode !== 0 && !/No such container/i.test(r.stderr))
-      await runChecked('docker', ['rm', '-f', entry.job_id], { env: ctx.env, hint: dockerErrorHint });
+      await runChecked('docker', ['rm', '-f', '--', entry.job_id], { env: ctx.env, hint: dockerErrorHint });
   }
 }
 

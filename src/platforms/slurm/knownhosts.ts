@@ -12,6 +12,7 @@ import { createHash, createHmac } from 'node:crypto';
 import { existsSync, readFileSync } from 'node:fs';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
+import { FILE_LIMITS, checkRegularFileSync } from '../../util/input-file.js';
 
 export interface KnownHostLine {
   file: string;
@@ -129,6 +130,8 @@ export function loadKnownHosts(files: string[]): KnownHostLine[] {
   const out: KnownHostLine[] = [];
   for (const f of files) {
     if (!existsSync(f)) continue;
+    // Regular files of at most 4 MiB only (a FIFO or /dev/zero would hang or exhaust memory): exit 2 otherwise.
+    checkRegularFileSync(f, '--known-hosts', FILE_LIMITS.config);
     out.push(...parseKnownHosts(readFileSync(f, 'utf8'), f));
   }
   return out;

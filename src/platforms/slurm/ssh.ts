@@ -18,6 +18,8 @@ import ssh2, { type Client, type ClientChannel, type ConnectConfig } from 'ssh2'
 import { PlatformUnavailableError, TaoInferError } from '../../errors.js';
 import { shQuote } from '../../util/shell.js';
 import { defaultKnownHostsFiles, fingerprint, hostLookupName, keyTypeOf, knownKeyTypes, loadKnownHosts, verifyHostKey, type HostKeyVerdict } from './knownhosts.js';
+import { FILE_LIMITS, checkRegularFileSync } from '../../util/input-file.js';
+import { tailKeeper } from '../../util/tail.js';
 
 /** Where and as whom to connect. Paths only, never key material or passphrases. */
 export interface SshTarget {
@@ -64,6 +66,8 @@ function targetName(t: SshTarget): string {
 function privateKeys(t: SshTarget): Array<{ path: string; key: Buffer }> {
   if (t.identityFile) {
     let key: Buffer;
+    // A special file (FIFO, device) or an oversized one is bad input (exit 2), refused before any read.
+    if (existsSync(t.identityFile)) checkRegularFileSync(t.identityFile, '--identity-file', FILE_LIMITS.config);
     try {
       key = readFileSync(t.identityFile);
     } catch (e) {
@@ -87,6 +91,7 @@ function privateKeys(t: SshTarget): Array<{ path: string; key: Buffer }> {
     const p = join(homedir(), '.ssh', name);
     if (!existsSync(p)) continue;
     try {
+      checkRegularFileSync(p, '~/.ssh', FILE_LIMITS.config);
       const key = readFileSync(p);
       if (!(sshUtils.parseKey(key) instanceof Error)) out.push({ path: p, key });
     } catch {
@@ -144,8 +149,9 @@ export class SshSession {
           this.client.removeListener('close', onClosed);
           return reject(sshFailure(this.target, err));
         }
-        let stdout = '';
-        let stderr = '';
+        // Bounded: at most the last 64 MiB of stdout and 1 MiB of stderr are kept (a huge remote log cannot exhaust memory).
+        const out = tailKeeper(64 * 1024 * 1024);
+        const err2 = tailKeeper(1024 * 1024);
         let code: number | null = null;
         let signal: string | undefined;
         const onAbort = () => {
@@ -153,8 +159,8 @@ export class SshSession {
           reject(opts.signal?.reason ?? new Error('aborted'));
         };
         opts.signal?.addEventListener('abort', onAbort, { once: true });
-        stream.on('data', (d: Buffer) => (stdout += d.toString('utf8')));
-        stream.stderr.on('data', (d: Buffer) => (stderr += d.toString('utf8')));
+        stream.on('data', (d: Buffer) => out.add(d));
+        stream.stderr.on('data', (d: Buffer) => err2.add(d));
         stream.on('exit', (c: number | null, sig?: string) => {
           code = c;
           if (sig) signal = sig;
@@ -162,7 +168,7 @@ export class SshSession {
         stream.on('close', () => {
           this.client.removeListener('close', onClosed);
           opts.signal?.removeEventListener('abort', onAbort);
-          const r: ExecResult = { code, stdout, stderr };
+          const r: ExecResult = { code, stdout: out.text(), stderr: err2.text() };
           if (signal) r.signal = signal;
           resolve(r);
         });

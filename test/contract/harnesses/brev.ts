@@ -15,6 +15,7 @@ import { createFakeBrev, type FakeBrev } from '../../fakes/brev/helpers.js';
 import { CANARY } from '../../helpers/canary.js';
 import { ROOT } from '../../helpers/cli.js';
 import { docker, dockerTestEnv, ensureTestImage, recordedArgv, removeContainers } from '../../helpers/docker.js';
+import { RANGE } from '../../helpers/ports.js';
 import { withTmp, type ContractEnv, type Harness } from '../harness.js';
 
 const PNG = join(ROOT, 'test/fixtures/media/cat.png');
@@ -53,10 +54,10 @@ export const brev: Harness = {
   stopArgs: ['--delete-instance'],
   stopJson: (entry) => ({ stopped: [entry.job_id], failed: [], deleted_instances: [INSTANCE] }),
   async afterStart(entry, run, start) {
-    expect(entry).toMatchObject({ platform: 'brev', network_arch: 'cosmos-rl', state: 'started', host_port: 8080 });
+    expect(entry).toMatchObject({ platform: 'brev', network_arch: 'cosmos-rl', state: 'started', host_port: RANGE.min });
     expect(entry.platform_data).toMatchObject({ instance: INSTANCE, network: 'tao_default' });
-    expect(entry.local_port).toBeGreaterThanOrEqual(8080);
-    expect(entry.local_port).toBeLessThanOrEqual(8199);
+    expect(entry.local_port).toBeGreaterThanOrEqual(RANGE.min);
+    expect(entry.local_port).toBeLessThanOrEqual(RANGE.max);
     expect(entry.host_url).toBe(`http://localhost:${entry.local_port}`);
     expect(entry.docker_url).toBe(`http://${entry.job_id}:8080`);
     expect(isAlive(entry.forwarder_pid)).toBe(true);
@@ -66,7 +67,7 @@ export const brev: Harness = {
     // the container on "the instance": same docker invocation as local-docker
     const insp = JSON.parse(docker(['inspect', entry.job_id]).out)[0];
     expect(insp.State.Status).toBe('running');
-    expect(insp.HostConfig.PortBindings['8080/tcp']).toEqual([{ HostIp: '127.0.0.2', HostPort: '8080' }]);
+    expect(insp.HostConfig.PortBindings['8080/tcp']).toEqual([{ HostIp: '127.0.0.2', HostPort: String(RANGE.min) }]);
     expect(insp.Config.Labels['tao-infer.job_id']).toBe(entry.job_id);
     expect(insp.HostConfig.NetworkMode).toBe('tao_default');
     // the secret env file was removed after docker read it

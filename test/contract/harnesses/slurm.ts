@@ -18,6 +18,7 @@ import { CANARY } from '../../helpers/canary.js';
 import { CLI, ROOT, parseJson, runCli, type CliResult } from '../../helpers/cli.js';
 import { docker, ensureTestImage, TEST_IMAGE } from '../../helpers/docker.js';
 import { portFree, portOpen } from '../../helpers/net.js';
+import { RANGE } from '../../helpers/ports.js';
 import { entryWithSlurmJob, jobDirOf, jobsNamed, KNOWN, NODE, scancel, sh, slurmTestEnv, squeue, SSH_FLAGS, submitBlocker } from '../../helpers/slurm.js';
 import { waitFor } from '../../helpers/wait.js';
 import { withTmp, type Harness, type Run } from '../harness.js';
@@ -30,7 +31,7 @@ function slurmHarness(runtime: 'none' | 'docker'): Harness {
   const containers: string[] = [];
   /** job_ids whose job directory (on the "cluster", i.e. this machine) the tests created. */
   const jobDirs: string[] = [];
-  const runtimeFlags = runtime === 'none' ? ['--env', 'PATH', '--num-gpus', '1'] : ['--num-gpus', '0'];
+  const runtimeFlags = runtime === 'none' ? ['--env', 'PATH', '--allow-env-override', '--num-gpus', '1'] : ['--num-gpus', '0'];
 
   return {
     label: `slurm --container-runtime ${runtime} (real Slurm + sshd)`,
@@ -83,8 +84,8 @@ function slurmHarness(runtime: 'none' | 'docker'): Harness {
       forwarders.push(entry.forwarder_pid);
       expect(entry).toMatchObject({ platform: 'slurm', platform_job_id: run.state.jobId.platform_job_id, slurm_node: NODE, ready: true });
       expect(entry.host_url).toBe(`http://localhost:${entry.host_port}`);
-      expect(entry.host_port).toBeGreaterThanOrEqual(8080);
-      expect(entry.host_port).toBeLessThanOrEqual(8199);
+      expect(entry.host_port).toBeGreaterThanOrEqual(RANGE.min);
+      expect(entry.host_port).toBeLessThanOrEqual(RANGE.max);
       expect(start.stderr).toMatch(/PENDING/);
       expect(start.stderr).toMatch(/RUNNING/);
       expect(squeue(entry.platform_job_id)).toBe(`RUNNING|${NODE}`);
