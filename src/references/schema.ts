@@ -1,204 +1,196 @@
 /**
- * Loads and validates the reference data read at runtime (contract §1–§7):
- * `references/service.yaml`, `references/request.yaml`, `references/{network_arch}.config.json`
- * and the root `versions.yaml`. Every file is checked against a zod schema on load; a broken file is
- * a ConfigError naming the file and the field.
+ * The zod schemas of the reference data (contract §1–§7) and the validation of one package root:
+ * `references/service.yaml`, `references/request.yaml`, the root `versions.yaml` and every
+ * `references/{network_arch}.config.json`. A broken file is a ConfigError naming the file and the field.
+ *
+ * zod and yaml are loaded with a synchronous `require` on the first validation only: a run whose reference
+ * data is already validated (see ./cache.ts) never loads them, which keeps CLI start-up short (issue 9).
  */
-import { existsSync, readFileSync } from 'node:fs';
+import { readFileSync, readdirSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { parse as parseYaml } from 'yaml';
-import { z } from 'zod';
-import { ConfigError } from './errors.js';
-import { findProjectRoot } from './util/root.js';
+import type * as Zod from 'zod';
+import type * as Yaml from 'yaml';
+import { ConfigError } from '../errors.js';
 
-/** Project root (see util/root.ts). @throws ConfigError when the package has no references/ folder. */
-export function projectRoot(): string {
-  const root = findProjectRoot();
-  if (root) return root;
-  throw new ConfigError('references/service.yaml', ['not found above ' + fileURLToPath(import.meta.url)], {
-    hint: 'Reinstall tao-infer: its references/ folder is missing.',
+const requireCjs = createRequire(import.meta.url);
+
+function build(z: typeof Zod.z) {
+  const optionalFlag = z.object({
+    flag: z.string().startsWith('-'),
+    type: z.enum(['integer', 'number', 'boolean', 'string']),
+    default: z.union([z.number(), z.boolean(), z.string()]).optional(),
   });
+  const taoJobCommand = z.object({
+    shape: z.literal('tao_job'),
+    executable: z.array(z.string().min(1)).min(1),
+    optional_flags: z.record(z.string(), optionalFlag).optional(),
+  });
+  const cosmosPredictCommand = z.object({
+    shape: z.literal('cosmos_predict'),
+    executable: z.array(z.string().min(1)).min(1),
+    output_dir_default: z.string().startsWith('/'),
+    port_flag: z.array(z.string()).min(1),
+    registered_model_keys: z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)).min(1),
+    optional_flags: z.record(z.string(), optionalFlag).optional(),
+  });
+  const service = z.object({
+    valid_network_arch_config_basenames: z.array(z.string().min(1)).min(1),
+    docker_image_defaults: z.object({
+      fallback_key: z.string().min(1),
+      mapping: z.record(z.string().regex(/^[A-Z0-9_]+$/, 'keys are upper-case IMAGE keys'), z.string().min(1)),
+    }),
+    container_commands: z.record(z.string(), z.discriminatedUnion('shape', [taoJobCommand, cosmosPredictCommand])),
+    container_port: z.number().int().positive(),
+    execution_backends: z.record(z.string(), z.string().min(1)),
+    forbidden_env_vars: z.array(z.string()),
+    model_path_protocols: z.object({ huggingface: z.string(), rejected_prefixes: z.array(z.string()) }),
+    num_gpus: z.object({ default: z.number().int(), minimum: z.number().int() }),
+    secrets_handling: z.object({
+      secret_env_vars: z.array(z.string().min(1)).min(1),
+      platform_credentials: z.array(z.string().min(1)),
+      safe_env_vars: z.array(z.string().min(1)),
+    }),
+    readiness: z.object({ path: z.string().startsWith('/'), default_timeout_seconds: z.number().positive() }),
+  });
+  const samplingField = z.object({
+    type: z.enum(['integer', 'number', 'string']),
+    default: z.union([z.number(), z.string()]),
+    minimum: z.number().optional(),
+    maximum: z.number().optional(),
+  });
+  const archConstraints = z.object({
+    requires_media: z.boolean(),
+    accepts_data_uris: z.boolean(),
+    image_extensions: z.array(z.string().startsWith('.')),
+    video_extensions: z.array(z.string().startsWith('.')),
+    returns_video: z.boolean().optional(),
+    sampling_fields: z.record(z.string(), samplingField),
+    exclusive_fields: z.array(z.string()).optional(),
+  });
+  const request = z.object({
+    endpoint: z.object({
+      method: z.literal('POST'),
+      path: z.string().startsWith('/'),
+      content_type: z.string(),
+      client_timeout_seconds: z.number().min(300),
+    }),
+    readiness: z.object({
+      path: z.string().startsWith('/'),
+      loading_types: z.array(z.string()),
+      retry_types: z.array(z.string()),
+      fatal_types: z.array(z.string()),
+    }),
+    chat_completions_request_body: z.object({
+      sampling_fields: z.record(z.string(), samplingField),
+      content_item_types: z.array(z.string()),
+      media_url_schemes: z.array(z.string()),
+      rejected_url_prefixes: z.array(z.string()),
+    }),
+    network_arch_constraints: z.record(z.string(), archConstraints),
+    mime_types: z.record(z.string().startsWith('.'), z.string().includes('/')),
+    container_response_shapes: z.record(z.string(), z.unknown()),
+  });
+  const archConfig = z.object({
+    api_params: z.object({ image: z.string().optional() }).partial().optional(),
+    spec_params: z
+      .object({
+        inference: z.object({ model_path: z.string().optional(), results_dir: z.string().optional() }).partial().optional(),
+      })
+      .partial()
+      .optional(),
+  });
+  const versions = z.object({
+    images: z.record(z.string(), z.record(z.string(), z.string().min(1))),
+  });
+  return { service, request, archConfig, versions, samplingField, archConstraints };
 }
 
-const optionalFlag = z.object({
-  flag: z.string().startsWith('-'),
-  type: z.enum(['integer', 'number', 'boolean', 'string']),
-  default: z.union([z.number(), z.boolean(), z.string()]).optional(),
-});
+type Schemas = ReturnType<typeof build>;
+let schemas: Schemas | undefined;
 
-const taoJobCommand = z.object({
-  shape: z.literal('tao_job'),
-  executable: z.array(z.string().min(1)).min(1),
-  optional_flags: z.record(z.string(), optionalFlag).optional(),
-});
-const cosmosPredictCommand = z.object({
-  shape: z.literal('cosmos_predict'),
-  executable: z.array(z.string().min(1)).min(1),
-  output_dir_default: z.string().startsWith('/'),
-  port_flag: z.array(z.string()).min(1),
-  registered_model_keys: z.array(z.string().regex(/^[A-Za-z0-9._-]+$/)).min(1),
-  optional_flags: z.record(z.string(), optionalFlag).optional(),
-});
+/** The schemas (built on first use; loads zod). */
+export function referenceSchemas(): Schemas {
+  return (schemas ??= build((requireCjs('zod') as typeof Zod).z));
+}
 
-export const ServiceYamlSchema = z.object({
-  valid_network_arch_config_basenames: z.array(z.string().min(1)).min(1),
-  docker_image_defaults: z.object({
-    fallback_key: z.string().min(1),
-    mapping: z.record(z.string().regex(/^[A-Z0-9_]+$/, 'keys are upper-case IMAGE keys'), z.string().min(1)),
-  }),
-  container_commands: z.record(z.string(), z.discriminatedUnion('shape', [taoJobCommand, cosmosPredictCommand])),
-  container_port: z.number().int().positive(),
-  execution_backends: z.record(z.string(), z.string().min(1)),
-  forbidden_env_vars: z.array(z.string()),
-  model_path_protocols: z.object({ huggingface: z.string(), rejected_prefixes: z.array(z.string()) }),
-  num_gpus: z.object({ default: z.number().int(), minimum: z.number().int() }),
-  secrets_handling: z.object({
-    secret_env_vars: z.array(z.string().min(1)).min(1),
-    platform_credentials: z.array(z.string().min(1)),
-    safe_env_vars: z.array(z.string().min(1)),
-  }),
-  readiness: z.object({ path: z.string().startsWith('/'), default_timeout_seconds: z.number().positive() }),
-});
-export type ServiceYaml = z.infer<typeof ServiceYamlSchema>;
+export type ServiceYaml = Zod.z.infer<Schemas['service']>;
 export type ContainerCommand = ServiceYaml['container_commands'][string];
+export type SamplingFieldSpec = Zod.z.infer<Schemas['samplingField']>;
+export type ArchConstraints = Zod.z.infer<Schemas['archConstraints']>;
+export type RequestYaml = Zod.z.infer<Schemas['request']>;
+export type ArchConfig = Zod.z.infer<Schemas['archConfig']>;
+export type VersionsYaml = Zod.z.infer<Schemas['versions']>;
 
-const samplingField = z.object({
-  type: z.enum(['integer', 'number', 'string']),
-  default: z.union([z.number(), z.string()]),
-  minimum: z.number().optional(),
-  maximum: z.number().optional(),
-});
-export type SamplingFieldSpec = z.infer<typeof samplingField>;
+/** Everything validated from one package root: plain JSON, so it can be cached (./cache.ts). */
+export interface ReferenceData {
+  service: ServiceYaml;
+  request: RequestYaml;
+  versions: VersionsYaml;
+  /**
+   * Every `references/*.config.json`, by file name: the validated config, or the problems found (reported as a
+   * ConfigError only when that arch is used, so one broken arch config does not stop the others).
+   */
+  archConfigs: Record<string, { config: ArchConfig } | { issues: string[] }>;
+}
 
-const archConstraints = z.object({
-  requires_media: z.boolean(),
-  accepts_data_uris: z.boolean(),
-  image_extensions: z.array(z.string().startsWith('.')),
-  video_extensions: z.array(z.string().startsWith('.')),
-  returns_video: z.boolean().optional(),
-  sampling_fields: z.record(z.string(), samplingField),
-  exclusive_fields: z.array(z.string()).optional(),
-});
-export type ArchConstraints = z.infer<typeof archConstraints>;
-
-export const RequestYamlSchema = z.object({
-  endpoint: z.object({
-    method: z.literal('POST'),
-    path: z.string().startsWith('/'),
-    content_type: z.string(),
-    client_timeout_seconds: z.number().min(300),
-  }),
-  readiness: z.object({
-    path: z.string().startsWith('/'),
-    loading_types: z.array(z.string()),
-    retry_types: z.array(z.string()),
-    fatal_types: z.array(z.string()),
-  }),
-  chat_completions_request_body: z.object({
-    sampling_fields: z.record(z.string(), samplingField),
-    content_item_types: z.array(z.string()),
-    media_url_schemes: z.array(z.string()),
-    rejected_url_prefixes: z.array(z.string()),
-  }),
-  network_arch_constraints: z.record(z.string(), archConstraints),
-  mime_types: z.record(z.string().startsWith('.'), z.string().includes('/')),
-  container_response_shapes: z.record(z.string(), z.unknown()),
-});
-export type RequestYaml = z.infer<typeof RequestYamlSchema>;
-
-export const ArchConfigSchema = z.object({
-  api_params: z.object({ image: z.string().optional() }).partial().optional(),
-  spec_params: z
-    .object({
-      inference: z.object({ model_path: z.string().optional(), results_dir: z.string().optional() }).partial().optional(),
-    })
-    .partial()
-    .optional(),
-});
-export type ArchConfig = z.infer<typeof ArchConfigSchema>;
-
-export const VersionsYamlSchema = z.object({
-  images: z.record(z.string(), z.record(z.string(), z.string().min(1))),
-});
-export type VersionsYaml = z.infer<typeof VersionsYamlSchema>;
-
-function formatIssues(err: z.ZodError): string[] {
+function formatIssues(err: Zod.z.ZodError): string[] {
   return err.issues.map((i) => `${i.path.length ? i.path.join('.') : '(root)'}: ${i.message}`);
+}
+
+/** Read a YAML or JSON file and check it against `schema`; the problems found, or the data. */
+function check<T>(file: string, schema: Zod.z.ZodType<T>): { data: T } | { issues: string[] } {
+  let text: string;
+  try {
+    text = readFileSync(file, 'utf8');
+  } catch (e) {
+    return { issues: [`cannot read: ${(e as Error).message}`] };
+  }
+  let raw: unknown;
+  try {
+    raw = file.endsWith('.json') ? JSON.parse(text) : (requireCjs('yaml') as typeof Yaml).parse(text);
+  } catch (e) {
+    return { issues: [`does not parse: ${(e as Error).message.split('\n')[0]}`] };
+  }
+  const r = schema.safeParse(raw);
+  return r.success ? { data: r.data } : { issues: formatIssues(r.error) };
 }
 
 /**
  * Read a YAML or JSON file and validate it.
  * @throws ConfigError naming the file and each failing field.
  */
-export function loadValidated<T>(file: string, schema: z.ZodType<T>): T {
-  let text: string;
-  try {
-    text = readFileSync(file, 'utf8');
-  } catch (e) {
-    throw new ConfigError(file, [`cannot read: ${(e as Error).message}`]);
-  }
-  let raw: unknown;
-  try {
-    raw = file.endsWith('.json') ? JSON.parse(text) : parseYaml(text);
-  } catch (e) {
-    throw new ConfigError(file, [`does not parse: ${(e as Error).message.split('\n')[0]}`]);
-  }
-  const r = schema.safeParse(raw);
-  if (!r.success) throw new ConfigError(file, formatIssues(r.error));
+export function loadValidated<T>(file: string, schema: Zod.z.ZodType<T>): T {
+  const r = check(file, schema);
+  if ('issues' in r) throw new ConfigError(file, r.issues);
   return r.data;
 }
 
-/** All reference data, loaded once per process (lazily). */
-export interface References {
-  root: string;
-  service: ServiceYaml;
-  request: RequestYaml;
-  versions: VersionsYaml;
-  /** `{network_arch}.config.json`, or undefined when the file is missing (→ fallback key, contract §2.4). */
-  archConfig(network_arch: string): ArchConfig | undefined;
-}
-
-let cached: References | undefined;
-
-/**
- * Every env var name service.yaml calls a secret: `secrets_handling.secret_env_vars` (the service's) followed by
- * `secrets_handling.platform_credentials` (NGC_KEY, BREV_API_TOKEN, LEPTON_WORKSPACE_TOKEN). Source: contract §4.
- */
-export function secretNames(refs: References): string[] {
-  return [...refs.service.secrets_handling.secret_env_vars, ...refs.service.secrets_handling.platform_credentials];
+/** File names of the arch configs under `references/` (`*.config.json`). */
+export function archConfigFiles(root: string): string[] {
+  return readdirSync(join(root, 'references'))
+    .filter((n) => n.endsWith('.config.json'))
+    .sort();
 }
 
 /**
- * Load references from `root` (default: the installed package root). Cross-file rules are checked too:
- * every valid arch has a container_commands entry and request constraints.
- * @throws ConfigError
+ * Validate all reference data under `root`. Cross-file rule: every valid arch has request constraints.
+ * @throws ConfigError for service.yaml, request.yaml or versions.yaml (arch config problems are kept in the result)
  */
-export function loadReferences(root = projectRoot()): References {
-  if (cached && cached.root === root) return cached;
-  const servicePath = join(root, 'references', 'service.yaml');
-  const service = loadValidated(servicePath, ServiceYamlSchema);
+export function validateReferences(root: string): ReferenceData {
+  const s = referenceSchemas();
+  const service = loadValidated(join(root, 'references', 'service.yaml'), s.service);
   const requestPath = join(root, 'references', 'request.yaml');
-  const request = loadValidated(requestPath, RequestYamlSchema);
-  const versions = loadValidated(join(root, 'versions.yaml'), VersionsYamlSchema);
+  const request = loadValidated(requestPath, s.request);
+  const versions = loadValidated(join(root, 'versions.yaml'), s.versions);
   for (const arch of service.valid_network_arch_config_basenames) {
     if (!request.network_arch_constraints[arch])
       throw new ConfigError(requestPath, [`network_arch_constraints.${arch}: missing for a valid network_arch`]);
   }
-  const configs = new Map<string, ArchConfig | undefined>();
-  const refs: References = {
-    root,
-    service,
-    request,
-    versions,
-    archConfig(network_arch) {
-      if (!configs.has(network_arch)) {
-        const f = join(root, 'references', `${network_arch.toLowerCase()}.config.json`);
-        configs.set(network_arch, existsSync(f) ? loadValidated(f, ArchConfigSchema) : undefined);
-      }
-      return configs.get(network_arch);
-    },
-  };
-  cached = refs;
-  return refs;
+  const archConfigs: ReferenceData['archConfigs'] = {};
+  for (const name of archConfigFiles(root)) {
+    const r = check(join(root, 'references', name), s.archConfig);
+    archConfigs[name] = 'issues' in r ? { issues: r.issues } : { config: r.data };
+  }
+  return { service, request, versions, archConfigs };
 }
