@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { ROOT, parseJson, runCli, tempState, type CliResult } from '../helpers/cli.js';
+import { CLI, ROOT, parseJson, runCli, tempState, type CliResult } from '../helpers/cli.js';
 import { isAlive as alive } from '../../src/util/detached.js';
 import { FakeK8sApiServer } from '../fakes/k8s-api-server.js';
 
@@ -482,7 +482,7 @@ describe('kubernetes: dry run and lazy loading', () => {
       return readFileSync(log, 'utf8').split('\n').filter(Boolean);
     };
     const help = await loaded(['--help']);
-    expect(help.some((u) => u.endsWith('/dist/src/cli/main.js'))).toBe(true); // the recorder works
+    expect(help.some((u) => u.endsWith(CLI))).toBe(true); // the recorder works
     expect(help.filter((u) => u.includes('@kubernetes/client-node'))).toEqual([]);
     const startHelp = await loaded(['start', '--help']);
     expect(startHelp.filter((u) => u.includes('@kubernetes/client-node') || u.includes('kubernetes/adapter.js'))).toEqual([]);
