@@ -3,7 +3,6 @@
  * `docker run -d --name <job_id> -p <bind>:<host_port>:8080 ...`; status from `docker inspect`,
  * logs from `docker logs`, stop with `docker rm -f`.
  */
-import { execa } from 'execa';
 import { InvalidInputError, PlatformUnavailableError } from '../../errors.js';
 import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, Launched, LogOptions, PlatformAdapter, RegistryEntry } from '../../types.js';
 import { formatArgv } from '../../util/shell.js';
@@ -37,13 +36,22 @@ class LocalDockerAdapter implements PlatformAdapter {
     return net;
   }
 
+  /**
+   * One docker call: `docker network inspect` proves the daemon answers and the network exists (created when
+   * missing; a concurrent start may create it in between), so launch is a single `docker run`.
+   */
   async preflight(spec: LaunchSpec, ctx: AdapterContext): Promise<void> {
-    this.network(spec);
-    const r = await runCapture('docker', ['version', '--format', '{{.Server.Version}}'], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT, timeoutMs: 30_000 });
-    if (r.exitCode !== 0)
+    const net = this.network(spec);
+    const env = ctx.env;
+    const r = await runCapture('docker', ['network', 'inspect', '--format', '{{.Name}}', net], { env, platform: 'local-docker', installHint: INSTALL_HINT, timeoutMs: 30_000 });
+    if (r.exitCode === 0) return;
+    if (!/no such network|network .* not found/i.test(r.stderr))
       throw new PlatformUnavailableError('local-docker', `the docker daemon does not answer: ${r.stderr.trim().split('\n').pop() ?? ''}`, {
         hint: dockerErrorHint(r.stderr) ?? INSTALL_HINT,
       });
+    const created = await runCapture('docker', ['network', 'create', net], { env, timeoutMs: 60_000 });
+    if (created.exitCode !== 0 && !/already exists/.test(created.stderr))
+      await runChecked('docker', ['network', 'create', net], { env, hint: dockerErrorHint, timeoutMs: 60_000 });
   }
 
   async plan(spec: LaunchSpec): Promise<LaunchPlan> {
@@ -58,15 +66,9 @@ class LocalDockerAdapter implements PlatformAdapter {
   }
 
   async launch(spec: LaunchSpec, ctx: AdapterContext): Promise<Launched> {
+    // The network exists: preflight checked it (and the daemon) just before.
     const net = this.network(spec);
     const env = ctx.env;
-    const inspect = await runCapture('docker', ['network', 'inspect', net], { env });
-    if (inspect.exitCode !== 0) {
-      const created = await runCapture('docker', ['network', 'create', net], { env });
-      // A concurrent start may have created it in between.
-      if (created.exitCode !== 0 && !/already exists/.test(created.stderr))
-        await runChecked('docker', ['network', 'create', net], { env, hint: dockerErrorHint });
-    }
     ctx.log(`$ ${formatArgv(['docker', ...dockerRunArgs(spec, { network: net })]).slice(0, 300)}...`);
     await runChecked('docker', dockerRunArgs(spec, { network: net }), { env: dockerClientEnv(spec, env), hint: dockerErrorHint, timeoutMs: 30 * 60_000 });
     const host = spec.bind_address === '0.0.0.0' || spec.bind_address === '127.0.0.1' ? 'localhost' : spec.bind_address.includes(':') ? `[${spec.bind_address}]` : spec.bind_address;
@@ -92,6 +94,8 @@ class LocalDockerAdapter implements PlatformAdapter {
     if (opts.tail !== undefined) args.push('--tail', String(opts.tail));
     if (opts.follow) args.push('-f');
     args.push(entry.job_id);
+    // execa only here (streaming): loading it costs start-up time that start and ls do not need to pay.
+    const { execa } = await import('execa');
     const child = execa('docker', args, { env: ctx.env, reject: false, all: true, buffer: false, cancelSignal: opts.signal, stdin: 'ignore' });
     for await (const line of child.iterable({ from: 'all' })) yield `${line}\n`;
     const r = await child;
