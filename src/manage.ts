@@ -51,20 +51,31 @@ export async function listServices(deps: ManageDeps = {}): Promise<{ services: L
   const state = await registry.read();
   const entries = Object.values(state.entries).sort((a, b) => a.started_at.localeCompare(b.started_at));
   const ectx = { env, log, warn, signal: deps.signal };
-  const services = await Promise.all(
-    entries.map(async (e): Promise<ListedService> => {
+  const unknown = (err: unknown): JobState => ({ state: 'unknown', reason: (err as Error).message.split('\n')[0] });
+  const timedOut = <T>(p: Promise<T>, fallback: T) =>
+    Promise.race([p, new Promise<T>((r) => setTimeout(() => r(fallback), 20_000).unref())]);
+  const TIMED_OUT: JobState = { state: 'unknown', reason: 'status timed out' };
+  const byPlatform = new Map<string, RegistryEntry[]>();
+  for (const e of entries) byPlatform.set(e.platform, [...(byPlatform.get(e.platform) ?? []), e]);
+  const live = new Map<RegistryEntry, JobState>();
+  await Promise.all(
+    [...byPlatform].map(async ([platform, list]) => {
       try {
-        const adapter = await loadAdapter(e.platform);
-        const live = await Promise.race([
-          adapter.status(e, ectx),
-          new Promise<JobState>((r) => setTimeout(() => r({ state: 'unknown', reason: 'status timed out' }), 20_000).unref()),
-        ]);
-        return { ...e, live: e.state === 'starting' && live.state === 'unknown' ? { ...live, state: 'pending', native: 'starting' } : live };
+        const adapter = await loadAdapter(platform);
+        // One call for all entries of the platform when it can (local-docker: one docker inspect), else one each.
+        const states = adapter.statusMany
+          ? await timedOut(adapter.statusMany(list, ectx), list.map(() => TIMED_OUT))
+          : await Promise.all(list.map((e) => timedOut(adapter.status(e, ectx), TIMED_OUT).catch(unknown)));
+        list.forEach((e, i) => live.set(e, states[i] ?? unknown(new Error('no state returned'))));
       } catch (err) {
-        return { ...e, live: { state: 'unknown', reason: (err as Error).message.split('\n')[0] } };
+        for (const e of list) live.set(e, unknown(err));
       }
     }),
   );
+  const services = entries.map((e): ListedService => {
+    const l = live.get(e)!;
+    return { ...e, live: e.state === 'starting' && l.state === 'unknown' ? { ...l, state: 'pending', native: 'starting' } : l };
+  });
   return { services, latest: state.latest };
 }
 

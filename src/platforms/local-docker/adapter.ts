@@ -89,6 +89,28 @@ class LocalDockerAdapter implements PlatformAdapter {
     return mapDockerState(JSON.parse(r.stdout));
   }
 
+  /** One `docker inspect` for all entries (`ls` with many services): one docker process instead of one each. */
+  async statusMany(entries: RegistryEntry[], ctx: EntryContext): Promise<JobState[]> {
+    const r = await runCapture('docker', ['inspect', '--type', 'container', '--format', '{{.Name}} {{json .State}}', ...entries.map((e) => e.job_id)], {
+      env: ctx.env,
+      platform: 'local-docker',
+      installHint: INSTALL_HINT,
+    });
+    const states = new Map<string, JobState>();
+    for (const line of r.stdout.split('\n')) {
+      const i = line.indexOf(' ');
+      try {
+        if (i > 0) states.set(line.slice(0, i).replace(/^\//, ''), mapDockerState(JSON.parse(line.slice(i + 1))));
+      } catch {
+        /* not a state line: that entry is reported as not found */
+      }
+    }
+    const failure = r.stderr.split('\n').filter((l) => l.trim() && !/No such (object|container)/i.test(l)).pop();
+    return entries.map(
+      (e) => states.get(e.job_id) ?? (failure ? { state: 'unknown', native: 'inspect-failed', reason: failure.trim() } : { state: 'unknown', native: 'missing', reason: 'container not found' }),
+    );
+  }
+
   async *logs(entry: RegistryEntry, opts: LogOptions, ctx: EntryContext): AsyncIterable<string> {
     const args = ['logs'];
     if (opts.tail !== undefined) args.push('--tail', String(opts.tail));
