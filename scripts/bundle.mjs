@@ -51,6 +51,7 @@ const result = await build({
   banner: { js: "import { createRequire as __taoCreateRequire } from 'node:module'; const require = __taoCreateRequire(import.meta.url);" },
   minifySyntax: true,
   minifyWhitespace: true,
+  minifyIdentifiers: true,
   keepNames: true,
   sourcemap: 'linked',
   legalComments: 'linked',
