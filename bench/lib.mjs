@@ -5,6 +5,9 @@ import { readFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 
+// Output piped into `head` must not kill a benchmark before it removes its containers (EPIPE on a closed pipe).
+for (const stream of [process.stdout, process.stderr]) stream.on('error', () => undefined);
+
 export const ROOT = resolve(import.meta.dirname, '..');
 /** The `tao-infer` bin from package.json (the file `npm install -g` links), absolute. */
 export const BIN = join(ROOT, JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')).bin['tao-infer']);

@@ -67,19 +67,22 @@ async function profiled(label, args, env) {
   return r;
 }
 
+let job;
+async function cleanup() {
+  if (job) await removeContainers([job]);
+  await timed('docker', ['network', 'rm', NET]).catch(() => undefined);
+  rmSync(work, { recursive: true, force: true });
+}
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.once(sig, () => void cleanup().finally(() => process.exit(130)));
+
 try {
   await docker(['network', 'create', '--label', `tao-infer.bench=${RUN_ID}`, NET]);
   const env = { ...process.env, CI: 'true', NO_COLOR: '1', TAO_INF_STATE_FILE: join(work, 'state.json'), IMAGE_COSMOS_RL: IMAGE };
   console.log(`tao-infer bin: ${BIN}`);
   const r = await profiled('start --no-wait', ['start', '--arch', 'cosmos-rl', '--model', '/models/bench', '--num-gpus', '0', '--no-wait', '--yes', '--json', '--docker-network', NET], env);
-  const job = JSON.parse(r.stdout).job_id;
-  try {
-    await profiled('ls --json (1 entry)', ['ls', '--json'], env);
-    await profiled('--help', ['--help'], env);
-  } finally {
-    await removeContainers([job]);
-  }
+  job = JSON.parse(r.stdout).job_id;
+  await profiled('ls --json (1 entry)', ['ls', '--json'], env);
+  await profiled('--help', ['--help'], env);
 } finally {
-  await timed('docker', ['network', 'rm', NET]).catch(() => undefined);
-  rmSync(work, { recursive: true, force: true });
+  await cleanup();
 }

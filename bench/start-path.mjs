@@ -87,7 +87,7 @@ async function finish(code) {
   rmSync(work, { recursive: true, force: true });
   process.exit(code);
 }
-for (const sig of ['SIGINT', 'SIGTERM']) process.once(sig, () => void finish(130));
+for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.once(sig, () => void finish(130));
 
 async function main() {
   await docker(['image', 'inspect', IMAGE]).catch(() => {
