@@ -3,10 +3,11 @@
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { join } from 'node:path';
+import { BIN } from './lib.mjs';
 
 const RUNS = Number(process.env.RUNS ?? 21);
-const cli = resolve(import.meta.dirname, '..', 'dist', 'src', 'cli', 'main.js');
+const cli = BIN; // the bin users run (package.json `bin`)
 const env = { ...process.env, TAO_INF_STATE_FILE: join(mkdtempSync(join(tmpdir(), 'tao-bench-')), 'state.json'), CI: 'true' };
 
 function median(xs) {

@@ -72,29 +72,48 @@ export async function listServices(deps: ManageDeps = {}): Promise<{ services: L
     const raw = state.other[key] as RegistryEntry;
     entries.push({ ...raw, job_id: key, registry_job_id_field: other } as RegistryEntry);
   }
-  const services = await Promise.all(
-    entries.map(async (e): Promise<ListedService> => {
-      if (typeof e.registry_job_id_field === 'string')
-        return { ...e, live: { state: 'unknown', native: 'inconsistent', reason: `registry key '${e.job_id}' holds job_id '${e.registry_job_id_field}'; not acted on` } };
+  /** The state an entry has without asking its platform (inconsistent, unsafe id, stale start), if any. */
+  const localState = (e: RegistryEntry): JobState | undefined => {
+    if (typeof e.registry_job_id_field === 'string')
+      return { state: 'unknown', native: 'inconsistent', reason: `registry key '${e.job_id}' holds job_id '${e.registry_job_id_field}'; not acted on` };
+    try {
+      checkActionable(state, e.job_id);
+    } catch (err) {
+      return { state: 'unknown', native: 'unsafe-id', reason: (err as Error).message };
+    }
+    if (isStaleStarting(e))
+      return { state: 'unknown', native: 'stale', reason: `its start (pid ${e.starter_pid}) ended before the launch finished; its port is free again. Remove it with 'tao-infer stop ${e.job_id}'` };
+    return undefined;
+  };
+  const unknown = (err: unknown): JobState => ({ state: 'unknown', reason: (err as Error).message.split('\n')[0] });
+  const timedOut = <T>(p: Promise<T>, fallback: T) =>
+    Promise.race([p, new Promise<T>((r) => setTimeout(() => r(fallback), 20_000).unref())]);
+  const TIMED_OUT: JobState = { state: 'unknown', reason: 'status timed out' };
+  const live = new Map<RegistryEntry, JobState>();
+  const byPlatform = new Map<string, RegistryEntry[]>();
+  for (const e of entries) {
+    const l = localState(e);
+    if (l) live.set(e, l);
+    else byPlatform.set(e.platform, [...(byPlatform.get(e.platform) ?? []), e]);
+  }
+  await Promise.all(
+    [...byPlatform].map(async ([platform, list]) => {
       try {
-        checkActionable(state, e.job_id);
+        const adapter = await loadAdapter(platform);
+        // One call for all entries of the platform when it can (local-docker: one docker inspect), else one each.
+        const states = adapter.statusMany
+          ? await timedOut(adapter.statusMany(list, ectx), list.map(() => TIMED_OUT))
+          : await Promise.all(list.map((e) => timedOut(adapter.status(e, ectx), TIMED_OUT).catch(unknown)));
+        list.forEach((e, i) => live.set(e, states[i] ?? unknown(new Error('no state returned'))));
       } catch (err) {
-        return { ...e, live: { state: 'unknown', native: 'unsafe-id', reason: (err as Error).message } };
-      }
-      if (isStaleStarting(e))
-        return { ...e, live: { state: 'unknown', native: 'stale', reason: `its start (pid ${e.starter_pid}) ended before the launch finished; its port is free again. Remove it with 'tao-infer stop ${e.job_id}'` } };
-      try {
-        const adapter = await loadAdapter(e.platform);
-        const live = await Promise.race([
-          adapter.status(e, ectx),
-          new Promise<JobState>((r) => setTimeout(() => r({ state: 'unknown', reason: 'status timed out' }), 20_000).unref()),
-        ]);
-        return { ...e, live: e.state === 'starting' && live.state === 'unknown' ? { ...live, state: 'pending', native: 'starting' } : live };
-      } catch (err) {
-        return { ...e, live: { state: 'unknown', reason: (err as Error).message.split('\n')[0] } };
+        for (const e of list) live.set(e, unknown(err));
       }
     }),
   );
+  const services = entries.map((e): ListedService => {
+    const l = live.get(e)!;
+    return { ...e, live: e.state === 'starting' && l.state === 'unknown' && !l.native ? { ...l, state: 'pending', native: 'starting' } : l };
+  });
   return { services, latest: state.latest };
 }
 

@@ -189,6 +189,8 @@ export interface PlatformAdapter {
    */
   launch(spec: LaunchSpec, ctx: AdapterContext): Promise<Launched>;
   status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState>;
+  /** Optional: the states of several entries in one platform call (used by `ls`), in the order given. */
+  statusMany?(entries: RegistryEntry[], ctx: EntryContext): Promise<JobState[]>;
   /** Log chunks (text, may span lines). With follow, ends when the job ends or signal aborts. */
   logs(entry: RegistryEntry, opts: LogOptions, ctx: EntryContext): AsyncIterable<string>;
   /** Idempotent: an already-gone job resolves. Removes platform secrets (the routing ends the forwarder). */

@@ -10,7 +10,7 @@
  * replaced by `{}`.
  */
 import { randomBytes } from 'node:crypto';
-import { promises as fsp, constants as fsc } from 'node:fs';
+import { existsSync, promises as fsp, constants as fsc, watch } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import * as fsCallbacks from 'node:fs';
 import lockfile from 'proper-lockfile';
@@ -140,6 +140,32 @@ const warnedWritable = new Set<string>();
 
 /** Internal: the lock was lost before the rename; the mutation is retried from a fresh read. */
 class LockLostError extends Error {}
+
+/**
+ * Resolve once the lock directory `lockDir` (proper-lockfile's `<file>.lock`) is removed, or after `maxMs`.
+ * An inotify watch on the parent directory wakes the waiter as soon as the holder releases, instead of a
+ * fixed sleep; the timer bounds the wait when watching is not possible or the event is missed.
+ */
+function lockReleased(lockDir: string, maxMs: number): Promise<void> {
+  return new Promise((resolve) => {
+    let watcher: ReturnType<typeof watch> | undefined;
+    const done = () => {
+      clearTimeout(timer);
+      watcher?.close();
+      resolve();
+    };
+    const timer = setTimeout(done, maxMs);
+    try {
+      watcher = watch(dirname(lockDir), { persistent: false }, (_event, name) => {
+        if (name === null || name === basename(lockDir)) done();
+      });
+      watcher.on('error', done);
+    } catch {
+      return; // no watch: the timer wakes us
+    }
+    if (!existsSync(lockDir)) done(); // released between the failed attempt and the watch
+  });
+}
 
 /**
  * The service registry file (contract §5): `job_id → entry` plus `latest`, default `/tmp/tao-inf-ms-state.json`
@@ -346,7 +372,7 @@ export class Registry {
           throw new RegistryError('registry_lock_timeout', `registry ${this.file} stayed locked for ${Math.round(this.lockTimeoutMs / 1000)}s`, {
             hint: `Another tao-infer is writing it. If none runs, remove ${this.file}.lock.`,
           });
-        await new Promise((r) => setTimeout(r, 10 + Math.random() * 40));
+        await lockReleased(`${this.file}.lock`, 25 + Math.random() * 50);
       }
     }
     this.stats.acquisitions++;

@@ -1,5 +1,5 @@
 // Records every module URL the process resolves, to prove which commands load @kubernetes/client-node.
-// Use: NODE_OPTIONS="--import=<this file>" TAO_TEST_LOAD_LOG=<file> node dist/src/cli/main.js ...
+// Use: NODE_OPTIONS="--import=<this file>" TAO_TEST_LOAD_LOG=<file> node dist/bin/tao-infer.js ...
 // On the main thread it registers itself as a module customization hook (node:module register, Node >= 20.6);
 // in the hooks thread its `resolve` hook appends each resolved URL to $TAO_TEST_LOAD_LOG (one per line).
 // ESM imports (the CLI, its lazily imported adapters, and @kubernetes/client-node, an ES module) all pass

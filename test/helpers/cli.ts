@@ -1,14 +1,16 @@
 /**
- * Runs the real, built CLI (`dist/src/cli/main.js`) as a child process, the way users and CI scripts do.
+ * Runs the real, built CLI as a child process, the way users and CI scripts do: the bundled bin that
+ * package.json `bin` names (`dist/bin/tao-infer.js`, built by `npm run build`).
  * Each test gets its own registry file through TAO_INF_STATE_FILE.
  */
 import { execa, type Options } from 'execa';
-import { mkdtempSync } from 'node:fs';
+import { mkdtempSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 
 export const ROOT = resolve(import.meta.dirname, '..', '..');
-export const CLI = join(ROOT, 'dist', 'src', 'cli', 'main.js');
+/** The `tao-infer` bin from package.json, absolute. */
+export const CLI = join(ROOT, (JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> }).bin['tao-infer']!);
 
 export interface CliResult {
   exitCode: number;

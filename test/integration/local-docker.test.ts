@@ -55,6 +55,42 @@ describe('local-docker: several services, failures, bad input', () => {
     expect(docker(['inspect', ea.job_id]).code).not.toBe(0);
   });
 
+  it('start makes two docker calls before docker run (network, image); ls asks docker once for all services (issue 9)', async () => {
+    const t = dockerTestEnv();
+    const ids: string[] = [];
+    for (const arch of ['cosmos-rl', 'tao-dataservices']) {
+      const r = await runCli(['start', '--arch', arch, '--model', '/m', '--num-gpus', '0', '--no-wait', '--json'], { env: t.env });
+      expect(r.exitCode, r.stderr).toBe(0);
+      ids.push(parseJson(r).job_id);
+      started.push(ids[ids.length - 1]!);
+    }
+    // Per start: `docker network inspect` (proves the daemon and the network), `docker image inspect` (pull only when
+    // the image is missing), then `docker run`; no `docker version`.
+    const calls = recordedArgv(t.argvLog).map((a) => a.slice(0, 2).join(' '));
+    expect(calls.filter((c) => c !== 'network create')).toEqual(['network inspect', 'image inspect', 'run -d', 'network inspect', 'image inspect', 'run -d']);
+    const before = recordedArgv(t.argvLog).length;
+    writeFileSync(
+      t.stateFile,
+      JSON.stringify({
+        ...JSON.parse(readFileSync(t.stateFile, 'utf8')),
+        gone: { job_id: 'gone', platform: 'local-docker', network_arch: 'cosmos-rl', host_url: 'http://localhost:8199', started_at: '2030-01-01T00:00:00Z' },
+      }),
+      { mode: 0o600 },
+    );
+    const ls = await runCli(['ls', '--json'], { env: t.env });
+    expect(ls.exitCode, ls.stderr).toBe(0);
+    expect(parseJson(ls).map((s: { job_id: string; live: { state: string; native?: string } }) => [s.job_id, s.live.state, s.live.native])).toEqual([
+      [ids[0], 'running', 'running'],
+      [ids[1], 'running', 'running'],
+      ['gone', 'unknown', 'missing'],
+    ]);
+    const lsCalls = recordedArgv(t.argvLog).slice(before);
+    expect(lsCalls.length).toBe(1);
+    expect(lsCalls[0]!.slice(0, 3)).toEqual(['inspect', '--type', 'container']);
+    const stop = await runCli(['stop', '--all', '--yes', '--json'], { env: t.env });
+    expect(stop.exitCode, stop.stderr).toBe(0);
+  });
+
   it('--keep-on-failure keeps the crashed container and its registry entry', async () => {
     const t = dockerTestEnv();
     t.env.STANDIN_CRASH_AT_START = '1';

@@ -4,7 +4,6 @@
  * `docker run -d --name <job_id> -p <bind>:<host_port>:8080 ...`; status from `docker inspect`,
  * logs from `docker logs`, stop with `docker rm -f`.
  */
-import { execa } from 'execa';
 import { CommandFailedError, InvalidInputError, PlatformUnavailableError } from '../../errors.js';
 import { descriptor } from './descriptor.js';
 import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, Launched, LogOptions, PlatformAdapter, RegistryEntry } from '../../types.js';
@@ -44,13 +43,22 @@ class LocalDockerAdapter implements PlatformAdapter {
     return net;
   }
 
+  /**
+   * One docker call: `docker network inspect` proves the daemon answers and the network exists (created when
+   * missing; a concurrent start may create it in between), so launch is a single `docker run`.
+   */
   async preflight(spec: LaunchSpec, ctx: AdapterContext): Promise<void> {
-    this.network(spec);
-    const r = await runCapture('docker', ['version', '--format', '{{.Server.Version}}'], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT, timeoutMs: 30_000 });
-    if (r.exitCode !== 0)
+    const net = this.network(spec);
+    const env = ctx.env;
+    const r = await runCapture('docker', ['network', 'inspect', '--format', '{{.Name}}', net], { env, platform: 'local-docker', installHint: INSTALL_HINT, timeoutMs: 30_000 });
+    if (r.exitCode === 0) return;
+    if (!/no such network|network .* not found/i.test(r.stderr))
       throw new PlatformUnavailableError('local-docker', `the docker daemon does not answer: ${r.stderr.trim().split('\n').pop() ?? ''}`, {
         hint: dockerErrorHint(r.stderr) ?? INSTALL_HINT,
       });
+    const created = await runCapture('docker', ['network', 'create', net], { env, timeoutMs: 60_000 });
+    if (created.exitCode !== 0 && !/already exists/.test(created.stderr))
+      await runChecked('docker', ['network', 'create', net], { env, hint: dockerErrorHint, timeoutMs: 60_000 });
   }
 
   async plan(spec: LaunchSpec, ctx: AdapterContext): Promise<LaunchPlan> {
@@ -72,16 +80,9 @@ class LocalDockerAdapter implements PlatformAdapter {
 
   async launch(spec: LaunchSpec, ctx: AdapterContext): Promise<Launched> {
     const ro = this.runOptions(spec);
-    const net = ro.network;
     const env = ctx.env;
     await ensureImage(spec.image, { env, log: ctx.log, progress: ctx.progressLine, signal: ctx.signal });
-    const inspect = await runCapture('docker', ['network', 'inspect', net], { env });
-    if (inspect.exitCode !== 0) {
-      const created = await runCapture('docker', ['network', 'create', net], { env });
-      // A concurrent start may have created it in between.
-      if (created.exitCode !== 0 && !/already exists/.test(created.stderr))
-        await runChecked('docker', ['network', 'create', net], { env, hint: dockerErrorHint });
-    }
+    // The network exists: preflight checked it (and the daemon) just before.
     ctx.log(`$ ${formatArgv(['docker', ...dockerRunArgs(spec, ro)]).slice(0, 300)}...`);
     await runChecked('docker', dockerRunArgs(spec, ro), { env: dockerClientEnv(spec, env), hint: dockerErrorHint, timeoutMs: 30 * 60_000 });
     const host = spec.bind_address === '0.0.0.0' || spec.bind_address === '127.0.0.1' ? 'localhost' : spec.bind_address.includes(':') ? `[${spec.bind_address}]` : spec.bind_address;
@@ -89,7 +90,7 @@ class LocalDockerAdapter implements PlatformAdapter {
       host_url: `http://${host}:${spec.host_port}`,
       host_port: spec.host_port!,
       docker_url: `http://${spec.job_id}:${spec.container_port}`,
-      platform_data: { network: net, bind_address: spec.bind_address },
+      platform_data: { network: ro.network, bind_address: spec.bind_address },
     };
   }
 
@@ -102,6 +103,28 @@ class LocalDockerAdapter implements PlatformAdapter {
     return mapDockerState(JSON.parse(r.stdout));
   }
 
+  /** One `docker inspect` for all entries (`ls` with many services): one docker process instead of one each. */
+  async statusMany(entries: RegistryEntry[], ctx: EntryContext): Promise<JobState[]> {
+    const r = await runCapture('docker', ['inspect', '--type', 'container', '--format', '{{.Name}} {{json .State}}', ...entries.map((e) => e.job_id)], {
+      env: ctx.env,
+      platform: 'local-docker',
+      installHint: INSTALL_HINT,
+    });
+    const states = new Map<string, JobState>();
+    for (const line of r.stdout.split('\n')) {
+      const i = line.indexOf(' ');
+      try {
+        if (i > 0) states.set(line.slice(0, i).replace(/^\//, ''), mapDockerState(JSON.parse(line.slice(i + 1))));
+      } catch {
+        /* not a state line: that entry is reported as not found */
+      }
+    }
+    const failure = r.stderr.split('\n').filter((l) => l.trim() && !/No such (object|container)/i.test(l)).pop();
+    return entries.map(
+      (e) => states.get(e.job_id) ?? (failure ? { state: 'unknown', native: 'inspect-failed', reason: failure.trim() } : { state: 'unknown', native: 'missing', reason: 'container not found' }),
+    );
+  }
+
   async *logs(entry: RegistryEntry, opts: LogOptions, ctx: EntryContext): AsyncIterable<string> {
     const args = ['logs'];
     if (opts.tail !== undefined) args.push('--tail', String(opts.tail));
@@ -110,6 +133,8 @@ class LocalDockerAdapter implements PlatformAdapter {
     // The container's stderr is part of its log, so docker's own errors cannot be told apart in the stream:
     // ask first whether the container exists (daemon down, no such container → exit 3 with docker's message).
     await runChecked('docker', ['container', 'inspect', '--format', '{{.Id}}', '--', entry.job_id], { env: ctx.env, hint: dockerErrorHint, signal: opts.signal });
+    // execa only here (streaming): loading it costs start-up time that start and ls do not need to pay.
+    const { execa } = await import('execa');
     const child = execa('docker', args, { env: ctx.env, reject: false, all: true, buffer: false, cancelSignal: opts.signal, stdin: 'ignore' });
     for await (const line of child.iterable({ from: 'all' })) yield `${line}\n`;
     const r = await child;
