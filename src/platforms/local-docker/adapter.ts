@@ -141,10 +141,24 @@ class LocalDockerAdapter implements PlatformAdapter {
     if (r.exitCode && !opts.signal?.aborted && !r.isCanceled) throw new CommandFailedError(['docker', ...args], r.exitCode, tailLines(String(r.stderr ?? ''), 12).join('\n'));
   }
 
+  /**
+   * `docker rm -f`; idempotent: a container that is already gone, or that another `stop` is removing right now
+   * (docker: "removal of container X is already in progress"), resolves once it is gone (waits at most 60 s).
+   * @throws CommandFailedError when docker refuses for another reason or the removal does not finish in time
+   */
   async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
-    const r = await runCapture('docker', ['rm', '-f', '--', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
-    if (r.exitCode !== 0 && !/No such container/i.test(r.stderr))
-      await runChecked('docker', ['rm', '-f', '--', entry.job_id], { env: ctx.env, hint: dockerErrorHint });
+    const rm = ['rm', '-f', '--', entry.job_id];
+    const r = await runCapture('docker', rm, { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
+    if (r.exitCode === 0 || /No such container/i.test(r.stderr)) return;
+    if (/removal of container .* is already in progress/i.test(r.stderr)) {
+      const until = Date.now() + 60_000;
+      while (Date.now() < until && !ctx.signal?.aborted) {
+        const i = await runCapture('docker', ['container', 'inspect', '--format', '{{.Id}}', '--', entry.job_id], { env: ctx.env, platform: 'local-docker', timeoutMs: 10_000 });
+        if (i.exitCode !== 0 && /No such (object|container)/i.test(i.stderr)) return;
+        await new Promise((res) => setTimeout(res, 250));
+      }
+    }
+    await runChecked('docker', rm, { env: ctx.env, hint: dockerErrorHint });
   }
 }
 
