@@ -2,9 +2,9 @@
  * Managing running services: stop, list with live state, logs, latest. Kept apart from start/request
  * so that `ls`, `stop` and `logs` never load the reference data, zod or yaml.
  */
-import { JobNotFoundError } from './errors.js';
 import { loadAdapter } from './platforms/index.js';
 import { Registry, repairLatest } from './registry/store.js';
+import { resolveJobId } from './service/routing.js';
 import type { JobState, RegistryEntry } from './types.js';
 
 /** Registry, environment and reporting used by these functions. All optional. */
@@ -24,17 +24,24 @@ function ctxParts(deps: ManageDeps) {
 }
 
 /**
+ * The registry entry for a job_id or a unique prefix of at least 4 characters (src/service/routing.ts resolveJobId).
+ * @throws InvalidInputError, JobNotFoundError, AmbiguousTargetError (exit 2)
+ */
+export async function findService(job_id: string, deps: ManageDeps = {}): Promise<RegistryEntry> {
+  return resolveJobId((await ctxParts(deps).registry.read()).entries, job_id);
+}
+
+/**
  * Stop a service on its platform and remove it from the registry (contract §5: `latest` repaired).
- * A job already gone on the platform counts as stopped.
- * @throws JobNotFoundError, PlatformError (registry entry kept so the stop can be retried)
+ * A job already gone on the platform counts as stopped. `job_id` may be a unique prefix (≥ 4 characters).
+ * @throws JobNotFoundError, AmbiguousTargetError, PlatformError (registry entry kept so the stop can be retried)
  */
 export async function stopService(job_id: string, deps: ManageDeps = {}): Promise<RegistryEntry> {
   const { env, registry, log, warn } = ctxParts(deps);
-  const entry = await registry.get(job_id);
-  if (!entry) throw new JobNotFoundError(job_id);
+  const entry = await findService(job_id, { ...deps, registry });
   const adapter = await loadAdapter(entry.platform);
   await adapter.stop(entry, { env, log, warn, signal: deps.signal });
-  await registry.remove(job_id);
+  await registry.remove(entry.job_id);
   return entry;
 }
 
@@ -68,11 +75,10 @@ export async function listServices(deps: ManageDeps = {}): Promise<{ services: L
   return { services, latest: state.latest };
 }
 
-/** Stream logs of a service. @throws JobNotFoundError */
+/** Stream logs of a service (`job_id` or a unique prefix of ≥ 4 characters). @throws JobNotFoundError, AmbiguousTargetError */
 export async function* serviceLogs(job_id: string, opts: { follow?: boolean; tail?: number }, deps: ManageDeps = {}): AsyncIterable<string> {
   const { env, registry, log, warn } = ctxParts(deps);
-  const entry = await registry.get(job_id);
-  if (!entry) throw new JobNotFoundError(job_id);
+  const entry = await findService(job_id, { ...deps, registry });
   const adapter = await loadAdapter(entry.platform);
   yield* adapter.logs(entry, { ...opts, signal: deps.signal }, { env, log, warn, signal: deps.signal });
 }

@@ -30,7 +30,7 @@ function saveVideo(content: string, output: string): string {
 export function requestCommand(): Command {
   return new Command('request')
     .description('Send a chat-completion request to a running service (routing: --job, else --arch, else the only service)')
-    .option('--job <job_id>', 'the service to send to')
+    .option('--job <job_id>', 'the service to send to (full job_id or a unique prefix of 4+ characters)')
     .option('--arch <network_arch>', 'route to the service running this network_arch')
     .option('--prompt <text>', 'user prompt text')
     .option('--system <text>', 'system message')
