@@ -10,7 +10,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
-import { buildInnerCommand, type InnerCommand } from './archs/command.js';
+import { applyIdleTimeout, buildInnerCommand, type InnerCommand } from './archs/command.js';
 import { resolveImage, type ResolvedImage } from './archs/image.js';
 import { checkEnvName, checkNumGpus, checkPort, parseModelPath } from './archs/inputs.js';
 import { InvalidInputError, JobNotFoundError, ServiceFailedError } from './errors.js';
@@ -24,6 +24,7 @@ import { buildBody, readBodyFile, resolveSampling, type ChatBody, type Sampling 
 import { resolveTarget, type ChooseService } from './service/routing.js';
 import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
 import { LABELS } from './labels.js';
+import { parseDuration } from './util/duration.js';
 
 /** Where progress, warnings and readiness updates go. All optional. */
 export interface Reporter {
@@ -48,6 +49,10 @@ export interface StartInput {
   model_key?: string;
   output_dir?: string;
   arch_options?: Record<string, string | number | boolean>;
+  /** Minutes of idleness after which the service ends itself: the arch's own flag (contract §3); refused for archs without one. */
+  idle_timeout_minutes?: number | string;
+  /** Longest the service may run, e.g. `90m`, `4h`, `1d` (src/util/duration.ts); enforced by the platform where it can. */
+  max_duration?: string;
   /** Names of extra env vars to hand to the service (values from the environment). */
   env_names?: string[];
   shm_size?: string;
@@ -136,6 +141,8 @@ export function prepareLaunch(
       if (!secretSet.includes(name)) secretSet.push(name);
     } else plain[name] = v;
   }
+  const idle = applyIdleTimeout(refs, input.network_arch, input.idle_timeout_minutes, input.arch_options);
+  const max_duration_s = input.max_duration !== undefined ? parseDuration(input.max_duration) : undefined;
   const job_id = randomUUID();
   const inner = buildInnerCommand(refs, {
     job_id,
@@ -144,7 +151,7 @@ export function prepareLaunch(
     model,
     model_key: input.model_key,
     output_dir: input.output_dir,
-    arch_options: input.arch_options,
+    arch_options: Object.keys(idle.arch_options).length ? idle.arch_options : undefined,
   });
   const spec: LaunchSpec = {
     job_id,
@@ -161,6 +168,11 @@ export function prepareLaunch(
     labels: { [LABELS.managedBy]: 'tao-infer', [LABELS.jobId]: job_id, [LABELS.arch]: input.network_arch },
     options: input.options ?? {},
   };
+  if (max_duration_s !== undefined) {
+    spec.max_duration_s = max_duration_s;
+    spec.expires_at = new Date(Date.now() + max_duration_s * 1000).toISOString();
+  }
+  if (idle.idle_timeout_minutes !== undefined) spec.idle_timeout_minutes = idle.idle_timeout_minutes;
   return { spec, image, inner, platform };
 }
 
@@ -204,6 +216,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
   const pickHostPort = (s: RegistryState) =>
     pickPort(s, { holds: holdsSame, checkBound: descriptorOf(platform).hostPortScope === 'local', bindAddress: spec.bind_address, explicit: input.port });
 
+  if (spec.max_duration_s !== undefined) log(`--max-duration on ${platform}: ${descriptorOf(platform).maxDuration.how} (expires ${spec.expires_at})`);
   const noRecord = async () => undefined;
   if (input.dry_run) {
     let host_port: number | undefined;
@@ -270,6 +283,8 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
       image: spec.image,
       model_path: input.model_path.trim(),
       num_gpus: spec.num_gpus,
+      ...(spec.expires_at ? { expires_at: spec.expires_at } : {}),
+      ...(spec.idle_timeout_minutes !== undefined ? { idle_timeout_minutes: spec.idle_timeout_minutes } : {}),
     };
     s.latest = spec.job_id;
   });

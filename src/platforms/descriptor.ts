@@ -33,6 +33,12 @@ export interface PlatformDescriptor<N extends string = string> {
    * forwarder), `remote` (another host, e.g. a VM; its `local_port` is the local side), or none.
    */
   readonly hostPortScope?: 'local' | 'remote';
+  /**
+   * How `start --max-duration` is enforced (issue 10 point 6): `platform` — the platform ends the service
+   * itself; `prune` — the platform has no run-time limit, the expiry is recorded (entry `expires_at`, plus a
+   * label/annotation/env var on the platform object) and `tao-infer prune` ends it. `how` is shown to users.
+   */
+  readonly maxDuration: { enforcedBy: 'platform' | 'prune'; how: string };
   /** Import the adapter (and its SDK) lazily. */
   load(): Promise<PlatformAdapter>;
   /**

@@ -40,6 +40,8 @@ export function startCommand(): Command {
     .option('--model-key <key>', 'cosmos-predict2.5 registered model key for hf_model:// paths (e.g. base-2b)')
     .option('--output-dir <dir>', 'cosmos-predict2.5 output dir inside the container')
     .option('--arch-opt <name=value>', 'per-arch optional flag, e.g. idle_timeout_minutes=60 (repeatable)', collect)
+    .option('--idle-timeout <min>', "minutes of idleness after which the service ends itself (the arch's own flag; tao-dataservices, cosmos-predict2.5)")
+    .option('--max-duration <dur>', 'longest the service may run, e.g. 90m, 4h, 1d (slurm --time, kubernetes activeDeadlineSeconds; elsewhere an expiry prune enforces)')
     .option('--env <NAME>', 'hand this env var (value from your environment) to the service (repeatable)', collect)
     .option('--shm-size <size>', 'shared memory for the container', '16g')
     .option('--timeout <s>', 'readiness timeout in seconds', intArg('--timeout'))
@@ -97,6 +99,8 @@ export function startCommand(): Command {
       model_key,
       output_dir: o.outputDir,
       arch_options: Object.keys(arch_options).length ? arch_options : undefined,
+      idle_timeout_minutes: o.idleTimeout,
+      max_duration: o.maxDuration,
       env_names: o.env,
       shm_size: o.shmSize,
       options,
