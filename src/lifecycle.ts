@@ -21,6 +21,7 @@ import { Registry, type RegistryState } from './registry/store.js';
 import { sendChatCompletion, type ChatCompletion } from './service/chat.js';
 import { waitForReadiness } from './service/readiness.js';
 import { buildBody, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
+import { expiryWarning } from './service/lifetime.js';
 import { resolveTarget, type ChooseService } from './service/routing.js';
 import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
 import { LABELS } from './labels.js';
@@ -371,6 +372,8 @@ export interface PreparedRequest {
   body: ChatBody;
   sampling: Sampling;
   defaulted: string[];
+  /** For people and --json: e.g. the service is past or near its expires_at (src/service/lifetime.ts). */
+  warnings: string[];
 }
 
 /** Questions prepareRequest asks a person (the CLI passes them only when interactive). */
@@ -431,7 +434,8 @@ export async function prepareRequest(
     sampling: values,
     body: fileBody,
   });
-  return { entry, body, sampling: values, defaulted };
+  const expiry = expiryWarning(entry);
+  return { entry, body, sampling: values, defaulted, warnings: expiry ? [expiry] : [] };
 }
 
 /**

@@ -2,7 +2,7 @@ import { Command } from 'commander';
 import { writeFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { InvalidInputError } from '../../errors.js';
-import { askText, chooseService, emit, info, isInteractive, type GlobalFlags } from '../io.js';
+import { askText, chooseService, emit, info, isInteractive, warnLine, type GlobalFlags } from '../io.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -120,6 +120,7 @@ export function requestCommand(): Command {
         },
       );
       const e = prepared.entry;
+      for (const w of prepared.warnings) warnLine(w);
       info(`Sending to job_id=${e.job_id} arch=${e.network_arch} url=${e.host_url}/v1/chat/completions`);
       info(
         `sampling parameters: ${Object.entries(prepared.sampling)
@@ -139,7 +140,7 @@ export function requestCommand(): Command {
         saved_file = saveVideo(content, o.output ?? `./${e.job_id}-${stamp}.mp4`);
         info(`video written to ${saved_file}`);
       }
-      emit(flags, { ...completion, ...(saved_file ? { saved_file } : {}), routed_to: { job_id: e.job_id, network_arch: e.network_arch, host_url: e.host_url }, sampling: prepared.sampling }, () =>
+      emit(flags, { ...completion, ...(saved_file ? { saved_file } : {}), routed_to: { job_id: e.job_id, network_arch: e.network_arch, host_url: e.host_url }, sampling: prepared.sampling, ...(prepared.warnings.length ? { warnings: prepared.warnings } : {}) }, () =>
         saved_file ? saved_file : String(content),
       );
     });
