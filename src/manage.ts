@@ -5,7 +5,7 @@
 import { loadAdapter } from './platforms/index.js';
 import { Registry, repairLatest } from './registry/store.js';
 import { resolveJobId } from './service/routing.js';
-import type { JobState, RegistryEntry } from './types.js';
+import type { JobState, JobStateName, RegistryEntry } from './types.js';
 
 /** Registry, environment and reporting used by these functions. All optional. */
 export interface ManageDeps {
@@ -45,8 +45,35 @@ export async function stopService(job_id: string, deps: ManageDeps = {}): Promis
   return entry;
 }
 
-export interface ListedService extends RegistryEntry {
-  live: JobState;
+/** RegistryEntry without its index signature (so Omit keeps the named keys). */
+type KnownEntryKeys = { [K in keyof RegistryEntry as string extends K ? never : K]: RegistryEntry[K] };
+
+/** A live state as `ls --json` prints it: snake_case keys (JobState with `exit_code`). */
+export interface LiveState {
+  state: JobStateName;
+  native?: string;
+  reason?: string;
+  exit_code?: number;
+  node?: string;
+  /** Which environment default stood in for platform data the entry lacks (skill-written entries). */
+  note?: string;
+}
+
+/**
+ * One service as `ls` lists it: the registry entry, with `state` in the live vocabulary (`pending`, `running`,
+ * `complete`, `error`, `canceled`, `unknown`; the same words as `start --json`) instead of the registry's
+ * `starting`/`started` marker, and `live` with the platform's detail.
+ */
+export interface ListedService extends Omit<KnownEntryKeys, 'state'> {
+  [key: string]: unknown;
+  state: JobStateName;
+  live: LiveState;
+}
+
+/** JobState → its `ls --json` form (snake_case). */
+export function liveState(st: JobState): LiveState {
+  const { exitCode, ...rest } = st;
+  return exitCode === undefined ? { ...rest } : { ...rest, exit_code: exitCode };
 }
 
 /**
@@ -58,6 +85,10 @@ export async function listServices(deps: ManageDeps = {}): Promise<{ services: L
   const state = await registry.read();
   const entries = Object.values(state.entries).sort((a, b) => a.started_at.localeCompare(b.started_at));
   const ectx = { env, log, warn, signal: deps.signal };
+  const listed = (e: RegistryEntry, st: JobState): ListedService => {
+    const live = liveState(st);
+    return { ...e, state: live.state, live };
+  };
   const services = await Promise.all(
     entries.map(async (e): Promise<ListedService> => {
       try {
@@ -66,9 +97,9 @@ export async function listServices(deps: ManageDeps = {}): Promise<{ services: L
           adapter.status(e, ectx),
           new Promise<JobState>((r) => setTimeout(() => r({ state: 'unknown', reason: 'status timed out' }), 20_000).unref()),
         ]);
-        return { ...e, live: e.state === 'starting' && live.state === 'unknown' ? { ...live, state: 'pending', native: 'starting' } : live };
+        return listed(e, e.state === 'starting' && live.state === 'unknown' ? { ...live, state: 'pending', native: 'starting' } : live);
       } catch (err) {
-        return { ...e, live: { state: 'unknown', reason: (err as Error).message.split('\n')[0] } };
+        return listed(e, { state: 'unknown', reason: (err as Error).message.split('\n')[0] });
       }
     }),
   );

@@ -65,6 +65,8 @@ export interface JobState {
   reason?: string;
   exitCode?: number;
   node?: string;
+  /** Which environment default stood in for platform data the entry lacks (src/platforms/entry-defaults.ts). */
+  note?: string;
 }
 
 /** Environment handed to the service. Secret values are never in here: only their names. */

@@ -3,6 +3,7 @@
  * descriptor costs nothing: no SDK, no adapter code; `load()` imports the adapter when a command needs it.
  * `src/platforms/index.ts` lists the descriptors; the CLI builds `start`/`stop`/`ls` flags from them.
  */
+import type { EntryDefault } from './entry-defaults.js';
 import type { Capability, EntryContext, PlatformAdapter, PlatformOptionSpec, RegistryEntry } from '../types.js';
 
 /** What `afterStop` receives: the services of this platform that `stop` just stopped, and the option values. */
@@ -39,6 +40,11 @@ export interface PlatformDescriptor<N extends string = string> {
    * label/annotation/env var on the platform object) and `tao-infer prune` ends it. `how` is shown to users.
    */
   readonly maxDuration: { enforcedBy: 'platform' | 'prune'; how: string };
+  /**
+   * Env defaults for `platform_data` keys an entry lacks (entries written by the published skill, contract §5),
+   * applied by the routing before status/logs/stop/tunnel; the default used is reported (ls `note`, a warning).
+   */
+  readonly entryDefaults?: readonly EntryDefault[];
   /** Import the adapter (and its SDK) lazily. */
   load(): Promise<PlatformAdapter>;
   /**

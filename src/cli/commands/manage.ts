@@ -107,27 +107,19 @@ export function stopCommand(): Command {
   });
 }
 
-/** `tao-infer ls [--json]`: registry entries with their live state from each platform. */
+/** `tao-infer ls [--wide] [--json]`: registry entries with their live state from each platform (table: src/cli/ls-table.ts). */
 export function lsCommand(): Command {
   const cmd = new Command('ls')
     .description('List services in the registry with their live state from the platform')
+    .option('--wide', 'full job_ids and full detail, whatever the terminal width')
     .option('--json', 'print a JSON array of entries with their live state');
   addPlatformFlags(cmd, new Set(cmd.options.map((x) => x.long!.replace(/^--(no-)?/, ''))), 'ls');
   return cmd.action(async (o: Record<string, any>) => {
     const { services, latest } = await (await lib()).listServices({ registry: await newRegistry(), reporter });
+    const { renderLsTable, terminalWidth, useColor } = await import('../ls-table.js');
     emit({ json: o.json }, services, () => {
       if (!services.length) return 'no services (start one with: tao-infer start --arch <network_arch> --model <model_path>)';
-      return table([
-        ['JOB_ID', 'ARCH', 'PLATFORM', 'STATE', 'URL', 'STARTED'],
-        ...services.map((s) => [
-          s.job_id + (s.job_id === latest ? ' *' : ''),
-          s.network_arch,
-          s.platform,
-          `${s.live.state}${s.live.native && s.live.native !== s.live.state ? ` (${s.live.native})` : ''}${s.live.reason ? `: ${s.live.reason}` : ''}`,
-          s.host_url || '-',
-          s.started_at,
-        ]),
-      ]);
+      return renderLsTable(services, { latest, now: Date.now(), width: terminalWidth(), wide: Boolean(o.wide), color: useColor() });
     });
   });
 }

@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { InterruptedError, InvalidInputError } from '../../errors.js';
 import { parseGpuIds } from '../../archs/inputs.js';
 import { supportedArchs } from '../../archs/image.js';
-import type { PlanStep } from '../../types.js';
+import type { JobStateName, PlanStep } from '../../types.js';
 import type { StartInput } from '../../lifecycle.js';
 import { formatArgv } from '../../util/shell.js';
 import { askSelect, askText, emit, info, isInteractive, progressReporter, requireInput, warnLine, type GlobalFlags } from '../io.js';
@@ -142,7 +142,10 @@ export function startCommand(): Command {
       return;
     }
     const entry = result.entry!;
-    emit(flags, { ...entry, ready: result.ready, warnings: result.warnings }, () =>
+    // `state` in the live vocabulary shared with `ls --json` (the platform confirmed the launch: running),
+    // not the registry file's own `started` marker.
+    const state: JobStateName = 'running';
+    emit(flags, { ...entry, state, ready: result.ready, warnings: result.warnings }, () =>
       result.ready
         ? `ready: ${entry.job_id} ${entry.network_arch} ${entry.host_url}\nSend a request: tao-infer request --job ${entry.job_id} --prompt "..."\nStop it:        tao-infer stop ${entry.job_id}`
         : `launched (not waiting for readiness): ${entry.job_id} ${entry.host_url}`,

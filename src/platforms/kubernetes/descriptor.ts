@@ -12,5 +12,10 @@ export const descriptor = {
   reservesHostPort: false,
   maxDuration: { enforcedBy: 'platform', how: "the Job's spec.activeDeadlineSeconds: Kubernetes ends the Job (DeadlineExceeded) when it is reached" },
   hostPortScope: 'local',
+  entryDefaults: [
+    { key: 'kubeconfig', env: ['KUBECONFIG'], what: 'kubeconfig' },
+    { key: 'context', env: ['TAO_K8S_CONTEXT'], what: 'context' },
+    { key: 'namespace', env: ['TAO_K8S_NAMESPACE'], fallback: 'default', what: 'namespace' },
+  ],
   load: async () => (await import('./adapter.js')).createAdapter(),
 } as const satisfies PlatformDescriptor<'kubernetes'>;
