@@ -7,6 +7,7 @@ import { describe, expect, it } from 'vitest';
 import { renderLsTable, terminalWidth, truncate, useColor } from '../../src/cli/ls-table.js';
 import { liveState, type ListedService } from '../../src/manage.js';
 import { applyEntryDefaults } from '../../src/platforms/entry-defaults.js';
+import type { PlatformDescriptor } from '../../src/platforms/descriptor.js';
 import { PLATFORMS } from '../../src/platforms/index.js';
 import { route } from '../../src/platforms/routing.js';
 import type { EntryContext, JobState, PlatformAdapter, RegistryEntry } from '../../src/types.js';
@@ -78,7 +79,7 @@ describe('ls --json shape', () => {
 
 describe('environment defaults for skill-written entries (contract §5)', () => {
   const skillEntry = (platform: string): RegistryEntry => ({ job_id: 'j-1234', platform, network_arch: 'cosmos-rl', host_url: 'http://localhost:8080', started_at: '2026-11-30T11:00:00Z' });
-  const defaultsOf = (name: string) => PLATFORMS.find((d) => d.name === name)!.entryDefaults;
+  const defaultsOf = (name: string) => (PLATFORMS.find((d) => d.name === name) as PlatformDescriptor).entryDefaults;
 
   it('slurm: login user and node from SLURM_USER / SLURM_HOSTNAME, named in the note', () => {
     const r = applyEntryDefaults(skillEntry('slurm'), defaultsOf('slurm'), { SLURM_USER: 'alice', SLURM_HOSTNAME: 'login1' });
