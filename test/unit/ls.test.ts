@@ -137,3 +137,18 @@ describe('environment defaults for skill-written entries (contract §5)', () => 
     expect(warnings).toEqual([expect.stringMatching(/^j-1234: login user from \$SLURM_USER/)]);
   });
 });
+
+describe('README', () => {
+  it("the ls --json example is what ls builds: snake_case keys, state = live.state", async () => {
+    const { readFileSync } = await import('node:fs');
+    const { ROOT } = await import('../helpers/cli.js');
+    const readme = readFileSync(`${ROOT}/README.md`, 'utf8');
+    const at = readme.indexOf('`ls --json` is an array of registry entries');
+    const block = /```json\n([\s\S]*?)```/.exec(readme.slice(at))![1]!;
+    const [shown] = JSON.parse(block) as ListedService[];
+    const keys = (o: object): string[] => Object.entries(o).flatMap(([k, v]) => [k, ...(v && typeof v === 'object' ? keys(v) : [])]);
+    for (const k of keys(shown!)) expect(k).toMatch(/^[a-z0-9_]+$/);
+    expect(shown!.live).toEqual(liveState({ state: 'error', native: 'exited', exitCode: 137, reason: 'OOMKilled' }));
+    expect(shown!.state).toBe(shown!.live.state);
+  });
+});
