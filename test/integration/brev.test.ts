@@ -215,11 +215,14 @@ describe('brev through the CLI', () => {
     const fb = createFakeBrev([{ name: 'cli-box', unreachable_execs: 1 }]);
     const cliEnv = { ...t.env, ...fb.env, PATH: `${fb.env.PATH.split(':')[0]}:${t.env.PATH}`, STANDIN_LOAD_MS: '300' };
     const outputs: string[] = [];
-    const start = await runCli(['start', '--platform', 'brev', '--instance', 'cli-box', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', '--num-gpus', '0', '--bind', '127.0.0.2', '--timeout', '120', '--json'], { env: cliEnv });
+    const start = await runCli(['start', '--platform', 'brev', '--instance', 'cli-box', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', '--num-gpus', '0', '--bind', '127.0.0.2', '--timeout', '120', '--max-duration', '90m', '--json'], { env: cliEnv });
     outputs.push(start.stdout, start.stderr);
     expect(start.exitCode, start.stderr).toBe(0);
     const entry = parseJson(start);
-    expect(entry).toMatchObject({ platform: 'brev', network_arch: 'cosmos-rl', state: 'started', host_port: 8080 });
+    // --max-duration: docker on the instance has no run-time limit; the container carries the expiry the entry records.
+    const labels = JSON.parse((await docker(['inspect', entry.job_id])).stdout)[0].Config.Labels;
+    expect(labels['tao-infer.expires_at']).toBe(entry.expires_at);
+    expect(entry).toMatchObject({ platform: 'brev', network_arch: 'cosmos-rl', state: 'running', host_port: 8080 });
     expect(entry.host_url).toBe(`http://localhost:${entry.local_port}`);
     expect(entry.platform_data.instance).toBe('cli-box');
     expect(start.stderr).toMatch(/waiting for Brev instance cli-box to answer/);

@@ -122,12 +122,12 @@ describe('kubernetes: start → ready → request → stop', () => {
     const t = k8sEnv();
     const outputs: string[] = [];
     const before = fake.requests.length;
-    const s = await start(t, ['--image-pull-secret', 'ngc-pull', '--env', 'WANDB_PROJECT'], { HF_TOKEN: CANARY, WANDB_API_KEY: WANDB_CANARY, WANDB_PROJECT: 'tao-demo' });
+    const s = await start(t, ['--image-pull-secret', 'ngc-pull', '--env', 'WANDB_PROJECT', '--max-duration', '1h'], { HF_TOKEN: CANARY, WANDB_API_KEY: WANDB_CANARY, WANDB_PROJECT: 'tao-demo' });
     outputs.push(s.stdout, s.stderr);
     expect(s.exitCode, s.stderr).toBe(0);
     const entry = parseJson(s);
     const job = `tao-${entry.job_id}`;
-    expect(entry).toMatchObject({ platform: 'kubernetes', network_arch: 'cosmos-rl', platform_job_id: job, ready: true, state: 'started' });
+    expect(entry).toMatchObject({ platform: 'kubernetes', network_arch: 'cosmos-rl', platform_job_id: job, ready: true, state: 'running' });
     expect(entry.host_url).toMatch(/^http:\/\/127\.\d+\.\d+\.\d+:8080$/);
     expect(entry.platform_data).toMatchObject({ namespace: 'default', context: 'fake', job_name: job, service_name: job, secret_name: `${job}-env`, expose: 'loadbalancer', kubeconfig: t.kubeconfig });
     expect(entry.forwarder_pid).toBeUndefined();
@@ -147,6 +147,9 @@ describe('kubernetes: start → ready → request → stop', () => {
     expect(jobBody.metadata.annotations['tao-infer.nvidia.com/job-id']).toBe(entry.job_id);
     expect(jobBody.metadata.labels).toMatchObject({ 'app.kubernetes.io/managed-by': 'tao-infer', 'tao-infer.nvidia.com/network-arch': 'cosmos-rl' });
     expect(jobBody.spec.backoffLimit).toBe(0);
+    // --max-duration 1h: the Job controller's deadline, and the expiry in an annotation and in the entry.
+    expect(jobBody.spec.activeDeadlineSeconds).toBe(3600);
+    expect(jobBody.metadata.annotations['tao-infer.nvidia.com/expires-at']).toBe(entry.expires_at);
     const pod = jobBody.spec.template.spec;
     expect(pod.restartPolicy).toBe('Never');
     expect(pod.imagePullSecrets).toEqual([{ name: 'ngc-pull' }]);

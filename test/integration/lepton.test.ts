@@ -213,11 +213,14 @@ describe('lepton through the CLI', () => {
     const n0 = fake.requests.length;
     const cliEnv = { ...fake.env, TAO_INF_STATE_FILE: sf, HF_TOKEN: CANARY, LEPTON_RESOURCE_SHAPE: '' };
     const outputs: string[] = [];
-    const start = await runCli(['start', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', '--timeout', '120', '--json'], { env: cliEnv });
+    const start = await runCli(['start', '--platform', 'lepton', '--resource-shape', 'gpu.1xh100', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', '--timeout', '120', '--max-duration', '3h', '--json'], { env: cliEnv });
     outputs.push(start.stdout, start.stderr);
     expect(start.exitCode, start.stderr).toBe(0);
     const entry = parseJson(start);
-    expect(entry).toMatchObject({ platform: 'lepton', state: 'started', auth_env: 'LEPTON_WORKSPACE_TOKEN' });
+    // --max-duration: Lepton has no run-time limit; the deployment carries the expiry the entry records.
+    const created = fake.requests.find((r) => r.method === 'POST' && r.path.startsWith('/deployments') && r.body.includes(entry.platform_job_id))!;
+    expect(JSON.parse(created.body).spec.envs).toContainEqual({ name: 'TAO_INFER_EXPIRES_AT', value: entry.expires_at });
+    expect(entry).toMatchObject({ platform: 'lepton', state: 'running', auth_env: 'LEPTON_WORKSPACE_TOKEN' });
     expect(entry.platform_job_id).toMatch(/^tao-[a-z0-9]{12}$/);
     expect(entry.host_url).toBe(`http://127.0.0.1:${fake.deployments.get(entry.platform_job_id)!.proxyPort}`);
 

@@ -27,7 +27,13 @@ function noCanaryAnywhere(t: ReturnType<typeof dockerTestEnv>, outputs: string[]
 describe('local-docker lifecycle per arch: start → ready → request → stop', () => {
   const cases: Array<{ arch: string; model: string; request: string[]; extra?: string[] }> = [
     { arch: 'cosmos-rl', model: '/models/cosmos rl/it\'s "mine" $HOME', request: ['--prompt', 'What is in the picture?', '--image', PNG, '--temperature', '0.3'] },
-    { arch: 'tao-dataservices', model: 'hf_model://Qwen/Qwen2.5-VL-3B-Instruct', request: ['--prompt', 'Describe the clip', '--video', MP4, '--max-tokens', '64'] },
+    {
+      arch: 'tao-dataservices',
+      model: 'hf_model://Qwen/Qwen2.5-VL-3B-Instruct',
+      // Lifetimes: the arch's own idle flag, and the expiry label docker carries for prune.
+      extra: ['--idle-timeout', '20', '--max-duration', '2h'],
+      request: ['--prompt', 'Describe the clip', '--video', MP4, '--max-tokens', '64'],
+    },
     {
       arch: 'cosmos-predict2.5',
       model: 'hf_model://nvidia/Cosmos-Predict2.5-2B',
@@ -45,7 +51,7 @@ describe('local-docker lifecycle per arch: start → ready → request → stop'
       expect(start.exitCode, start.stderr).toBe(0);
       const entry = parseJson(start);
       started.push(entry.job_id);
-      expect(entry).toMatchObject({ platform: 'local-docker', network_arch: c.arch, ready: true, state: 'started', image: TEST_IMAGE });
+      expect(entry).toMatchObject({ platform: 'local-docker', network_arch: c.arch, ready: true, state: 'running', image: TEST_IMAGE });
       expect(entry.host_url).toBe(`http://localhost:${entry.host_port}`);
       expect(entry.docker_url).toBe(`http://${entry.job_id}:8080`);
       expect(start.stderr).toMatch(/lifecycle smoke/);
@@ -74,7 +80,16 @@ describe('local-docker lifecycle per arch: start → ready → request → stop'
         expect(completion.tao_standin.sampling).toEqual({ max_tokens: 1024, top_p: 0.8, temperature: 0.3 });
         expect(completion.tao_standin.media.map((m: any) => m.mime)).toEqual(['image/png']);
       }
-      if (c.arch === 'tao-dataservices') expect(completion.tao_standin.sampling).toMatchObject({ max_tokens: 64, temperature: 0.7 });
+      if (c.arch === 'tao-dataservices') {
+        expect(completion.tao_standin.sampling).toMatchObject({ max_tokens: 64, temperature: 0.7 });
+        // The container got --idle_timeout_minutes 20; the entry and the label record the same expiry.
+        expect(completion.tao_standin.options).toMatchObject({ idle_timeout_minutes: 20 });
+        expect(entry.idle_timeout_minutes).toBe(20);
+        expect(labels['tao-infer.expires_at']).toBe(entry.expires_at);
+        const left = Date.parse(entry.expires_at) - Date.now();
+        expect(left).toBeGreaterThan(2 * 3600_000 - 300_000);
+        expect(left).toBeLessThanOrEqual(2 * 3600_000);
+      } else expect(labels['tao-infer.expires_at']).toBeUndefined();
       if (c.arch === 'cosmos-predict2.5') {
         expect(completion.tao_standin.sampling).toEqual({ max_tokens: 9, guidance: 3, num_steps: 35, seed: 42, negative_prompt: '' });
         expect(completion.saved_file).toBe(out);

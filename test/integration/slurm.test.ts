@@ -155,7 +155,8 @@ async function lifecycle(runtime: 'none' | 'docker'): Promise<void> {
   const t = testEnv();
   const outputs: string[] = [];
   const keep = (r: CliResult) => (outputs.push(r.stdout, r.stderr), r);
-  const extra = runtime === 'none' ? ['--env', 'PATH', '--num-gpus', '1'] : ['--num-gpus', '0'];
+  // runtime none also bounds the job with --max-duration (→ the Slurm time limit); docker keeps the default --time.
+  const extra = runtime === 'none' ? ['--env', 'PATH', '--num-gpus', '1', '--max-duration', '30m'] : ['--num-gpus', '0'];
 
   // Hold all 4 GPUs so the service job has to wait in PENDING first.
   const blocker = sh('sbatch', ['--parsable', '--job-name=tao-infer-test-blocker', '--partition=debug', '--exclusive', '--gres=gpu:4', '--output=/dev/null', '--wrap=sleep 300']).trim();
@@ -199,6 +200,13 @@ async function lifecycle(runtime: 'none' | 'docker'): Promise<void> {
   expect(squeue(entry.platform_job_id)).toBe(`RUNNING|${NODE}`);
   expect(alive(entry.forwarder_pid)).toBe(true);
   expect(entry.platform_data).toMatchObject({ ssh_user: 'root', ssh_host: '127.0.0.1', ssh_port: 2222, container_runtime: runtime });
+  // Lifetime: the time limit Slurm enforces, and the expiry recorded from it (RUNNING + limit); state in the ls vocabulary.
+  expect(entry.state).toBe('running');
+  const limitS = runtime === 'none' ? 30 * 60 : 4 * 3600;
+  expect(sh('squeue', ['-h', '-j', entry.platform_job_id, '-o', '%l']).trim()).toBe(runtime === 'none' ? '30:00' : '4:00:00');
+  const left = (Date.parse(entry.expires_at) - Date.now()) / 1000;
+  expect(left).toBeGreaterThan(limitS - 180);
+  expect(left).toBeLessThanOrEqual(limitS);
 
   // the secrets file on the cluster: mode 600 while the job runs; the job script holds no value.
   const jobDir = jobDirOf(entry.job_id);
@@ -207,6 +215,7 @@ async function lifecycle(runtime: 'none' | 'docker'): Promise<void> {
   expect(readFileSync(secrets, 'utf8')).toContain(CANARY); // the value did arrive, through stdin
   const script = readFileSync(join(jobDir, 'job.sbatch'), 'utf8');
   expect(script).toContain(`#SBATCH --job-name=${entry.job_id}`);
+  expect(script).toMatch(runtime === 'none' ? /^#SBATCH --time=0-00:30:00$/m : /^#SBATCH --time=04:00:00$/m);
   if (runtime === 'docker') {
     expect(script).toContain(`docker run --rm --name ${entry.job_id} -p 8080:8080`);
     expect(docker(['ps', '--filter', `name=${entry.job_id}`, '--format', '{{.Image}}']).out.trim()).toBe(TEST_IMAGE);
@@ -225,8 +234,8 @@ async function lifecycle(runtime: 'none' | 'docker'): Promise<void> {
   expect(completion.tao_standin.secrets_present).toContain('HF_TOKEN');
   expect(req.stderr).toContain(`url=${entry.host_url}/v1/chat/completions`);
 
-  // logs over SSH.
-  const logs = keep(await runCli(['logs', entry.job_id, '--tail', '50'], { env: t.env }));
+  // logs over SSH, asked by a short id.
+  const logs = keep(await runCli(['logs', entry.job_id.slice(0, 8), '--tail', '50'], { env: t.env }));
   expect(logs.exitCode, logs.stderr).toBe(0);
   expect(logs.stdout).toMatch(/\[standin\] .*ready to serve|listening/);
 
