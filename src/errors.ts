@@ -98,10 +98,12 @@ export class AmbiguousTargetError extends UserError {
   constructor(
     message: string,
     readonly candidates: Candidate[],
+    /** How the choice is given: `--job` (request) or `<job_id>` (stop, logs, tunnel). */
+    how = '--job',
   ) {
     super('ambiguous_target', message, {
       hint:
-        'Choose one with --job <job_id>:\n' +
+        `Choose one with ${how === '--job' ? '--job <job_id>' : 'its full job_id'}:\n` +
         candidates.map((c) => `  ${c.job_id}  ${c.network_arch}  ${c.host_url ?? ''}  ${c.started_at ?? ''}`).join('\n'),
     });
   }

@@ -6,4 +6,6 @@ export const LABELS = {
   managedBy: 'tao-infer.managed-by',
   jobId: 'tao-infer.job_id',
   arch: 'tao-infer.network_arch',
+  /** ISO-8601 UTC expiry from `start --max-duration` (docker has no run-time limit: `prune` enforces it). */
+  expiresAt: 'tao-infer.expires_at',
 } as const;

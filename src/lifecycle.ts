@@ -11,7 +11,7 @@
 import { randomUUID } from 'node:crypto';
 import { isIP } from 'node:net';
 import { networkInterfaces } from 'node:os';
-import { buildInnerCommand, type InnerCommand } from './archs/command.js';
+import { applyIdleTimeout, buildInnerCommand, type InnerCommand } from './archs/command.js';
 import { resolveImage, type ResolvedImage } from './archs/image.js';
 import { checkEnvName, checkNumGpus, checkPort, parseModelPath } from './archs/inputs.js';
 import { InvalidInputError, ServiceFailedError } from './errors.js';
@@ -23,9 +23,11 @@ import { sendChatCompletion, type ChatResult } from './service/chat.js';
 import type { VideoWriter } from './service/video-output.js';
 import { waitForReadiness } from './service/readiness.js';
 import { MediaFiles, buildBody, constraintsFor, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
+import { expiryWarning } from './service/lifetime.js';
 import { resolveTarget, type ChooseService } from './service/routing.js';
 import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, Launched, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
 import { LABELS } from './labels.js';
+import { parseDuration } from './util/duration.js';
 
 /** Docker's words for a host port that another program bound first. */
 const PORT_TAKEN = /port is already allocated|address already in use/i;
@@ -55,6 +57,10 @@ export interface StartInput {
   model_key?: string;
   output_dir?: string;
   arch_options?: Record<string, string | number | boolean>;
+  /** Minutes of idleness after which the service ends itself: the arch's own flag (contract §3); refused for archs without one. */
+  idle_timeout_minutes?: number | string;
+  /** Longest the service may run, e.g. `90m`, `4h`, `1d` (src/util/duration.ts); enforced by the platform where it can. */
+  max_duration?: string;
   /** Names of extra env vars to hand to the service (values from the environment). */
   env_names?: string[];
   /** Let `env_names` include variables that change how the container runs (PATH, LD_PRELOAD, ...; see ENV_OVERRIDE_GUARDED). */
@@ -182,6 +188,8 @@ export function prepareLaunch(
       if (!secretSet.includes(name)) secretSet.push(name);
     } else plain[name] = v;
   }
+  const idle = applyIdleTimeout(refs, input.network_arch, input.idle_timeout_minutes, input.arch_options);
+  const max_duration_s = input.max_duration !== undefined ? parseDuration(input.max_duration) : undefined;
   const job_id = randomUUID();
   const inner = buildInnerCommand(refs, {
     job_id,
@@ -190,7 +198,7 @@ export function prepareLaunch(
     model,
     model_key: input.model_key,
     output_dir: input.output_dir,
-    arch_options: input.arch_options,
+    arch_options: Object.keys(idle.arch_options).length ? idle.arch_options : undefined,
   });
   // Linux refuses a single argv string longer than MAX_ARG_STRLEN (131072 bytes, 32 pages) with E2BIG: the inner
   // command is one argument of `/bin/sh -c` on every platform, so a too long model path is bad input, said here.
@@ -214,6 +222,11 @@ export function prepareLaunch(
     labels: { [LABELS.managedBy]: 'tao-infer', [LABELS.jobId]: job_id, [LABELS.arch]: input.network_arch },
     options: input.options ?? {},
   };
+  if (max_duration_s !== undefined) {
+    spec.max_duration_s = max_duration_s;
+    spec.expires_at = new Date(Date.now() + max_duration_s * 1000).toISOString();
+  }
+  if (idle.idle_timeout_minutes !== undefined) spec.idle_timeout_minutes = idle.idle_timeout_minutes;
   return { spec, image, inner, platform };
 }
 
@@ -258,6 +271,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
   const pickHostPort = (s: RegistryState) =>
     pickPort(s, { holds: holdsSame, checkBound: descriptorOf(platform).hostPortScope === 'local', bindAddress: spec.bind_address, explicit: input.port, range });
 
+  if (spec.max_duration_s !== undefined) log(`--max-duration on ${platform}: ${descriptorOf(platform).maxDuration.how} (expires ${spec.expires_at})`);
   const noRecord = async () => undefined;
   if (input.dry_run) {
     let host_port: number | undefined;
@@ -324,6 +338,8 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
     image: spec.image,
     model_path: input.model_path.trim(),
     num_gpus: spec.num_gpus,
+    ...(spec.expires_at ? { expires_at: spec.expires_at } : {}),
+    ...(spec.idle_timeout_minutes !== undefined ? { idle_timeout_minutes: spec.idle_timeout_minutes } : {}),
     // With these, an entry left `starting` by a killed start is recognised as stale (registry/ports.ts).
     starter_pid: process.pid,
     launch_deadline: new Date(Date.parse(started_at) + (input.timeout_s ?? refs.service.readiness.default_timeout_seconds) * 1000).toISOString(),
@@ -449,6 +465,8 @@ export interface PreparedRequest {
   defaulted: string[];
   /** Local media files whose base64 text is streamed into the body at send time. */
   files?: MediaFiles;
+  /** For people and --json: e.g. the service is past or near its expires_at (src/service/lifetime.ts). */
+  warnings: string[];
 }
 
 /** Questions prepareRequest asks a person (the CLI passes them only when interactive). */
@@ -510,7 +528,8 @@ export async function prepareRequest(
     sampling: values,
     body: fileBody,
   }, files);
-  return { entry, body, sampling: values, defaulted, files };
+  const expiry = expiryWarning(entry);
+  return { entry, body, sampling: values, defaulted, files, warnings: expiry ? [expiry] : [] };
 }
 
 /**

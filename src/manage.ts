@@ -2,11 +2,11 @@
  * Managing running services: stop, list with live state, logs, latest. Kept apart from start/request
  * so that `ls`, `stop` and `logs` never load the reference data, zod or yaml.
  */
-import { JobNotFoundError } from './errors.js';
 import { loadAdapter } from './platforms/index.js';
 import { isStaleStarting } from './registry/ports.js';
 import { Registry, checkActionable, repairLatest } from './registry/store.js';
-import type { JobState, RegistryEntry } from './types.js';
+import { resolveJobId } from './service/routing.js';
+import type { JobState, JobStateName, RegistryEntry } from './types.js';
 
 /** Registry, environment and reporting used by these functions. All optional. */
 export interface ManageDeps {
@@ -24,38 +24,70 @@ function ctxParts(deps: ManageDeps) {
   return { env, registry, log, warn };
 }
 
-/** The entry under registry key `job_id`, refused when it must not be acted on. @throws JobNotFoundError, InvalidInputError */
-async function actionableEntry(registry: Registry, job_id: string): Promise<RegistryEntry> {
-  const state = await registry.read();
+/**
+ * The registry entry for a job_id or a unique prefix of at least 4 characters (src/service/routing.ts resolveJobId),
+ * refused when it must not be acted on (an inconsistent key, an id starting with '-'; src/registry/store.ts checkActionable).
+ * @throws InvalidInputError, JobNotFoundError, AmbiguousTargetError (exit 2)
+ */
+export async function findService(job_id: string, deps: ManageDeps = {}): Promise<RegistryEntry> {
+  const state = await ctxParts(deps).registry.read();
   checkActionable(state, job_id);
-  const entry = Object.hasOwn(state.entries, job_id) ? state.entries[job_id] : undefined;
-  if (!entry) throw new JobNotFoundError(job_id);
+  const entry = resolveJobId(state.entries, job_id);
+  checkActionable(state, entry.job_id);
   return entry;
 }
 
 /**
  * Stop a service on its platform and remove it from the registry (contract §5: `latest` repaired).
  * A job already gone on the platform counts as stopped, and so does one whose entry another `stop` removed
- * while this one was stopping it (two concurrent stops of one job both succeed).
- * @throws JobNotFoundError, InvalidInputError (inconsistent or unsafe entry), PlatformError (registry entry kept so the stop can be retried)
+ * while this one was stopping it (two concurrent stops of one job both succeed). `job_id` may be a unique prefix
+ * (≥ 4 characters).
+ * @throws JobNotFoundError, AmbiguousTargetError, InvalidInputError (inconsistent or unsafe entry), PlatformError (registry entry kept so the stop can be retried)
  */
 export async function stopService(job_id: string, deps: ManageDeps = {}): Promise<RegistryEntry> {
   const { env, registry, log, warn } = ctxParts(deps);
-  const entry = await actionableEntry(registry, job_id);
+  const entry = await findService(job_id, { ...deps, registry });
   const adapter = await loadAdapter(entry.platform);
   try {
     await adapter.stop(entry, { env, log, warn, signal: deps.signal });
   } catch (e) {
     // Another stop finished first: its platform call succeeded and it removed the entry. The job is gone.
-    if (!(await registry.get(job_id))) return entry;
+    if (!(await registry.get(entry.job_id))) return entry;
     throw e;
   }
-  await registry.remove(job_id);
+  await registry.remove(entry.job_id);
   return entry;
 }
 
-export interface ListedService extends RegistryEntry {
-  live: JobState;
+/** RegistryEntry without its index signature (so Omit keeps the named keys). */
+type KnownEntryKeys = { [K in keyof RegistryEntry as string extends K ? never : K]: RegistryEntry[K] };
+
+/** A live state as `ls --json` prints it: snake_case keys (JobState with `exit_code`). */
+export interface LiveState {
+  state: JobStateName;
+  native?: string;
+  reason?: string;
+  exit_code?: number;
+  node?: string;
+  /** Which environment default stood in for platform data the entry lacks (skill-written entries). */
+  note?: string;
+}
+
+/**
+ * One service as `ls` lists it: the registry entry, with `state` in the live vocabulary (`pending`, `running`,
+ * `complete`, `error`, `canceled`, `unknown`; the same words as `start --json`) instead of the registry's
+ * `starting`/`started` marker, and `live` with the platform's detail.
+ */
+export interface ListedService extends Omit<KnownEntryKeys, 'state'> {
+  [key: string]: unknown;
+  state: JobStateName;
+  live: LiveState;
+}
+
+/** JobState → its `ls --json` form (snake_case). */
+export function liveState(st: JobState): LiveState {
+  const { exitCode, ...rest } = st;
+  return exitCode === undefined ? { ...rest } : { ...rest, exit_code: exitCode };
 }
 
 /**
@@ -112,15 +144,17 @@ export async function listServices(deps: ManageDeps = {}): Promise<{ services: L
   );
   const services = entries.map((e): ListedService => {
     const l = live.get(e)!;
-    return { ...e, live: e.state === 'starting' && l.state === 'unknown' && !l.native ? { ...l, state: 'pending', native: 'starting' } : l };
+    const st = e.state === 'starting' && l.state === 'unknown' && !l.native ? { ...l, state: 'pending' as const, native: 'starting' } : l;
+    const ls = liveState(st);
+    return { ...e, state: ls.state, live: ls };
   });
   return { services, latest: state.latest };
 }
 
-/** Stream logs of a service. @throws JobNotFoundError */
+/** Stream logs of a service (`job_id` or a unique prefix of ≥ 4 characters). @throws JobNotFoundError, AmbiguousTargetError */
 export async function* serviceLogs(job_id: string, opts: { follow?: boolean; tail?: number }, deps: ManageDeps = {}): AsyncIterable<string> {
   const { env, registry, log, warn } = ctxParts(deps);
-  const entry = await actionableEntry(registry, job_id);
+  const entry = await findService(job_id, { ...deps, registry });
   const adapter = await loadAdapter(entry.platform);
   yield* adapter.logs(entry, { ...opts, signal: deps.signal }, { env, log, warn, signal: deps.signal });
 }

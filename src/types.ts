@@ -42,6 +42,14 @@ export interface RegistryEntry {
   auth_env?: string;
   /** Platform-specific, non-secret data the adapter needs for status/logs/stop (ssh target, namespace, instance...). */
   platform_data?: Record<string, unknown>;
+  /**
+   * ISO-8601 UTC instant after which the service is over (`start --max-duration`, or the Slurm time limit).
+   * Enforced by the platform where it can (slurm `--time`, kubernetes `activeDeadlineSeconds`); on
+   * local-docker, brev and lepton it is a recorded expiry (docker label `tao-infer.expires_at`) that `prune` enforces.
+   */
+  expires_at?: string;
+  /** The service shuts itself down after this many idle minutes (`start --idle-timeout`, or the arch's default). */
+  idle_timeout_minutes?: number;
   /** Unknown keys written by other tools are preserved. */
   [key: string]: unknown;
 }
@@ -57,6 +65,8 @@ export interface JobState {
   reason?: string;
   exitCode?: number;
   node?: string;
+  /** Which environment default stood in for platform data the entry lacks (src/platforms/entry-defaults.ts). */
+  note?: string;
 }
 
 /** Environment handed to the service. Secret values are never in here: only their names. */
@@ -91,6 +101,12 @@ export interface LaunchSpec {
   labels: Record<string, string>;
   /** Platform-specific option values keyed by option `key` (see PlatformOptionSpec). */
   options: Record<string, unknown>;
+  /** `start --max-duration` in seconds: the limit the platform enforces (slurm `--time`, k8s `activeDeadlineSeconds`). */
+  max_duration_s?: number;
+  /** Idle minutes after which the service ends itself (already in inner_command as the arch's own flag). */
+  idle_timeout_minutes?: number;
+  /** ISO-8601 UTC: now + max_duration_s, carried in labels/annotations/env so the expiry can be read back from the platform. */
+  expires_at?: string;
 }
 
 /** What `--dry-run` prints: the steps start would take, secrets by name only. */
@@ -120,6 +136,8 @@ export interface Launched {
   local_port?: number;
   auth_env?: string;
   platform_data?: Record<string, unknown>;
+  /** When the platform's own limit ends the service (slurm: RUNNING + time limit); overrides the spec's. */
+  expires_at?: string;
 }
 
 export interface LogOptions {

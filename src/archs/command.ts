@@ -63,6 +63,44 @@ function optionalFlags(cmd: ContainerCommand, network_arch: string, values: Reco
   return out;
 }
 
+/** The `container_commands.<arch>.optional_flags` key of an arch's own idle timeout (service.yaml). */
+export const IDLE_TIMEOUT_OPTION = 'idle_timeout_minutes';
+
+/**
+ * `start --idle-timeout MIN` → the arch's own idle-timeout option (contract §3: tao-dataservices
+ * `--idle_timeout_minutes`, integer, default 30; cosmos-predict2.5 `--idle-timeout-minutes`, number), read from
+ * `references/service.yaml`. Returns the arch options with it set, and the minutes the service will idle
+ * before it ends (the given value, else the arch's declared default, else undefined).
+ * @throws InvalidInputError (`--idle-timeout`) when the arch has no idle timeout, the value is not a positive
+ *   number (a whole number where the arch takes an integer), or `--arch-opt idle_timeout_minutes` disagrees.
+ */
+export function applyIdleTimeout(
+  refs: References,
+  network_arch: string,
+  minutes: number | string | undefined,
+  arch_options: Record<string, string | number | boolean> = {},
+): { arch_options: Record<string, string | number | boolean>; idle_timeout_minutes?: number } {
+  assertSupportedArch(refs, network_arch);
+  const spec = refs.service.container_commands[network_arch]!.optional_flags?.[IDLE_TIMEOUT_OPTION];
+  const viaArchOpt = arch_options[IDLE_TIMEOUT_OPTION];
+  if (minutes === undefined || String(minutes).trim() === '') {
+    const m = viaArchOpt !== undefined ? Number(viaArchOpt) : typeof spec?.default === 'number' ? spec.default : undefined;
+    return { arch_options, ...(m !== undefined && Number.isFinite(m) ? { idle_timeout_minutes: m } : {}) };
+  }
+  if (!spec)
+    throw new InvalidInputError('--idle-timeout', `${network_arch} has no idle timeout: its container runs until it is stopped`, {
+      hint: 'Drop --idle-timeout; use --max-duration to bound how long it runs.',
+    });
+  const text = String(minutes).trim();
+  const value = Number(text);
+  const whole = spec.type === 'integer';
+  if (!(whole ? /^\d+$/.test(text) : /^\d+(\.\d+)?$/.test(text)) || !(value > 0))
+    throw new InvalidInputError('--idle-timeout', `--idle-timeout '${text}' must be a positive ${whole ? 'whole ' : ''}number of minutes for ${network_arch}`);
+  if (viaArchOpt !== undefined && Number(viaArchOpt) !== value)
+    throw new InvalidInputError('--idle-timeout', `--idle-timeout ${text} and --arch-opt ${IDLE_TIMEOUT_OPTION}=${viaArchOpt} disagree`, { hint: 'Give one of them.' });
+  return { arch_options: { ...arch_options, [IDLE_TIMEOUT_OPTION]: text }, idle_timeout_minutes: value };
+}
+
 /**
  * Build the inner command for `network_arch`.
  * @throws UnsupportedArchError, InvalidInputError (missing/invalid model key, unknown arch option)

@@ -11,6 +11,7 @@
  * ones), the one with the fewest requests in flight wins, ties broken round-robin.
  */
 import type { RegistryState } from '../registry/store.js';
+import { MIN_JOB_ID_PREFIX } from '../service/routing.js';
 import type { RegistryEntry } from '../types.js';
 
 export type Health = 'unknown' | 'ready' | 'loading' | 'down' | 'failed';
@@ -28,7 +29,6 @@ export type Target = { kind: 'job'; member: Member } | { kind: 'arch'; network_a
 
 export type Resolution = Target | { kind: 'ambiguous'; candidates: string[] } | { kind: 'none' };
 
-const MIN_PREFIX = 4;
 
 /** Whether a member may receive requests (down and failed members may not). */
 export const routable = (m: Member): boolean => m.health !== 'down' && m.health !== 'failed';
@@ -79,7 +79,7 @@ export class Pool {
     const exact = this.members.get(model);
     if (exact) return { kind: 'job', member: exact };
     if ([...this.members.values()].some((m) => m.entry.network_arch === model)) return { kind: 'arch', network_arch: model };
-    if (model.length < MIN_PREFIX) return { kind: 'none' };
+    if (model.length < MIN_JOB_ID_PREFIX) return { kind: 'none' };
     const hits = [...this.members.keys()].filter((id) => id.startsWith(model));
     if (hits.length === 1) return { kind: 'job', member: this.members.get(hits[0]!)! };
     if (hits.length > 1) return { kind: 'ambiguous', candidates: hits.sort() };

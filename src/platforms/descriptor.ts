@@ -3,6 +3,7 @@
  * descriptor costs nothing: no SDK, no adapter code; `load()` imports the adapter when a command needs it.
  * `src/platforms/index.ts` lists the descriptors; the CLI builds `start`/`stop`/`ls` flags from them.
  */
+import type { EntryDefault } from './entry-defaults.js';
 import type { Capability, EntryContext, PlatformAdapter, PlatformOptionSpec, RegistryEntry } from '../types.js';
 
 /** What `afterStop` receives: the services of this platform that `stop` just stopped, and the option values. */
@@ -33,6 +34,17 @@ export interface PlatformDescriptor<N extends string = string> {
    * forwarder), `remote` (another host, e.g. a VM; its `local_port` is the local side), or none.
    */
   readonly hostPortScope?: 'local' | 'remote';
+  /**
+   * How `start --max-duration` is enforced (issue 10 point 6): `platform` — the platform ends the service
+   * itself; `prune` — the platform has no run-time limit, the expiry is recorded (entry `expires_at`, plus a
+   * label/annotation/env var on the platform object) and `tao-infer prune` ends it. `how` is shown to users.
+   */
+  readonly maxDuration: { enforcedBy: 'platform' | 'prune'; how: string };
+  /**
+   * Env defaults for `platform_data` keys an entry lacks (entries written by the published skill, contract §5),
+   * applied by the routing before status/logs/stop/tunnel; the default used is reported (ls `note`, a warning).
+   */
+  readonly entryDefaults?: readonly EntryDefault[];
   /** Import the adapter (and its SDK) lazily. */
   load(): Promise<PlatformAdapter>;
   /**

@@ -3,6 +3,7 @@
  * invocation): the `docker run` argv (contract §8 local-docker) and the `docker inspect` state mapping.
  * Secrets and chosen env vars appear as `-e NAME` only: values travel in the docker client's environment.
  */
+import { LABELS } from '../labels.js';
 import type { JobState, LaunchSpec } from '../types.js';
 
 export interface DockerRunOptions {
@@ -29,7 +30,7 @@ export function gpuArgs(spec: Pick<LaunchSpec, 'num_gpus' | 'gpu_ids'>): string[
 }
 
 /**
- * argv after `docker` for `docker run -d`: name = job_id, labels, `-p <bind>:<host_port>:8080`, network,
+ * argv after `docker` for `docker run -d`: name = job_id, labels (with `tao-infer.expires_at` for --max-duration), `-p <bind>:<host_port>:8080`, network,
  * shm size (or `--ipc host`), the NGC ulimits when asked, GPU flags, `-e NAME` for every env var (secret or plain), image, `/bin/sh -c <inner>`.
  * `--rm` is kept off so an exited container can be inspected.
  * @throws Error when spec.host_port is missing (the lifecycle reserves it before launch).
@@ -38,6 +39,8 @@ export function dockerRunArgs(spec: LaunchSpec, opts: DockerRunOptions): string[
   if (spec.host_port === undefined) throw new Error('dockerRunArgs: host_port not reserved');
   const args = ['run', '-d', '--name', spec.job_id];
   for (const [k, v] of Object.entries(spec.labels)) args.push('--label', `${k}=${v}`);
+  // Docker has no run-time limit: the expiry of --max-duration is a label that `tao-infer prune` enforces.
+  if (spec.expires_at) args.push('--label', `${LABELS.expiresAt}=${spec.expires_at}`);
   args.push('-p', `${spec.bind_address}:${spec.host_port}:${spec.container_port}`);
   args.push('--network', opts.network);
   if (opts.ipcHost) args.push('--ipc', 'host');

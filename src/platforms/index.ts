@@ -59,7 +59,7 @@ export async function loadAdapter(name: string): Promise<Platform> {
   let a = cache.get(d.name);
   if (!a) {
     const [{ route }, adapter] = await Promise.all([import('./routing.js'), d.load()]);
-    a = route(adapter);
+    a = route(adapter, d.entryDefaults);
     cache.set(d.name, a);
   }
   return a;

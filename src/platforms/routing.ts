@@ -6,7 +6,8 @@
  */
 import { InvalidInputError } from '../errors.js';
 import { restartForwarder, stopForwarder, withForwarderNote } from '../forwarder/forwarder.js';
-import type { EntryContext, JobState, PlatformAdapter, RegistryEntry } from '../types.js';
+import type { EntryContext, JobState, LogOptions, PlatformAdapter, RegistryEntry } from '../types.js';
+import { applyEntryDefaults, type EntryDefault } from './entry-defaults.js';
 
 /** A platform adapter with the routed operations every platform answers. */
 export interface Platform extends PlatformAdapter {
@@ -18,15 +19,37 @@ export interface Platform extends PlatformAdapter {
   restartForwarder(entry: RegistryEntry, ctx: EntryContext): Promise<Partial<RegistryEntry>>;
 }
 
-/** Wrap an adapter with the default operations. */
-export function route(adapter: PlatformAdapter): Platform {
+/**
+ * Wrap an adapter with the default operations. `entryDefaults` (the descriptor's) fill platform data an
+ * entry lacks before every operation on an existing entry: `status` reports the default used as `note`,
+ * `logs`, `stop` and `restartForwarder` as a warning.
+ */
+export function route(adapter: PlatformAdapter, entryDefaults?: readonly EntryDefault[]): Platform {
   const fwd = adapter.forwarder;
+  const filled = (entry: RegistryEntry, ctx: EntryContext, warn: boolean): RegistryEntry => {
+    const r = applyEntryDefaults(entry, entryDefaults, ctx.env);
+    if (r.note && warn) ctx.warn(`${entry.job_id}: ${r.note}`);
+    return r.entry;
+  };
   return Object.assign(Object.create(adapter) as PlatformAdapter, {
-    async status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState> {
-      const st = await adapter.status(entry, ctx);
-      return fwd ? withForwarderNote(st, entry, fwd.kind) : st;
+    async status(given: RegistryEntry, ctx: EntryContext): Promise<JobState> {
+      const { entry, note } = applyEntryDefaults(given, entryDefaults, ctx.env);
+      let st: JobState;
+      try {
+        st = await adapter.status(entry, ctx);
+      } catch (err) {
+        // With a default standing in, the user must learn which one even when the platform could not be asked.
+        if (!note) throw err;
+        return { state: 'unknown', reason: (err as Error).message.split('\n')[0], note };
+      }
+      const out = fwd ? withForwarderNote(st, entry, fwd.kind) : st;
+      return note ? { ...out, note } : out;
     },
-    async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
+    logs(entry: RegistryEntry, opts: LogOptions, ctx: EntryContext): AsyncIterable<string> {
+      return adapter.logs(filled(entry, ctx, true), opts, ctx);
+    },
+    async stop(given: RegistryEntry, ctx: EntryContext): Promise<void> {
+      const entry = filled(given, ctx, true);
       try {
         await adapter.stop(entry, ctx);
       } finally {
@@ -35,7 +58,7 @@ export function route(adapter: PlatformAdapter): Platform {
     },
     async restartForwarder(entry: RegistryEntry, ctx: EntryContext): Promise<Partial<RegistryEntry>> {
       if (!fwd) throw new InvalidInputError('<job_id>', `${entry.platform} services have no local forwarder to restart`);
-      return restartForwarder(entry, fwd, ctx);
+      return restartForwarder(filled(entry, ctx, true), fwd, ctx);
     },
   });
 }

@@ -82,7 +82,7 @@ describe.each(HARNESSES)('platform contract: $label', (h) => {
         expect(start.exitCode, `${start.stdout}\n${start.stderr}`).toBe(0);
         const entry = parseJson(start);
         h.track(entry.job_id, entry);
-        expect(entry).toMatchObject({ platform: h.platform, network_arch: c.arch, ready: true, state: 'started' });
+        expect(entry).toMatchObject({ platform: h.platform, network_arch: c.arch, ready: true, state: 'running' });
         const reg = registry(t);
         expect(reg.latest).toBe(entry.job_id);
         expect(reg[entry.job_id]).toMatchObject({ job_id: entry.job_id, host_url: entry.host_url });

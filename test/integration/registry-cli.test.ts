@@ -69,4 +69,61 @@ describe('registry through the CLI', () => {
     expect(req.exitCode).toBe(4);
     expect(JSON.parse(readFileSync(stateFile, 'utf8'))['skill-1']).toEqual(skillEntry('skill-1'));
   });
+
+  it('short ids: a unique 4+ prefix works for stop and request --job; too short or ambiguous is exit 2 listing the candidates', async () => {
+    const { stateFile } = tempState();
+    const env = { TAO_INF_STATE_FILE: stateFile };
+    const a = 'feed1111-0000-4000-8000-00000000000a';
+    const b = 'feed2222-0000-4000-8000-00000000000b';
+    writeFileSync(stateFile, JSON.stringify({ [a]: skillEntry(a), [b]: skillEntry(b), latest: b }), { mode: 0o600 });
+    const short = await runCli(['stop', 'fee', '--json'], { env });
+    expect(short.exitCode).toBe(2);
+    expect(parseJson(short).error.message).toMatch(/at least 4 characters/);
+    const amb = await runCli(['logs', 'feed'], { env });
+    expect(amb.exitCode).toBe(2);
+    expect(amb.stderr).toContain(a);
+    expect(amb.stderr).toContain(b);
+    const req = await runCli(['request', '--job', 'feed2', '--prompt', 'x', '--image', join(ROOT, 'test/fixtures/media/cat.png')], { env });
+    expect(req.stderr).toContain(`Sending to job_id=${b}`);
+    expect(req.exitCode).toBe(4);
+    // The container is already gone on the engine: stop by prefix removes the full entry.
+    const stop = await runCli(['stop', 'feed1', '--json'], { env });
+    expect(stop.exitCode, stop.stderr).toBe(0);
+    expect(parseJson(stop).stopped).toEqual([a]);
+    expect(Object.keys(JSON.parse(readFileSync(stateFile, 'utf8')))).toEqual([b, 'latest']);
+  });
+
+  it('request warns on stderr when the service is past its expires_at; ls shows AGE and EXPIRES', async () => {
+    const { stateFile } = tempState();
+    const env = { TAO_INF_STATE_FILE: stateFile, COLUMNS: '200' };
+    const id = 'e0e0e0e0-0000-4000-8000-000000000001';
+    const past = new Date(Date.now() - 5 * 60_000).toISOString();
+    writeFileSync(stateFile, JSON.stringify({ [id]: { ...skillEntry(id), expires_at: past }, latest: id }), { mode: 0o600 });
+    const req = await runCli(['request', '--prompt', 'x', '--image', join(ROOT, 'test/fixtures/media/cat.png')], { env });
+    expect(req.stderr).toMatch(new RegExp(`warning: service ${id} expired 5m ago`));
+    const ls = await runCli(['ls'], { env });
+    expect(ls.exitCode, ls.stderr).toBe(0);
+    expect(ls.stdout).toMatch(/^JOB_ID +ARCH +PLATFORM +STATE +AGE +EXPIRES +URL +DETAIL/);
+    expect(ls.stdout).toMatch(/^e0e0e0e0\* +cosmos-rl +local-docker +\S+ +\d+d +5m ago +http:\/\/localhost:8199/m);
+    // Not a terminal: no colour codes.
+    expect(ls.stdout).not.toContain('\u001b[');
+  });
+
+  it('start --dry-run shows --idle-timeout as the arch flag and --max-duration as the expiry label; refusals are exit 2', async () => {
+    const { stateFile } = tempState();
+    const env = { TAO_INF_STATE_FILE: stateFile };
+    const dry = await runCli(['start', '--arch', 'tao-dataservices', '--model', 'hf_model://o/m', '--idle-timeout', '15', '--max-duration', '2h', '--dry-run', '--json'], { env });
+    expect(dry.exitCode, dry.stderr).toBe(0);
+    const out = parseJson(dry);
+    expect(out.inner_command).toMatch(/ --idle_timeout_minutes 15$/);
+    const argv = JSON.stringify(out.plan);
+    expect(argv).toMatch(/tao-infer\.expires_at=\d{4}-\d\d-\d\dT/);
+    expect(dry.stderr).toContain('tao-infer prune');
+    const refused = await runCli(['start', '--arch', 'cosmos-rl', '--model', 'hf_model://o/m', '--idle-timeout', '15', '--dry-run', '--json'], { env });
+    expect(refused.exitCode).toBe(2);
+    expect(parseJson(refused).error.message).toMatch(/cosmos-rl has no idle timeout/);
+    const bad = await runCli(['start', '--arch', 'cosmos-rl', '--model', 'hf_model://o/m', '--max-duration', '2', '--dry-run', '--json'], { env });
+    expect(bad.exitCode).toBe(2);
+    expect(existsSync(stateFile)).toBe(false);
+  });
 });

@@ -26,7 +26,7 @@ describe('routing (contract §7)', () => {
 
   it('explicit job_id must exist', async () => {
     expect((await resolveTarget(state(a, b), { job_id: 'b' })).job_id).toBe('b');
-    await expect(resolveTarget(state(a), { job_id: 'zzz' })).rejects.toBeInstanceOf(JobNotFoundError);
+    await expect(resolveTarget(state(a), { job_id: 'zzzz' })).rejects.toBeInstanceOf(JobNotFoundError);
   });
   it('arch: one match used, none an error, several never auto-picked', async () => {
     expect((await resolveTarget(state(a, c), { network_arch: 'cosmos-predict2.5' })).job_id).toBe('c');

@@ -58,6 +58,8 @@ describe('job script golden files (+ bash -n)', () => {
     ['pyxis.sbatch', {}, { containerRuntime: 'pyxis', containerMounts: '/lustre/models:/models:ro,/scratch:/scratch', sbatchArgs: ['--qos=high', '--exclusive'] }],
     ['pyxis-sqsh.sbatch', { num_gpus: 8 }, { containerRuntime: 'pyxis', imageFile: '/lustre/images/tao 7.1.sqsh', jobDir: '/lustre/alice/tao-infer', time: '1-00:00:00', mem: '0', cpusPerTask: 64 }],
     ['apptainer.sbatch', {}, { containerRuntime: 'apptainer', containerMounts: '/data:/data' }],
+    // start --max-duration 1h30m → the Slurm time limit (issue 10 point 6).
+    ['max-duration.sbatch', { max_duration_s: 5400 }, { containerRuntime: 'pyxis' }],
     ['apptainer-nogpu.sbatch', { num_gpus: 0 }, { containerRuntime: 'apptainer', imageFile: '/images/tao.sif', sbatchArgs: ['--mem-per-cpu=4G'] }],
     ['docker.sbatch', {}, { containerRuntime: 'docker', containerMounts: '/data:/data:ro' }],
     ['none.sbatch', { num_gpus: 0, env: { secretNames: [], plain: {} } }, { containerRuntime: 'none', account: undefined }],

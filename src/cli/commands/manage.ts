@@ -1,6 +1,6 @@
 /** stop, ls, logs, archs, tunnel. */
 import { Command } from 'commander';
-import { InvalidInputError, JobNotFoundError, MissingInputError, NoServiceError } from '../../errors.js';
+import { InvalidInputError, MissingInputError, NoServiceError } from '../../errors.js';
 import { descriptorOf, loadAdapter } from '../../platforms/index.js';
 import type { RegistryEntry } from '../../types.js';
 import { addPlatformFlags, givenPlatformFlags } from '../platform-flags.js';
@@ -20,7 +20,7 @@ function table(rows: string[][]): string {
 export function stopCommand(): Command {
   const cmd = new Command('stop')
     .description('Stop a service on its platform and remove it from the registry (no id: asks which, the latest first; with --yes the latest)')
-    .argument('[job_id]', 'the service to stop')
+    .argument('[job_id]', 'the service to stop (full job_id or a unique prefix of 4+ characters)')
     .option('--all', 'stop every service in the registry')
     .option('--json', 'print one JSON document on stdout')
     .option('-y, --yes', 'do not ask for confirmation');
@@ -42,7 +42,7 @@ export function stopCommand(): Command {
         if (!(await askConfirm(`Stop all ${targets.length} services?`))) return;
       }
     } else if (jobId) {
-      targets = [jobId];
+      targets = [(await (await lib()).findService(jobId, { registry })).job_id];
     } else {
       const latest = await (await lib()).latestJobId({ registry });
       if (!latest) throw new NoServiceError('no service in the registry to stop');
@@ -107,27 +107,19 @@ export function stopCommand(): Command {
   });
 }
 
-/** `tao-infer ls [--json]`: registry entries with their live state from each platform. */
+/** `tao-infer ls [--wide] [--json]`: registry entries with their live state from each platform (table: src/cli/ls-table.ts). */
 export function lsCommand(): Command {
   const cmd = new Command('ls')
     .description('List services in the registry with their live state from the platform')
+    .option('--wide', 'full job_ids and full detail, whatever the terminal width')
     .option('--json', 'print a JSON array of entries with their live state');
   addPlatformFlags(cmd, new Set(cmd.options.map((x) => x.long!.replace(/^--(no-)?/, ''))), 'ls');
   return cmd.action(async (o: Record<string, any>) => {
     const { services, latest } = await (await lib()).listServices({ registry: await newRegistry(), reporter });
+    const { renderLsTable, terminalWidth, useColor } = await import('../ls-table.js');
     emit({ json: o.json }, services, () => {
       if (!services.length) return 'no services (start one with: tao-infer start --arch <network_arch> --model <model_path>)';
-      return table([
-        ['JOB_ID', 'ARCH', 'PLATFORM', 'STATE', 'URL', 'STARTED'],
-        ...services.map((s) => [
-          s.job_id + (s.job_id === latest ? ' *' : ''),
-          s.network_arch,
-          s.platform,
-          `${s.live.state}${s.live.native && s.live.native !== s.live.state ? ` (${s.live.native})` : ''}${s.live.reason ? `: ${s.live.reason}` : ''}`,
-          s.host_url || '-',
-          s.started_at,
-        ]),
-      ]);
+      return renderLsTable(services, { latest, now: Date.now(), width: terminalWidth(), wide: Boolean(o.wide), color: useColor() });
     });
   });
 }
@@ -136,7 +128,7 @@ export function lsCommand(): Command {
 export function logsCommand(): Command {
   return new Command('logs')
     .description('Show the logs of a service')
-    .argument('<job_id>', 'the service')
+    .argument('<job_id>', 'the service (full job_id or a unique prefix of 4+ characters)')
     .option('-f, --follow', 'keep following the log')
     .option('--tail <n>', 'only the last n lines')
     .action(async (jobId: string, o: Record<string, any>) => {
@@ -174,17 +166,14 @@ export function archsCommand(): Command {
 export function tunnelCommand(): Command {
   return new Command('tunnel')
     .description('Restart the local forwarder (SSH tunnel or port-forward on this machine) of a service')
-    .argument('<job_id>', 'the service')
+    .argument('<job_id>', 'the service (full job_id or a unique prefix of 4+ characters)')
     .option('--json', 'print the updated entry as JSON')
     .action(async (jobId: string, o: Record<string, any>) => {
       const registry = await newRegistry();
-      const { checkActionable } = await import('../../registry/store.js');
-      checkActionable(await registry.read(), jobId);
-      const entry = await registry.get(jobId);
-      if (!entry) throw new JobNotFoundError(jobId);
+      const entry = await (await lib()).findService(jobId, { registry });
       const adapter = await loadAdapter(entry.platform);
       const fields = await adapter.restartForwarder(entry, { env: process.env, ...reporter });
-      const updated = Object.keys(fields).length ? await registry.update(jobId, fields) : entry;
+      const updated = Object.keys(fields).length ? await registry.update(entry.job_id, fields) : entry;
       emit({ json: o.json }, updated, () => (Object.keys(fields).length ? `forwarder restarted: ${updated?.host_url} (pid ${updated?.forwarder_pid})` : `forwarder already running: ${entry.host_url}`));
     });
 }

@@ -21,7 +21,7 @@ const SAMPLING_FLAGS: Record<string, string> = {
 export function requestCommand(): Command {
   return new Command('request')
     .description('Send a chat-completion request to a running service (routing: --job, else --arch, else the only service)')
-    .option('--job <job_id>', 'the service to send to')
+    .option('--job <job_id>', 'the service to send to (full job_id or a unique prefix of 4+ characters)')
     .option('--arch <network_arch>', 'route to the service running this network_arch')
     .option('--prompt <text>', 'user prompt text')
     .option('--system <text>', 'system message')
@@ -122,6 +122,7 @@ export function requestCommand(): Command {
         },
       );
       const e = prepared.entry;
+      for (const w of prepared.warnings) warnLine(w);
       info(`Sending to job_id=${e.job_id} arch=${e.network_arch} url=${e.host_url}/v1/chat/completions`);
       info(
         `sampling parameters: ${Object.entries(prepared.sampling)
@@ -143,7 +144,7 @@ export function requestCommand(): Command {
       const saved_file = saved_video?.path;
       if (saved_video?.fallback_reason) warnLine(`${saved_video.fallback_reason}; the video was saved to ${saved_video.path} instead`);
       if (saved_file) info(`video written to ${saved_file} (${saved_video!.bytes} bytes)`);
-      emit(flags, { ...reply, ...(saved_video ? { saved_file, saved_bytes: saved_video.bytes, ...(saved_video.fallback_reason ? { save_fallback_reason: saved_video.fallback_reason } : {}) } : {}), routed_to: { job_id: e.job_id, network_arch: e.network_arch, host_url: e.host_url }, sampling: prepared.sampling }, () =>
+      emit(flags, { ...reply, ...(saved_video ? { saved_file, saved_bytes: saved_video.bytes, ...(saved_video.fallback_reason ? { save_fallback_reason: saved_video.fallback_reason } : {}) } : {}), routed_to: { job_id: e.job_id, network_arch: e.network_arch, host_url: e.host_url }, sampling: prepared.sampling, ...(prepared.warnings.length ? { warnings: prepared.warnings } : {}) }, () =>
         saved_file ? saved_file : String(content),
       );
     });

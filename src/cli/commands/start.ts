@@ -2,7 +2,7 @@ import { Command, Option } from 'commander';
 import { InterruptedError, InvalidInputError } from '../../errors.js';
 import { parseGpuIds } from '../../archs/inputs.js';
 import { supportedArchs } from '../../archs/image.js';
-import type { PlanStep } from '../../types.js';
+import type { JobStateName, PlanStep } from '../../types.js';
 import type { StartInput } from '../../lifecycle.js';
 import { formatArgv } from '../../util/shell.js';
 import { askSelect, askText, emit, info, isInteractive, lineReporter, progressReporter, requireInput, warnLine, type GlobalFlags } from '../io.js';
@@ -40,6 +40,8 @@ export function startCommand(): Command {
     .option('--model-key <key>', 'cosmos-predict2.5 registered model key for hf_model:// paths (e.g. base-2b)')
     .option('--output-dir <dir>', 'cosmos-predict2.5 output dir inside the container')
     .option('--arch-opt <name=value>', 'per-arch optional flag, e.g. idle_timeout_minutes=60 (repeatable)', collect)
+    .option('--idle-timeout <min>', "minutes of idleness after which the service ends itself (the arch's own flag; tao-dataservices, cosmos-predict2.5)")
+    .option('--max-duration <dur>', 'longest the service may run, e.g. 90m, 4h, 1d (slurm --time, kubernetes activeDeadlineSeconds; elsewhere an expiry prune enforces)')
     .option('--env <NAME>', 'hand this env var (value from your environment) to the service (repeatable)', collect)
     .option('--allow-env-override', 'let --env replace variables that change how the container runs (PATH, HOME, LD_PRELOAD, LD_LIBRARY_PATH, PYTHONPATH, ...)')
     .option('--shm-size <size>', 'shared memory for the container', '16g')
@@ -98,6 +100,8 @@ export function startCommand(): Command {
       model_key,
       output_dir: o.outputDir,
       arch_options: Object.keys(arch_options).length ? arch_options : undefined,
+      idle_timeout_minutes: o.idleTimeout,
+      max_duration: o.maxDuration,
       env_names: o.env,
       allow_env_override: Boolean(o.allowEnvOverride),
       shm_size: o.shmSize,
@@ -147,7 +151,10 @@ export function startCommand(): Command {
       return;
     }
     const entry = result.entry!;
-    emit(flags, { ...entry, ready: result.ready, warnings: result.warnings }, () =>
+    // `state` in the live vocabulary shared with `ls --json` (the platform confirmed the launch: running),
+    // not the registry file's own `started` marker.
+    const state: JobStateName = 'running';
+    emit(flags, { ...entry, state, ready: result.ready, warnings: result.warnings }, () =>
       result.ready
         ? `ready: ${entry.job_id} ${entry.network_arch} ${entry.host_url}\nSend a request: tao-infer request --job ${entry.job_id} --prompt "..."\nStop it:        tao-infer stop ${entry.job_id}`
         : `launched (not waiting for readiness): ${entry.job_id} ${entry.host_url}`,

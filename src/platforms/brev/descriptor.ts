@@ -7,7 +7,9 @@ export const descriptor = {
   options: { start: options, stop: stopOptions },
   unsupported: {},
   reservesHostPort: false,
+  maxDuration: { enforcedBy: 'prune', how: 'docker on the instance has no run-time limit: the container carries the label tao-infer.expires_at and `tao-infer prune` stops it once expired' },
   hostPortScope: 'remote',
+  entryDefaults: [{ key: 'instance', env: ['BREV_INSTANCE'], what: 'instance' }],
   load: async () => (await import('./adapter.js')).createAdapter(),
   /** `stop --delete-instance`: delete the instances of the stopped services that no other service uses. */
   afterStop: async (ctx) => (await import('./cli.js')).deleteUnusedInstances(ctx),

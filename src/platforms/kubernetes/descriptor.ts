@@ -10,6 +10,12 @@ export const descriptor = {
     bind_address: 'Kubernetes exposes the service through a Service (--expose loadbalancer|nodeport) or a local port-forward bound to 127.0.0.1.',
   },
   reservesHostPort: false,
+  maxDuration: { enforcedBy: 'platform', how: "the Job's spec.activeDeadlineSeconds: Kubernetes ends the Job (DeadlineExceeded) when it is reached" },
   hostPortScope: 'local',
+  entryDefaults: [
+    { key: 'kubeconfig', env: ['KUBECONFIG'], what: 'kubeconfig' },
+    { key: 'context', env: ['TAO_K8S_CONTEXT'], what: 'context' },
+    { key: 'namespace', env: ['TAO_K8S_NAMESPACE'], fallback: 'default', what: 'namespace' },
+  ],
   load: async () => (await import('./adapter.js')).createAdapter(),
 } as const satisfies PlatformDescriptor<'kubernetes'>;

@@ -22,6 +22,9 @@ export const MANAGED_BY_VALUE = 'tao-infer';
 export const INSTANCE_LABEL = 'app.kubernetes.io/instance';
 /** Label carrying the network_arch (sanitised to a label value). */
 export const ARCH_LABEL = 'tao-infer.nvidia.com/network-arch';
+/** Annotation carrying the expiry of `start --max-duration` (ISO-8601 UTC); the Job's activeDeadlineSeconds enforces it. */
+export const EXPIRES_AT_ANNOTATION = 'tao-infer.nvidia.com/expires-at';
+
 /** Annotation carrying the job_id verbatim (labels cannot hold every job_id). */
 export const JOB_ID_ANNOTATION = 'tao-infer.nvidia.com/job-id';
 /** Name of the container in the Job's pod template. */
@@ -264,7 +267,8 @@ export function buildManifests(
   labels['app.kubernetes.io/name'] = 'tao-inference-microservice';
   labels[INSTANCE_LABEL] = names.job;
   labels[ARCH_LABEL] = toLabelValue(spec.network_arch);
-  const annotations = { [JOB_ID_ANNOTATION]: spec.job_id, 'tao-infer.nvidia.com/network-arch': spec.network_arch };
+  const annotations: Record<string, string> = { [JOB_ID_ANNOTATION]: spec.job_id, 'tao-infer.nvidia.com/network-arch': spec.network_arch };
+  if (spec.expires_at) annotations[EXPIRES_AT_ANNOTATION] = spec.expires_at;
 
   const secretNames = [...new Set(spec.env.secretNames)];
   const plainEnv = Object.entries(spec.env.plain)
@@ -282,6 +286,8 @@ export function buildManifests(
     inner_command: spec.inner_command,
     container_port: spec.container_port,
     readiness_path: '/api/v1/health/readiness',
+    // --max-duration: the Job controller fails the Job (reason DeadlineExceeded) and kills its pods after this many seconds.
+    active_deadline_seconds: spec.max_duration_s,
     env: plainEnv.length ? plainEnv : undefined,
     env_from: secretNames.length ? [{ secretRef: { name: names.secret } }] : undefined,
     resources: spec.num_gpus > 0 ? { limits: { [GPU_RESOURCE]: String(spec.num_gpus) } } : undefined,

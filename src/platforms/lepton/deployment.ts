@@ -42,6 +42,9 @@ export interface Built {
   auth_env: string | undefined;
 }
 
+/** Deployment env var carrying the expiry of `start --max-duration` (ISO-8601 UTC). */
+export const EXPIRES_AT_ENV = 'TAO_INFER_EXPIRES_AT';
+
 /** A platform option as a non-empty string, or undefined. */
 export function opt(spec: LaunchSpec, key: string): string | undefined {
   const v = spec.options[key];
@@ -67,6 +70,9 @@ export function buildDeployment(spec: LaunchSpec, env: NodeJS.ProcessEnv, nodeGr
   const envs: EnvVar[] = [
     ...Object.entries(spec.env.plain).map(([k, v]) => ({ name: k, value: v })),
     ...secrets.map((s) => ({ name: s.env, value_from: { secret_name_ref: s.secret } })),
+    // --max-duration: Lepton deployments have no run-time limit; the expiry travels with the deployment
+    // (read back by discovery) and `tao-infer prune` ends it.
+    ...(spec.expires_at ? [{ name: EXPIRES_AT_ENV, value: spec.expires_at }] : []),
   ];
   const tokenEnv = opt(spec, 'endpointTokenEnv');
   if (!tokenEnv && spec.options.public !== true) throw missingEndpointToken();

@@ -11,5 +11,6 @@ export const descriptor = {
     port: 'the endpoint URL is assigned by Lepton',
   },
   reservesHostPort: false,
+  maxDuration: { enforcedBy: 'prune', how: 'Lepton deployments have no run-time limit: the deployment carries TAO_INFER_EXPIRES_AT and `tao-infer prune` deletes it once expired' },
   load: async () => (await import('./adapter.js')).createAdapter(),
 } as const satisfies PlatformDescriptor<'lepton'>;

@@ -7,6 +7,7 @@ export const descriptor = {
   options: { start: options },
   unsupported: {},
   reservesHostPort: true,
+  maxDuration: { enforcedBy: 'prune', how: 'docker has no run-time limit: the container carries the label tao-infer.expires_at and `tao-infer prune` stops it once expired' },
   hostPortScope: 'local',
   load: async () => (await import('./adapter.js')).createAdapter(),
 } as const satisfies PlatformDescriptor<'local-docker'>;

@@ -23,7 +23,7 @@ import { formatArgv, shQuote } from '../../util/shell.js';
 import { descriptor } from './descriptor.js';
 import { slurmForwarder, tunnelDescription } from './forward.js';
 import { dataOf, jobEndedError, listPartitions, must, PLATFORM, platformData, probePort, queryJob, SERVICE_PORT, SQUEUE_ERROR, targetOf, withSession } from './jobs.js';
-import { JOB_FILES, remote, renderJobScript, renderSecretsFile, resolveSlurmParams, resolveSshTarget } from './script.js';
+import { JOB_FILES, remote, renderJobScript, renderSecretsFile, resolveSlurmParams, resolveSshTarget, slurmTimeSeconds } from './script.js';
 import { connectSsh } from './ssh.js';
 
 export { mapSlurmState, queryJob, type SlurmPlatformData } from './jobs.js';
@@ -155,7 +155,10 @@ class SlurmAdapter implements PlatformAdapter {
         }
         await sleep(i < 15 ? 1000 : 3000, undefined, ctx.signal ? { signal: ctx.signal } : undefined).catch(() => undefined);
       }
-      await ctx.record({ slurm_node: node });
+      // The time limit counts from now (RUNNING): Slurm ends the job then (sbatch(1) --time).
+      const limit = slurmTimeSeconds(p.time);
+      const expires_at = limit !== undefined ? new Date(Date.now() + limit * 1000).toISOString() : undefined;
+      await ctx.record({ slurm_node: node, ...(expires_at ? { expires_at } : {}) });
 
       // ---- wait until something listens on node:8080 (seen from the login node), watching the job meanwhile
       for (let i = 0; ; i++) {
@@ -185,6 +188,7 @@ class SlurmAdapter implements PlatformAdapter {
         slurm_node: node,
         forwarder_pid: pid,
         platform_data: { ...data },
+        expires_at,
       };
     } finally {
       s.close();

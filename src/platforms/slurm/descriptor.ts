@@ -11,6 +11,11 @@ export const descriptor = {
     port: 'the local tunnel port is allocated from 8080-8199 like local-docker host ports',
   },
   reservesHostPort: false,
+  maxDuration: { enforcedBy: 'platform', how: "the job's Slurm time limit (sbatch --time): Slurm ends the job when it is reached" },
   hostPortScope: 'local',
+  entryDefaults: [
+    { key: 'ssh_user', env: ['SLURM_USER'], what: 'login user' },
+    { key: 'ssh_host', env: ['SLURM_HOSTNAME'], what: 'login node' },
+  ],
   load: async () => (await import('./adapter.js')).createAdapter(),
 } as const satisfies PlatformDescriptor<'slurm'>;

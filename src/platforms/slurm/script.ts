@@ -91,7 +91,7 @@ export function resolveSshTarget(o: Record<string, unknown>, env: NodeJS.Process
  * `./options.ts`, already merged by the CLI; `env` is consulted again for direct library use).
  * @throws MissingInputError for a missing user/host/partition; InvalidInputError naming the flag for a bad value.
  */
-export function resolveSlurmParams(spec: Pick<LaunchSpec, 'job_id' | 'options' | 'network_arch'>, env: NodeJS.ProcessEnv = {}): SlurmParams {
+export function resolveSlurmParams(spec: Pick<LaunchSpec, 'job_id' | 'options' | 'network_arch' | 'max_duration_s'>, env: NodeJS.ProcessEnv = {}): SlurmParams {
   const o = spec.options;
   const target = resolveSshTarget(o, env);
   const partition = str(o.partition) ?? str(env.SLURM_PARTITION);
@@ -101,7 +101,15 @@ export function resolveSlurmParams(spec: Pick<LaunchSpec, 'job_id' | 'options' |
   if (account !== undefined && !NAME_RE.test(account))
     throw new InvalidInputError('--account', `'${account}' is not a valid account name`, { hint: "List your accounts with 'sacctmgr show assoc user=$USER format=account'." });
 
-  const time = str(o.time) ?? SLURM_DEFAULTS.time;
+  const given = str(o.time);
+  let time = given ?? SLURM_DEFAULTS.time;
+  if (spec.max_duration_s !== undefined) {
+    // --max-duration is the Slurm time limit; an explicit --time that says otherwise is a contradiction.
+    const fromDuration = slurmTime(spec.max_duration_s);
+    if (given !== undefined && given !== SLURM_DEFAULTS.time && slurmTimeSeconds(given) !== Math.ceil(spec.max_duration_s / 60) * 60)
+      throw new InvalidInputError('--max-duration', `--max-duration and --time ${given} disagree`, { hint: 'Give one of them (--max-duration sets the Slurm --time).' });
+    time = fromDuration;
+  }
   if (!TIME_RE.test(time)) throw new InvalidInputError('--time', `'${time}' is not a Slurm time limit`, { hint: 'Use MM, HH:MM:SS or D-HH:MM:SS, e.g. --time 04:00:00.' });
 
   const runtime = (str(o.containerRuntime) ?? SLURM_DEFAULTS.containerRuntime) as ContainerRuntime;
@@ -167,6 +175,29 @@ function hostResources(spec: Pick<LaunchSpec, 'options' | 'network_arch'>, sbatc
   if (!given.has('mem-per-cpu') && !given.has('mem-per-gpu')) out.mem = mem.toUpperCase();
   if (!given.has('cpus-per-gpu')) out.cpusPerTask = cpus;
   return out;
+}
+
+/** Seconds → a Slurm time limit `D-HH:MM:00`, rounded up to whole minutes (Slurm's finest unit). */
+export function slurmTime(seconds: number): string {
+  const min = Math.ceil(seconds / 60);
+  const d = Math.floor(min / 1440);
+  const h = Math.floor((min % 1440) / 60);
+  const m = min % 60;
+  return `${d}-${String(h).padStart(2, '0')}:${String(m).padStart(2, '0')}:00`;
+}
+
+/**
+ * A Slurm time limit (sbatch(1) `--time`: `M`, `M:S`, `H:M:S`, `D-H`, `D-H:M`, `D-H:M:S`) in seconds;
+ * undefined for `UNLIMITED`/`infinite` or anything else.
+ */
+export function slurmTimeSeconds(time: string): number | undefined {
+  const t = time.trim();
+  let m = /^(\d+)-(\d+)(?::(\d+))?(?::(\d+))?$/.exec(t);
+  if (m) return Number(m[1]) * 86400 + Number(m[2]) * 3600 + Number(m[3] ?? 0) * 60 + Number(m[4] ?? 0);
+  m = /^(\d+)(?::(\d+))?(?::(\d+))?$/.exec(t);
+  if (!m) return undefined;
+  if (m[3] !== undefined) return Number(m[1]) * 3600 + Number(m[2]) * 60 + Number(m[3]);
+  return Number(m[1]) * 60 + Number(m[2] ?? 0);
 }
 
 /** A cluster path as a shell word: `~/x` → `"$HOME"/x` (tilde does not expand inside quotes), others quoted. */

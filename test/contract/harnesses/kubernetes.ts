@@ -57,7 +57,7 @@ export const kubernetes: Harness = {
   afterStart(entry, run) {
     const job = `tao-${entry.job_id}`;
     run.state.job = job;
-    expect(entry).toMatchObject({ platform: 'kubernetes', network_arch: 'cosmos-rl', platform_job_id: job, ready: true, state: 'started' });
+    expect(entry).toMatchObject({ platform: 'kubernetes', network_arch: 'cosmos-rl', platform_job_id: job, ready: true, state: 'running' });
     expect(entry.host_url).toMatch(/^http:\/\/127\.\d+\.\d+\.\d+:8080$/);
     expect(entry.platform_data).toMatchObject({ namespace: 'default', context: 'fake', job_name: job, service_name: job, secret_name: `${job}-env`, expose: 'loadbalancer', kubeconfig: join(run.t.dir, 'kubeconfig') });
     expect(entry.forwarder_pid).toBeUndefined();

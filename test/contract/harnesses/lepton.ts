@@ -46,7 +46,7 @@ export const lepton: Harness = {
     run.state.n0 = fake.requests.length;
   },
   async afterStart(entry) {
-    expect(entry).toMatchObject({ platform: 'lepton', state: 'started', auth_env: 'TAO_ENDPOINT_TOKEN' });
+    expect(entry).toMatchObject({ platform: 'lepton', state: 'running', auth_env: 'TAO_ENDPOINT_TOKEN' });
     expect(entry.platform_job_id).toMatch(/^tao-[a-z0-9]{12}$/);
     const dep = fake.deployments.get(entry.platform_job_id)!;
     expect(dep).toBeDefined();
