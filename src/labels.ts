@@ -6,4 +6,8 @@ export const LABELS = {
   managedBy: 'tao-infer.managed-by',
   jobId: 'tao-infer.job_id',
   arch: 'tao-infer.network_arch',
+  /** The model_path given to start (non-secret), so discover can rebuild the entry. */
+  modelPath: 'tao-infer.model_path',
+  /** ISO-8601 UTC start time of the service. */
+  startedAt: 'tao-infer.started_at',
 } as const;

@@ -158,7 +158,7 @@ export function prepareLaunch(
     bind_address,
     env: { secretNames: secretSet, plain },
     shm_size,
-    labels: { [LABELS.managedBy]: 'tao-infer', [LABELS.jobId]: job_id, [LABELS.arch]: input.network_arch },
+    labels: { [LABELS.managedBy]: 'tao-infer', [LABELS.jobId]: job_id, [LABELS.arch]: input.network_arch, [LABELS.modelPath]: input.model_path.trim() },
     options: input.options ?? {},
   };
   return { spec, image, inner, platform };
@@ -257,6 +257,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
 
   // Record before launch: state starting, host port reserved under the lock.
   const started_at = new Date().toISOString();
+  spec.labels[LABELS.startedAt] = started_at;
   await registry.mutate(async (s) => {
     if (adapter.reservesHostPort) spec.host_port = await pickHostPort(s);
     s.entries[spec.job_id] = {

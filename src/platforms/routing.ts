@@ -6,10 +6,12 @@
  */
 import { InvalidInputError } from '../errors.js';
 import { restartForwarder, stopForwarder, withForwarderNote } from '../forwarder/forwarder.js';
-import type { EntryContext, JobState, PlatformAdapter, RegistryEntry } from '../types.js';
+import type { EntryContext, JobState, PlatformAdapter, RegistryEntry, StopOutcome } from '../types.js';
 
 /** A platform adapter with the routed operations every platform answers. */
 export interface Platform extends PlatformAdapter {
+  /** The adapter's stop, then the forwarder's; resolves what the adapter found (`already_gone`). */
+  stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome>;
   /**
    * `tao-infer tunnel`: start the entry's local forwarder again when it is gone. Resolves the registry
    * fields to update (a new forwarder_pid, ...), or {} when it is alive.
@@ -26,9 +28,9 @@ export function route(adapter: PlatformAdapter): Platform {
       const st = await adapter.status(entry, ctx);
       return fwd ? withForwarderNote(st, entry, fwd.kind) : st;
     },
-    async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
+    async stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
       try {
-        await adapter.stop(entry, ctx);
+        return (await adapter.stop(entry, ctx)) ?? {};
       } finally {
         if (fwd || entry.forwarder_pid !== undefined) await stopForwarder(entry, ctx);
       }

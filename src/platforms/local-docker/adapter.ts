@@ -6,9 +6,23 @@
 import { execa } from 'execa';
 import { InvalidInputError, PlatformUnavailableError } from '../../errors.js';
 import { descriptor } from './descriptor.js';
-import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, Launched, LogOptions, PlatformAdapter, RegistryEntry } from '../../types.js';
+import type {
+  AdapterContext,
+  DiscoverContext,
+  DiscoveredService,
+  EntryContext,
+  JobState,
+  LaunchPlan,
+  LaunchSpec,
+  Launched,
+  LogOptions,
+  PlatformAdapter,
+  RegistryEntry,
+  StopOutcome,
+} from '../../types.js';
 import { formatArgv } from '../../util/shell.js';
 import { runCapture, runChecked } from '../../util/run.js';
+import { LABELS } from '../../labels.js';
 import { dockerClientEnv, dockerRunArgs, mapDockerState } from '../docker-cli.js';
 
 const INSTALL_HINT = 'Install Docker (https://docs.docker.com/engine/install/) and the NVIDIA Container Toolkit, or set DOCKER_HOST to a reachable daemon.';
@@ -24,6 +38,49 @@ export function dockerErrorHint(stderr: string): string | undefined {
   if (/Cannot connect to the Docker daemon|error during connect/i.test(stderr)) return 'Start the docker daemon, or point DOCKER_HOST at one.';
   if (/pull access denied|manifest unknown|not found: manifest/i.test(stderr)) return 'The image is not available: check the tag, or log in to its registry.';
   return undefined;
+}
+
+/** The parts of `docker inspect` output discover reads (Docker Engine API ContainerInspectResponse). */
+interface DockerInspect {
+  Name?: string;
+  Created?: string;
+  State?: { Status?: string; ExitCode?: number; OOMKilled?: boolean; Error?: string };
+  Config?: { Image?: string; Labels?: Record<string, string> | null };
+  HostConfig?: { NetworkMode?: string };
+  NetworkSettings?: { Ports?: Record<string, Array<{ HostIp?: string; HostPort?: string }> | null> };
+}
+
+/** host part of host_url for a published port's bind address (as launch builds it). */
+function urlHost(bind: string): string {
+  return bind === '0.0.0.0' || bind === '127.0.0.1' || bind === '' ? 'localhost' : bind.includes(':') ? `[${bind}]` : bind;
+}
+
+/**
+ * Rebuild a registry entry from a labelled container: job_id, network_arch, model_path and started_at from
+ * its labels (src/labels.ts), host_port and bind address from the binding of container port 8080, the
+ * network from HostConfig. undefined when the labels lack the job_id or arch (not a tao-infer service).
+ */
+export function entryFromContainer(c: DockerInspect): RegistryEntry | undefined {
+  const labels = c.Config?.Labels ?? {};
+  const job_id = labels[LABELS.jobId];
+  const network_arch = labels[LABELS.arch];
+  if (!job_id || !network_arch) return undefined;
+  const binding = (c.NetworkSettings?.Ports?.['8080/tcp'] ?? [])[0];
+  const host_port = binding?.HostPort ? Number(binding.HostPort) : undefined;
+  const bind = binding?.HostIp || '127.0.0.1';
+  const entry: RegistryEntry = {
+    job_id,
+    platform: 'local-docker',
+    network_arch,
+    host_url: host_port ? `http://${urlHost(bind)}:${host_port}` : '',
+    docker_url: `http://${job_id}:8080`,
+    started_at: labels[LABELS.startedAt] || (c.Created ? new Date(c.Created).toISOString() : new Date().toISOString()),
+    platform_data: { network: c.HostConfig?.NetworkMode ?? 'tao_default', bind_address: bind, discovered: true },
+  };
+  if (host_port) entry.host_port = host_port;
+  if (c.Config?.Image) entry.image = c.Config.Image;
+  if (labels[LABELS.modelPath]) entry.model_path = labels[LABELS.modelPath];
+  return entry;
 }
 
 class LocalDockerAdapter implements PlatformAdapter {
@@ -70,9 +127,8 @@ class LocalDockerAdapter implements PlatformAdapter {
     }
     ctx.log(`$ ${formatArgv(['docker', ...dockerRunArgs(spec, { network: net })]).slice(0, 300)}...`);
     await runChecked('docker', dockerRunArgs(spec, { network: net }), { env: dockerClientEnv(spec, env), hint: dockerErrorHint, timeoutMs: 30 * 60_000 });
-    const host = spec.bind_address === '0.0.0.0' || spec.bind_address === '127.0.0.1' ? 'localhost' : spec.bind_address.includes(':') ? `[${spec.bind_address}]` : spec.bind_address;
     return {
-      host_url: `http://${host}:${spec.host_port}`,
+      host_url: `http://${urlHost(spec.bind_address)}:${spec.host_port}`,
       host_port: spec.host_port!,
       docker_url: `http://${spec.job_id}:${spec.container_port}`,
       platform_data: { network: net, bind_address: spec.bind_address },
@@ -82,7 +138,7 @@ class LocalDockerAdapter implements PlatformAdapter {
   async status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState> {
     const r = await runCapture('docker', ['inspect', '--format', '{{json .State}}', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
     if (r.exitCode !== 0) {
-      if (/No such (object|container)/i.test(r.stderr)) return { state: 'unknown', native: 'missing', reason: 'container not found' };
+      if (/No such (object|container)/i.test(r.stderr)) return { state: 'gone', native: 'missing', reason: 'the container no longer exists' };
       return { state: 'unknown', native: 'inspect-failed', reason: r.stderr.trim().split('\n').pop() };
     }
     return mapDockerState(JSON.parse(r.stdout));
@@ -102,10 +158,30 @@ class LocalDockerAdapter implements PlatformAdapter {
     }
   }
 
-  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
+  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
     const r = await runCapture('docker', ['rm', '-f', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
-    if (r.exitCode !== 0 && !/No such container/i.test(r.stderr))
-      await runChecked('docker', ['rm', '-f', entry.job_id], { env: ctx.env, hint: dockerErrorHint });
+    if (r.exitCode === 0) return {};
+    // `No such container`: removed before; `removal ... already in progress`: a concurrent stop is removing it.
+    if (/No such container|already in progress/i.test(r.stderr)) return { already_gone: true };
+    await runChecked('docker', ['rm', '-f', entry.job_id], { env: ctx.env, hint: dockerErrorHint });
+    return {};
+  }
+
+  /** Containers labelled `tao-infer.managed-by=tao-infer` on this daemon (or DOCKER_HOST), running or exited. */
+  async discover(ctx: DiscoverContext): Promise<DiscoveredService[]> {
+    const opts = { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT, timeoutMs: 60_000 };
+    const ps = await runCapture('docker', ['ps', '-a', '-q', '--no-trunc', '--filter', `label=${LABELS.managedBy}=tao-infer`], opts);
+    if (ps.exitCode !== 0)
+      throw new PlatformUnavailableError('local-docker', `docker ps failed: ${ps.stderr.trim().split('\n').pop() ?? ''}`, { hint: dockerErrorHint(ps.stderr) ?? INSTALL_HINT });
+    const ids = ps.stdout.split(/\s+/).filter(Boolean);
+    if (!ids.length) return [];
+    const r = await runCapture('docker', ['inspect', ...ids], opts);
+    // A container removed between ps and inspect makes inspect exit 1 but still print the others.
+    const list = JSON.parse(r.stdout.trim() || '[]') as DockerInspect[];
+    return list.flatMap((c) => {
+      const entry = entryFromContainer(c);
+      return entry ? [{ entry, live: mapDockerState(c.State ?? {}) }] : [];
+    });
   }
 }
 
