@@ -33,6 +33,7 @@ import type {
   LogOptions,
   PlatformAdapter,
   RegistryEntry,
+  StopOutcome,
 } from '../../types.js';
 import { startForwarder } from '../../forwarder/forwarder.js';
 import { holdsLocalPort } from '../index.js';
@@ -234,7 +235,7 @@ class BrevAdapter implements PlatformAdapter {
     const r = await brevExec(instance, inspectScript(entry.job_id), ctx.env, { timeoutMs: 120_000, signal: ctx.signal });
     if (!r.remote) return { state: 'unknown', native: 'unreachable', reason: `brev exec ${instance}: ${lastLine(r.stderr || r.stdout) || `exit ${r.exitCode}`}` };
     if (r.remote.rc !== 0) {
-      if (/No such (object|container)/i.test(r.stderr)) return { state: 'unknown', native: 'missing', reason: `container not found on ${instance}` };
+      if (/No such (object|container)/i.test(r.stderr)) return { state: 'gone', native: 'missing', reason: `the container no longer exists on ${instance}` };
       return { state: 'unknown', native: 'inspect-failed', reason: lastLine(r.stderr) };
     }
     let st: JobState;
@@ -288,11 +289,11 @@ class BrevAdapter implements PlatformAdapter {
     }
   }
 
-  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
+  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
     const instance = instanceOf(entry);
-    if (!instance) return;
+    if (!instance) return {};
     const r = await brevExec(instance, stopScript(entry.job_id), ctx.env, { timeoutMs: 180_000, signal: ctx.signal });
-    if (r.remote?.rc === 0) return;
+    if (r.remote?.rc === 0) return {};
     if (!r.remote) {
       // Unreachable: an instance that is gone counts as stopped; anything else must be retried.
       let present = true;
@@ -303,7 +304,7 @@ class BrevAdapter implements PlatformAdapter {
       }
       if (!present) {
         ctx.log(`Brev instance ${instance} no longer exists; nothing to stop.`);
-        return;
+        return { already_gone: true };
       }
     }
     throw new CommandFailedError(['brev', 'exec', instance, `docker rm -f ${entry.job_id}`], r.remote?.rc ?? r.exitCode, tailLines(r.stderr || r.stdout, 12).join('\n'), {

@@ -27,6 +27,7 @@ import type {
   LogOptions,
   PlatformAdapter,
   RegistryEntry,
+  StopOutcome,
 } from '../../types.js';
 import { LeptonApi, leptonConfig } from './api.js';
 import { buildDeployment, mapLeptonState, opt, shapeGpus } from './deployment.js';
@@ -197,7 +198,7 @@ class LeptonAdapter implements PlatformAdapter {
     if (!name) return { state: 'unknown', native: 'no-deployment', reason: 'the registry entry does not name its Lepton deployment' };
     const api = entryApi(entry, ctx);
     const d = await api.getDeployment(name);
-    if (!d) return { state: 'unknown', native: 'missing', reason: `deployment ${name} not found` };
+    if (!d) return { state: 'gone', native: 'missing', reason: `deployment ${name} no longer exists` };
     if (d.status?.state === 'Ready') return { state: 'running', native: 'Ready' };
     return mapLeptonState(d, await api.readiness(name), await api.termination(name));
   }
@@ -232,16 +233,19 @@ class LeptonAdapter implements PlatformAdapter {
     if (sel.length) yield `${sel.join('\n')}\n`;
   }
 
-  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
+  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
     const name = deploymentOf(entry);
     const secrets = Array.isArray(entry.platform_data?.secrets) ? (entry.platform_data.secrets as unknown[]).filter((s): s is string => typeof s === 'string') : [];
-    if (!name && !secrets.length) return;
+    if (!name && !secrets.length) return {};
     const api = entryApi(entry, ctx);
+    let outcome: StopOutcome = {};
     if (name) {
       const existed = await api.deleteDeployment(name);
       ctx.log(existed ? `deleted Lepton endpoint ${name}` : `Lepton endpoint ${name} was already gone`);
+      if (!existed) outcome = { already_gone: true };
     }
     for (const s of secrets) await api.deleteSecret(s);
+    return outcome;
   }
 }
 
