@@ -72,7 +72,7 @@ export async function listServices(deps: ManageDeps = {}): Promise<{ services: L
 
 /**
  * Live state of each entry, at most `statusConcurrency` status calls at once, each limited to
- * `statusTimeoutMs` (then `unknown`, "status timed out"). A failing call gives `unknown` with its reason.
+ * `statusTimeoutMs` (then `unknown`, "status timed out", and the call is aborted through its signal). A failing call gives `unknown` with its reason.
  * A service that ended by itself with exit 0 (e.g. its idle timeout) is `complete` with that reason.
  */
 export async function liveStates(entries: RegistryEntry[], deps: ManageDeps = {}): Promise<ListedService[]> {
@@ -82,7 +82,13 @@ export async function liveStates(entries: RegistryEntry[], deps: ManageDeps = {}
   return mapLimit(entries, deps.statusConcurrency ?? STATUS_CONCURRENCY, async (e): Promise<ListedService> => {
     try {
       const adapter = await loadAdapter(e.platform);
-      const live = await withTimeout(adapter.status(e, ectx), timeoutMs, (): JobState => ({ state: 'unknown', reason: `status timed out after ${Math.round(timeoutMs / 1000)}s` }));
+      // On timeout the call is aborted (adapters pass the signal to their child processes / requests).
+      const ac = new AbortController();
+      const signal = deps.signal ? AbortSignal.any([deps.signal, ac.signal]) : ac.signal;
+      const live = await withTimeout(adapter.status(e, { ...ectx, signal }), timeoutMs, (): JobState => {
+        ac.abort(new Error('status timed out'));
+        return { state: 'unknown', reason: `status timed out after ${Math.round(timeoutMs / 1000)}s` };
+      });
       if (e.state === 'starting' && (live.state === 'unknown' || live.state === 'gone')) return { ...e, live: { ...live, state: 'pending', native: 'starting' } };
       if (live.state === 'complete' && !live.reason) return { ...e, live: { ...live, reason: 'the service ended by itself with exit 0 (e.g. its idle timeout)' } };
       return { ...e, live };

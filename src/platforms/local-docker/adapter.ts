@@ -136,7 +136,8 @@ class LocalDockerAdapter implements PlatformAdapter {
   }
 
   async status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState> {
-    const r = await runCapture('docker', ['inspect', '--format', '{{json .State}}', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
+    const r = await runCapture('docker', ['inspect', '--format', '{{json .State}}', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT, signal: ctx.signal });
+    if (ctx.signal?.aborted) return { state: 'unknown', reason: String((ctx.signal.reason as Error)?.message ?? 'aborted') };
     if (r.exitCode !== 0) {
       if (/No such (object|container)/i.test(r.stderr)) return { state: 'gone', native: 'missing', reason: 'the container no longer exists' };
       return { state: 'unknown', native: 'inspect-failed', reason: r.stderr.trim().split('\n').pop() };
