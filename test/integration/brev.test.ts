@@ -244,7 +244,7 @@ describe('brev through the CLI', () => {
     const stop = await runCli(['stop', entry.job_id, '--delete-instance', '--json'], { env: cliEnv });
     outputs.push(stop.stdout, stop.stderr);
     expect(stop.exitCode, stop.stderr).toBe(0);
-    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [], deleted_instances: ['cli-box'] });
+    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [], already_gone: false, already_gone_ids: [], deleted_instances: ['cli-box'] });
     expect((await listInstances(cliEnv)).map((w) => w.name)).not.toContain('cli-box');
     expect((await docker(['inspect', entry.job_id])).exitCode).not.toBe(0);
     expect(isAlive(entry.forwarder_pid)).toBe(false);

@@ -191,7 +191,7 @@ describe('kubernetes: start → ready → request → stop', () => {
     const stop = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
     outputs.push(stop.stdout, stop.stderr);
     expect(stop.exitCode, stop.stderr).toBe(0);
-    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [] });
+    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [], already_gone: false, already_gone_ids: [] });
     expect(ourObjects()).toEqual([]);
     expect(fake.anyPodProcessAlive()).toBe(false);
     const del = fake.requests.find((r) => r.method === 'DELETE' && r.path.endsWith(`/jobs/${job}`))!;
@@ -203,7 +203,7 @@ describe('kubernetes: start → ready → request → stop', () => {
     writeFileSync(t.stateFile, JSON.stringify({ [entry.job_id]: { ...entry, ready: undefined } }), { mode: 0o600 });
     const again = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
     expect(again.exitCode, again.stderr).toBe(0);
-    expect(parseJson(again)).toEqual({ stopped: [entry.job_id], failed: [] });
+    expect(parseJson(again)).toEqual({ stopped: [entry.job_id], failed: [], already_gone: true, already_gone_ids: [entry.job_id] });
   });
 
   it('port-forward: a detached forwarder on a registry-allocated local port that survives the CLI, restartable with tunnel', async () => {
@@ -271,10 +271,10 @@ describe('kubernetes: start → ready → request → stop', () => {
     fake.reset(); // like `kubectl delete job --cascade=foreground` by someone else
     await waitFor(() => !alive(entry.forwarder_pid), 20_000);
     const ls = await runCli(['ls', '--json'], { env: t.env });
-    expect(parseJson(ls)[0].live).toMatchObject({ state: 'unknown', native: 'NotFound' });
+    expect(parseJson(ls)[0].live).toMatchObject({ state: 'gone', native: 'NotFound' });
     const stop = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
     expect(stop.exitCode, stop.stderr).toBe(0);
-    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [] });
+    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [], already_gone: false, already_gone_ids: [] });
   });
 
   it('nodeport in the namespace from TAO_K8S_NAMESPACE: host_url is a node address and the nodePort', async () => {

@@ -92,7 +92,7 @@ describe('local-docker lifecycle per arch: start → ready → request → stop'
       const stop = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
       outputs.push(stop.stdout, stop.stderr);
       expect(stop.exitCode, stop.stderr).toBe(0);
-      expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [] });
+      expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [], already_gone: false, already_gone_ids: [] });
       expect(docker(['inspect', entry.job_id]).code).not.toBe(0);
       expect(JSON.parse(readFileSync(t.stateFile, 'utf8'))).toEqual({});
       noCanaryAnywhere(t, outputs);

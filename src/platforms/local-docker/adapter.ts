@@ -46,7 +46,7 @@ interface DockerInspect {
   Created?: string;
   State?: { Status?: string; ExitCode?: number; OOMKilled?: boolean; Error?: string };
   Config?: { Image?: string; Labels?: Record<string, string> | null };
-  HostConfig?: { NetworkMode?: string };
+  HostConfig?: { NetworkMode?: string; PortBindings?: Record<string, Array<{ HostIp?: string; HostPort?: string }> | null> };
   NetworkSettings?: { Ports?: Record<string, Array<{ HostIp?: string; HostPort?: string }> | null> };
 }
 
@@ -65,7 +65,8 @@ export function entryFromContainer(c: DockerInspect): RegistryEntry | undefined 
   const job_id = labels[LABELS.jobId];
   const network_arch = labels[LABELS.arch];
   if (!job_id || !network_arch) return undefined;
-  const binding = (c.NetworkSettings?.Ports?.['8080/tcp'] ?? [])[0];
+  // A running container shows its binding in NetworkSettings.Ports; an exited one only in HostConfig.PortBindings.
+  const binding = (c.NetworkSettings?.Ports?.['8080/tcp'] ?? c.HostConfig?.PortBindings?.['8080/tcp'] ?? [])[0];
   const host_port = binding?.HostPort ? Number(binding.HostPort) : undefined;
   const bind = binding?.HostIp || '127.0.0.1';
   const entry: RegistryEntry = {
