@@ -19,6 +19,8 @@ import { InvalidInputError, LaunchFailedError, MissingInputError } from '../../e
 import { loadReferences, secretNames as referenceSecretNames } from '../../references.js';
 import type {
   AdapterContext,
+  DiscoverContext,
+  DiscoveredService,
   EntryContext,
   JobState,
   LaunchPlan,
@@ -30,7 +32,8 @@ import type {
   StopOutcome,
 } from '../../types.js';
 import { LeptonApi, leptonConfig } from './api.js';
-import { buildDeployment, mapLeptonState, opt, shapeGpus } from './deployment.js';
+import { buildDeployment, mapLeptonState, MARKER_AUTH_ENV, markerEnvName, opt, shapeGpus, WORKSPACE_TOKEN_ENV } from './deployment.js';
+import { LABELS } from '../../labels.js';
 import { descriptor } from './descriptor.js';
 
 export { buildDeployment, deploymentName, mapLeptonState, secretName, shapeGpus, shmToMiB } from './deployment.js';
@@ -231,6 +234,49 @@ class LeptonAdapter implements PlatformAdapter {
     if (lines[lines.length - 1] === '') lines.pop();
     const sel = opts.tail > 0 ? lines.slice(-opts.tail) : [];
     if (sel.length) yield `${sel.join('\n')}\n`;
+  }
+
+  /**
+   * Deployments of the workspace named `tao-...` whose envs carry tao-infer's markers (`markerEnvs`:
+   * job_id, arch, model_path, started_at, the token env NAME), listed with GET /deployments (leptonai
+   * api/v2 `deployment.list_all`), rebuilt as entries with their live state.
+   * @throws PlatformUnavailableError without LEPTON_WORKSPACE_ID/TOKEN or when the API refuses.
+   */
+  async discover(ctx: DiscoverContext): Promise<DiscoveredService[]> {
+    const cfg = leptonConfig(ctx.env);
+    const api = new LeptonApi(cfg, ctx.signal);
+    const out: DiscoveredService[] = [];
+    for (const d of await api.listDeployments()) {
+      const name = d.metadata?.name;
+      if (!name?.startsWith('tao-')) continue;
+      const envs = new Map((d.spec?.envs ?? []).filter((e) => typeof e.value === 'string').map((e) => [e.name, e.value as string]));
+      const job_id = envs.get(markerEnvName(LABELS.jobId));
+      const network_arch = envs.get(markerEnvName(LABELS.arch));
+      if (envs.get(markerEnvName(LABELS.managedBy)) !== 'tao-infer' || !job_id || !network_arch) continue;
+      const secrets = (d.spec?.envs ?? []).map((e) => e.value_from?.secret_name_ref).filter((x): x is string => typeof x === 'string');
+      const entry: RegistryEntry = {
+        job_id,
+        platform: 'lepton',
+        platform_job_id: name,
+        network_arch,
+        host_url: d.status?.endpoint?.external_endpoint ?? '',
+        started_at: envs.get(markerEnvName(LABELS.startedAt)) ?? new Date().toISOString(),
+        auth_env: envs.get(MARKER_AUTH_ENV) ?? WORKSPACE_TOKEN_ENV,
+        platform_data: {
+          deployment: name,
+          secrets,
+          workspace_url: cfg.baseUrl,
+          ...(cfg.workspaceId ? { workspace_id: cfg.workspaceId } : {}),
+          ...(d.spec?.resource_requirement?.resource_shape ? { resource_shape: d.spec.resource_requirement.resource_shape } : {}),
+          discovered: true,
+        },
+      };
+      const model = envs.get(markerEnvName(LABELS.modelPath));
+      if (model) entry.model_path = model;
+      if (d.spec?.container?.image) entry.image = d.spec.container.image;
+      out.push({ entry, live: await this.status(entry, ctx).catch((e: Error) => ({ state: 'unknown' as const, reason: e.message })) });
+    }
+    return out;
   }
 
   async stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
