@@ -196,7 +196,7 @@ export async function discoverServices(
         delete entry.forwarder_pid;
         if (d.localPortField && d.live.state === 'running') {
           entry[d.localPortField] = await pickPort(s, { holds: holdsLocalPort, checkBound: true, bindAddress: '127.0.0.1' });
-          if (d.localPortField === 'host_port') entry.host_url = `http://localhost:${entry.host_port}`;
+          entry.host_url = `http://localhost:${entry[d.localPortField]}`;
         }
         s.entries[entry.job_id] = entry;
         if (!s.latest || (s.entries[s.latest]?.started_at ?? '') < entry.started_at) s.latest = entry.job_id;

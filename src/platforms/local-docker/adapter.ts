@@ -23,7 +23,9 @@ import type {
 import { formatArgv } from '../../util/shell.js';
 import { runCapture, runChecked } from '../../util/run.js';
 import { LABELS } from '../../labels.js';
-import { dockerClientEnv, dockerRunArgs, mapDockerState } from '../docker-cli.js';
+import { dockerClientEnv, dockerRunArgs, entryFromContainer, mapDockerState, urlHost, type DockerInspect } from '../docker-cli.js';
+
+export { entryFromContainer } from '../docker-cli.js';
 
 const INSTALL_HINT = 'Install Docker (https://docs.docker.com/engine/install/) and the NVIDIA Container Toolkit, or set DOCKER_HOST to a reachable daemon.';
 
@@ -38,50 +40,6 @@ export function dockerErrorHint(stderr: string): string | undefined {
   if (/Cannot connect to the Docker daemon|error during connect/i.test(stderr)) return 'Start the docker daemon, or point DOCKER_HOST at one.';
   if (/pull access denied|manifest unknown|not found: manifest/i.test(stderr)) return 'The image is not available: check the tag, or log in to its registry.';
   return undefined;
-}
-
-/** The parts of `docker inspect` output discover reads (Docker Engine API ContainerInspectResponse). */
-interface DockerInspect {
-  Name?: string;
-  Created?: string;
-  State?: { Status?: string; ExitCode?: number; OOMKilled?: boolean; Error?: string };
-  Config?: { Image?: string; Labels?: Record<string, string> | null };
-  HostConfig?: { NetworkMode?: string; PortBindings?: Record<string, Array<{ HostIp?: string; HostPort?: string }> | null> };
-  NetworkSettings?: { Ports?: Record<string, Array<{ HostIp?: string; HostPort?: string }> | null> };
-}
-
-/** host part of host_url for a published port's bind address (as launch builds it). */
-function urlHost(bind: string): string {
-  return bind === '0.0.0.0' || bind === '127.0.0.1' || bind === '' ? 'localhost' : bind.includes(':') ? `[${bind}]` : bind;
-}
-
-/**
- * Rebuild a registry entry from a labelled container: job_id, network_arch, model_path and started_at from
- * its labels (src/labels.ts), host_port and bind address from the binding of container port 8080, the
- * network from HostConfig. undefined when the labels lack the job_id or arch (not a tao-infer service).
- */
-export function entryFromContainer(c: DockerInspect): RegistryEntry | undefined {
-  const labels = c.Config?.Labels ?? {};
-  const job_id = labels[LABELS.jobId];
-  const network_arch = labels[LABELS.arch];
-  if (!job_id || !network_arch) return undefined;
-  // A running container shows its binding in NetworkSettings.Ports; an exited one only in HostConfig.PortBindings.
-  const binding = (c.NetworkSettings?.Ports?.['8080/tcp'] ?? c.HostConfig?.PortBindings?.['8080/tcp'] ?? [])[0];
-  const host_port = binding?.HostPort ? Number(binding.HostPort) : undefined;
-  const bind = binding?.HostIp || '127.0.0.1';
-  const entry: RegistryEntry = {
-    job_id,
-    platform: 'local-docker',
-    network_arch,
-    host_url: host_port ? `http://${urlHost(bind)}:${host_port}` : '',
-    docker_url: `http://${job_id}:8080`,
-    started_at: labels[LABELS.startedAt] || (c.Created ? new Date(c.Created).toISOString() : new Date().toISOString()),
-    platform_data: { network: c.HostConfig?.NetworkMode ?? 'tao_default', bind_address: bind, discovered: true },
-  };
-  if (host_port) entry.host_port = host_port;
-  if (c.Config?.Image) entry.image = c.Config.Image;
-  if (labels[LABELS.modelPath]) entry.model_path = labels[LABELS.modelPath];
-  return entry;
 }
 
 class LocalDockerAdapter implements PlatformAdapter {
@@ -181,7 +139,7 @@ class LocalDockerAdapter implements PlatformAdapter {
     // A container removed between ps and inspect makes inspect exit 1 but still print the others.
     const list = JSON.parse(r.stdout.trim() || '[]') as DockerInspect[];
     return list.flatMap((c) => {
-      const entry = entryFromContainer(c);
+      const entry = entryFromContainer(c, 'local-docker');
       return entry ? [{ entry, live: mapDockerState(c.State ?? {}) }] : [];
     });
   }
