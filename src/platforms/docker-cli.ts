@@ -82,7 +82,7 @@ export function urlHost(bind: string): string {
  * its labels (src/labels.ts), host_port and bind address from the binding of container port 8080, the
  * network from HostConfig (for brev the caller replaces host_url and adds the instance). undefined when the labels lack the job_id or arch (not a tao-infer service).
  */
-export function entryFromContainer(c: DockerInspect, platform: 'local-docker' | 'brev' = 'local-docker'): RegistryEntry | undefined {
+export function entryFromContainer(c: DockerInspect, platform: string): RegistryEntry | undefined {
   const labels = c.Config?.Labels ?? {};
   const job_id = labels[LABELS.jobId];
   const network_arch = labels[LABELS.arch];

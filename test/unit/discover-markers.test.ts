@@ -30,7 +30,7 @@ describe('local-docker entry from a labelled container', () => {
       Config: { Image: 'img:1', Labels: labels },
       HostConfig: { NetworkMode: 'tao_default' },
       NetworkSettings: { Ports: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: '8093' }] } },
-    });
+    }, 'local-docker');
     expect(e).toEqual({
       job_id: 'j-1',
       platform: 'local-docker',
@@ -46,8 +46,8 @@ describe('local-docker entry from a labelled container', () => {
   });
   it('an exited container: the binding from HostConfig.PortBindings; a container without our labels is skipped', () => {
     const exited = { Config: { Labels: labels }, HostConfig: { PortBindings: { '8080/tcp': [{ HostIp: '127.0.0.1', HostPort: '8094' }] } }, NetworkSettings: { Ports: {} } };
-    expect(entryFromContainer(exited)).toMatchObject({ host_url: 'http://localhost:8094', host_port: 8094, job_id: 'j-1' });
-    expect(entryFromContainer({ Config: { Labels: labels }, NetworkSettings: { Ports: {} } })).toMatchObject({ host_url: '', job_id: 'j-1' });
-    expect(entryFromContainer({ Config: { Labels: { [LABELS.managedBy]: 'tao-infer' } } })).toBeUndefined();
+    expect(entryFromContainer(exited, 'local-docker')).toMatchObject({ host_url: 'http://localhost:8094', host_port: 8094, job_id: 'j-1' });
+    expect(entryFromContainer({ Config: { Labels: labels }, NetworkSettings: { Ports: {} } }, 'local-docker')).toMatchObject({ host_url: '', job_id: 'j-1' });
+    expect(entryFromContainer({ Config: { Labels: { [LABELS.managedBy]: 'tao-infer' } } }, 'local-docker')).toBeUndefined();
   });
 });
