@@ -180,7 +180,8 @@ export async function discoverServices(
         });
         found.push({ platform, items });
       } catch (err) {
-        result.not_reachable.push({ platform, reason: (err as Error).message.split('\n')[0]! });
+        // Platform errors often start with the platform's name already.
+        result.not_reachable.push({ platform, reason: (err as Error).message.split('\n')[0]!.replace(new RegExp(`^${platform}: `), '') });
       }
     }),
   );
