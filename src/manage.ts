@@ -41,8 +41,9 @@ export type StoppedEntry = RegistryEntry & { already_gone?: boolean };
 
 /**
  * Stop a service on its platform and remove it from the registry (contract §5: `latest` repaired).
- * Idempotent: a job whose platform object is already gone counts as stopped (`already_gone: true`), and
- * a concurrent stop of the same job that removed the entry first is not an error.
+ * Idempotent: a job whose platform object is already gone counts as stopped (`already_gone: true`); two
+ * concurrent stops that both found the entry both succeed (the platform stop is idempotent and removing an
+ * entry that is already removed is a no-op). A stop that starts after the entry was removed gets JobNotFoundError.
  * @throws JobNotFoundError, PlatformError (registry entry kept so the stop can be retried)
  */
 export async function stopService(job_id: string, deps: ManageDeps = {}): Promise<StoppedEntry> {
