@@ -120,9 +120,10 @@ class LocalDockerAdapter implements PlatformAdapter {
 
   async stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
     const r = await runCapture('docker', ['rm', '-f', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
-    if (r.exitCode === 0) return {};
-    // `No such container`: removed before; `removal ... already in progress`: a concurrent stop is removing it.
+    // `No such container` (on stderr; `rm -f` still exits 0 on current engines): removed before;
+    // `removal ... already in progress`: a concurrent stop is removing it.
     if (/No such container|already in progress/i.test(r.stderr)) return { already_gone: true };
+    if (r.exitCode === 0) return {};
     await runChecked('docker', ['rm', '-f', entry.job_id], { env: ctx.env, hint: dockerErrorHint });
     return {};
   }
