@@ -219,7 +219,7 @@ export function prepareLaunch(
     bind_address,
     env: { secretNames: secretSet, plain },
     shm_size,
-    labels: { [LABELS.managedBy]: 'tao-infer', [LABELS.jobId]: job_id, [LABELS.arch]: input.network_arch },
+    labels: { [LABELS.managedBy]: 'tao-infer', [LABELS.jobId]: job_id, [LABELS.arch]: input.network_arch, [LABELS.modelPath]: input.model_path.trim() },
     options: input.options ?? {},
   };
   if (max_duration_s !== undefined) {
@@ -327,6 +327,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
 
   // Record before launch: state starting, host port reserved under the lock.
   const started_at = new Date().toISOString();
+  spec.labels[LABELS.startedAt] = started_at;
   const baseEntry = (): RegistryEntry => ({
     job_id: spec.job_id,
     platform,

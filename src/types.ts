@@ -54,8 +54,15 @@ export interface RegistryEntry {
   [key: string]: unknown;
 }
 
-/** Normalised job state (contract §8 mappings). */
-export type JobStateName = 'pending' | 'running' | 'complete' | 'error' | 'canceled' | 'unknown';
+/**
+ * Normalised job state (contract §8 mappings). `gone`: the platform answered and no longer has the job
+ * (docker: no such container; k8s: Job 404; slurm: unknown job id; lepton: 404; brev: container missing).
+ * `unknown`: the platform could not be asked, or its answer could not be mapped.
+ */
+export type JobStateName = 'pending' | 'running' | 'complete' | 'error' | 'canceled' | 'gone' | 'unknown';
+
+/** States after which the service does not come back: `prune` removes entries in these (never `unknown`). */
+export const ENDED_STATES: readonly JobStateName[] = ['complete', 'error', 'canceled', 'gone'];
 
 export interface JobState {
   state: JobStateName;
@@ -183,6 +190,32 @@ export interface EntryContext {
   signal?: AbortSignal;
 }
 
+/** Context for `discover`: the platform's discover option values (e.g. slurm SSH target, k8s namespace). */
+export interface DiscoverContext extends EntryContext {
+  options: Record<string, unknown>;
+}
+
+/**
+ * One service found on a platform by its labels/markers, as a registry entry rebuilt from them
+ * (job_id, network_arch, model_path, started_at, platform_job_id, non-secret platform_data).
+ */
+export interface DiscoveredService {
+  /** The entry to add; without `forwarder_pid` (the generic discover starts the forwarder). */
+  entry: RegistryEntry;
+  live: JobState;
+  /**
+   * The entry reaches its service through a local forwarder listening on a port of this machine, to be
+   * allocated under the registry lock (contract §5 port rule, same platform) into this field.
+   */
+  localPortField?: 'host_port' | 'local_port';
+}
+
+/** What `stop` found on the platform. */
+export interface StopOutcome {
+  /** The platform object no longer existed (nothing to stop). */
+  already_gone?: boolean;
+}
+
 export type Capability = 'gpu_ids' | 'bind_address' | 'logs_follow' | 'port' | 'zero_gpus';
 
 /**
@@ -211,8 +244,17 @@ export interface PlatformAdapter {
   statusMany?(entries: RegistryEntry[], ctx: EntryContext): Promise<JobState[]>;
   /** Log chunks (text, may span lines). With follow, ends when the job ends or signal aborts. */
   logs(entry: RegistryEntry, opts: LogOptions, ctx: EntryContext): AsyncIterable<string>;
-  /** Idempotent: an already-gone job resolves. Removes platform secrets (the routing ends the forwarder). */
-  stop(entry: RegistryEntry, ctx: EntryContext): Promise<void>;
+  /**
+   * Idempotent: an already-gone job resolves `{ already_gone: true }`. Removes platform secrets (the
+   * routing ends the forwarder).
+   */
+  stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome | void>;
+  /**
+   * Optional: find the services tao-infer launched on this platform (by the labels / markers `launch`
+   * sets), reachable with the caller's credentials and `ctx.options`. Read-only on the platform.
+   * @throws PlatformError / UserError when the platform cannot be asked (reported as "not reachable").
+   */
+  discover?(ctx: DiscoverContext): Promise<DiscoveredService[]>;
   /**
    * Optional: the platform reaches its services through a local forwarder (slurm tunnel, k8s port-forward,
    * brev ssh forward). The routing in `src/platforms/routing.ts` then stops it with the service, notes in

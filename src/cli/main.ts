@@ -11,7 +11,7 @@ import { handleError, type GlobalFlags } from './io.js';
 import { startCommand } from './commands/start.js';
 import { requestCommand } from './commands/request.js';
 import { gatewayCommand } from './commands/gateway.js';
-import { archsCommand, logsCommand, lsCommand, stopCommand, tunnelCommand } from './commands/manage.js';
+import { archsCommand, discoverCommand, logsCommand, lsCommand, pruneCommand, stopCommand, tunnelCommand } from './commands/manage.js';
 
 function version(): string {
   try {
@@ -38,7 +38,7 @@ Registry: $TAO_INF_STATE_FILE (default /tmp/tao-inf-ms-state.json).
 Exit codes: 0 ok, 2 bad input, 3 platform failure, 4 service not ready, 5 request rejected, 6 registry problem.
 Secrets (HF_TOKEN, NGC_KEY, ...) are read from the environment by name, never from flags.`,
     );
-  for (const c of [startCommand(), requestCommand(), stopCommand(), lsCommand(), logsCommand(), archsCommand(), tunnelCommand(), gatewayCommand()]) program.addCommand(c);
+  for (const c of [startCommand(), requestCommand(), stopCommand(), lsCommand(), discoverCommand(), pruneCommand(), logsCommand(), archsCommand(), tunnelCommand(), gatewayCommand()]) program.addCommand(c);
   program.exitOverride();
   for (const c of program.commands) c.exitOverride();
   const flags: GlobalFlags = { json: argv.includes('--json'), yes: argv.includes('--yes') || argv.includes('-y') };

@@ -25,7 +25,7 @@ function attrName(flags: string): string {
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** Commands that take platform flags. */
-export type PlatformCommand = 'start' | 'stop' | 'ls';
+export type PlatformCommand = 'start' | 'stop' | 'ls' | 'discover';
 
 function specsOf(platform: string, command: PlatformCommand): PlatformOptionSpec[] {
   return PLATFORMS.find((d) => d.name === platform)?.options[command as 'start'] ?? [];
@@ -93,9 +93,10 @@ export async function platformOptionValues(
   env: NodeJS.ProcessEnv,
   interactive: boolean,
   suggest?: (key: string, gathered: Record<string, unknown>) => Promise<string[] | undefined>,
+  command: PlatformCommand = 'start',
 ): Promise<Record<string, unknown>> {
   const out: Record<string, unknown> = {};
-  for (const spec of specsOf(platform, 'start')) {
+  for (const spec of specsOf(platform, command)) {
     const flag = longFlag(spec);
     let v = coerce(spec, parsed[attrName(spec.flags)], flag);
     if (v === undefined && spec.env && env[spec.env] !== undefined && env[spec.env] !== '') v = coerce(spec, env[spec.env], `$${spec.env}`);

@@ -24,6 +24,8 @@ export interface PlatformDescriptor<N extends string = string> {
     /** `stop` flags; valid only when every service stopped runs on a platform declaring them. */
     stop?: PlatformOptionSpec[];
     ls?: PlatformOptionSpec[];
+    /** `discover` flags (where to look: SSH target, namespace, ...); never required, never prompted. */
+    discover?: PlatformOptionSpec[];
   };
   /** Capabilities this platform lacks, each with the reason shown to users. */
   readonly unsupported: Partial<Record<Capability, string>>;

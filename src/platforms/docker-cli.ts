@@ -4,7 +4,7 @@
  * Secrets and chosen env vars appear as `-e NAME` only: values travel in the docker client's environment.
  */
 import { LABELS } from '../labels.js';
-import type { JobState, LaunchSpec } from '../types.js';
+import type { JobState, LaunchSpec, RegistryEntry } from '../types.js';
 
 export interface DockerRunOptions {
   /** docker network (`${DOCKER_NETWORK:-tao_default}`). */
@@ -75,4 +75,48 @@ export function mapDockerState(s: { Status?: string; ExitCode?: number; OOMKille
     default:
       return { state: 'unknown', native };
   }
+}
+
+/** The parts of `docker inspect` output discover reads (Docker Engine API ContainerInspectResponse). */
+export interface DockerInspect {
+  Name?: string;
+  Created?: string;
+  State?: { Status?: string; ExitCode?: number; OOMKilled?: boolean; Error?: string };
+  Config?: { Image?: string; Labels?: Record<string, string> | null };
+  HostConfig?: { NetworkMode?: string; PortBindings?: Record<string, Array<{ HostIp?: string; HostPort?: string }> | null> };
+  NetworkSettings?: { Ports?: Record<string, Array<{ HostIp?: string; HostPort?: string }> | null> };
+}
+
+/** host part of host_url for a published port's bind address (as launch builds it). */
+export function urlHost(bind: string): string {
+  return bind === '0.0.0.0' || bind === '127.0.0.1' || bind === '' ? 'localhost' : bind.includes(':') ? `[${bind}]` : bind;
+}
+
+/**
+ * Rebuild a registry entry from a labelled container: job_id, network_arch, model_path and started_at from
+ * its labels (src/labels.ts), host_port and bind address from the binding of container port 8080, the
+ * network from HostConfig (for brev the caller replaces host_url and adds the instance). undefined when the labels lack the job_id or arch (not a tao-infer service).
+ */
+export function entryFromContainer(c: DockerInspect, platform: string): RegistryEntry | undefined {
+  const labels = c.Config?.Labels ?? {};
+  const job_id = labels[LABELS.jobId];
+  const network_arch = labels[LABELS.arch];
+  if (!job_id || !network_arch) return undefined;
+  // A running container shows its binding in NetworkSettings.Ports; an exited one only in HostConfig.PortBindings.
+  const binding = (c.NetworkSettings?.Ports?.['8080/tcp'] ?? c.HostConfig?.PortBindings?.['8080/tcp'] ?? [])[0];
+  const host_port = binding?.HostPort ? Number(binding.HostPort) : undefined;
+  const bind = binding?.HostIp || '127.0.0.1';
+  const entry: RegistryEntry = {
+    job_id,
+    platform,
+    network_arch,
+    host_url: host_port ? `http://${urlHost(bind)}:${host_port}` : '',
+    docker_url: `http://${job_id}:8080`,
+    started_at: labels[LABELS.startedAt] || (c.Created ? new Date(c.Created).toISOString() : new Date().toISOString()),
+    platform_data: { network: c.HostConfig?.NetworkMode ?? 'tao_default', bind_address: bind, discovered: true },
+  };
+  if (host_port) entry.host_port = host_port;
+  if (c.Config?.Image) entry.image = c.Config.Image;
+  if (labels[LABELS.modelPath]) entry.model_path = labels[LABELS.modelPath];
+  return entry;
 }

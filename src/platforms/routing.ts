@@ -6,11 +6,13 @@
  */
 import { InvalidInputError } from '../errors.js';
 import { restartForwarder, stopForwarder, withForwarderNote } from '../forwarder/forwarder.js';
-import type { EntryContext, JobState, LogOptions, PlatformAdapter, RegistryEntry } from '../types.js';
+import type { EntryContext, JobState, LogOptions, PlatformAdapter, RegistryEntry, StopOutcome } from '../types.js';
 import { applyEntryDefaults, type EntryDefault } from './entry-defaults.js';
 
 /** A platform adapter with the routed operations every platform answers. */
 export interface Platform extends PlatformAdapter {
+  /** The adapter's stop, then the forwarder's; resolves what the adapter found (`already_gone`). */
+  stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome>;
   /**
    * `tao-infer tunnel`: start the entry's local forwarder again when it is gone. Resolves the registry
    * fields to update (a new forwarder_pid, ...), or {} when it is alive.
@@ -48,10 +50,10 @@ export function route(adapter: PlatformAdapter, entryDefaults?: readonly EntryDe
     logs(entry: RegistryEntry, opts: LogOptions, ctx: EntryContext): AsyncIterable<string> {
       return adapter.logs(filled(entry, ctx, true), opts, ctx);
     },
-    async stop(given: RegistryEntry, ctx: EntryContext): Promise<void> {
+    async stop(given: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
       const entry = filled(given, ctx, true);
       try {
-        await adapter.stop(entry, ctx);
+        return (await adapter.stop(entry, ctx)) ?? {};
       } finally {
         if (fwd || entry.forwarder_pid !== undefined) await stopForwarder(entry, ctx);
       }

@@ -123,7 +123,7 @@ describe.each(HARNESSES)('platform contract: $label', (h) => {
         await h.beforeStop?.(entry, run);
         const stop = run.keep(await runCli(['stop', entry.job_id, '--json', ...(h.stopArgs ?? [])], { env: t.env }));
         expect(stop.exitCode, stop.stderr).toBe(0);
-        expect(parseJson(stop)).toEqual(h.stopJson?.(entry) ?? { stopped: [entry.job_id], failed: [] });
+        expect(parseJson(stop)).toEqual(h.stopJson?.(entry) ?? { stopped: [entry.job_id], failed: [], already_gone: false, already_gone_ids: [] });
         expect(registry(t)).toEqual({});
         await expectNothingLeft(h, entry.job_id, t);
         await h.afterStop?.(entry, run, stop);

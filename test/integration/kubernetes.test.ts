@@ -135,10 +135,10 @@ describe('kubernetes: port-forward and nodeport exposure', () => {
     fake.reset(); // like `kubectl delete job --cascade=foreground` by someone else
     await waitFor(() => !alive(entry.forwarder_pid), 20_000);
     const ls = await runCli(['ls', '--json'], { env: t.env });
-    expect(parseJson(ls)[0].live).toMatchObject({ state: 'unknown', native: 'NotFound' });
+    expect(parseJson(ls)[0].live).toMatchObject({ state: 'gone', native: 'NotFound' });
     const stop = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
     expect(stop.exitCode, stop.stderr).toBe(0);
-    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [] });
+    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [], already_gone: false, already_gone_ids: [] });
   });
 
   it('nodeport in the namespace from TAO_K8S_NAMESPACE: host_url is a node address and the nodePort', async () => {

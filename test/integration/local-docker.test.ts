@@ -82,7 +82,7 @@ describe('local-docker: several services, failures, bad input', () => {
     expect(parseJson(ls).map((s: { job_id: string; live: { state: string; native?: string } }) => [s.job_id, s.live.state, s.live.native])).toEqual([
       [ids[0], 'running', 'running'],
       [ids[1], 'running', 'running'],
-      ['gone', 'unknown', 'missing'],
+      ['gone', 'gone', 'missing'],
     ]);
     const lsCalls = recordedArgv(t.argvLog).slice(before);
     expect(lsCalls.length).toBe(1);

@@ -113,7 +113,7 @@ describe('kubernetes adapter against the fake API server', () => {
     expect(fake.objects('services')).toEqual([]);
     expect(fake.objects('pods')).toEqual([]);
     await adapter.stop(entry, ectx); // idempotent
-    expect((await adapter.status(entry, ectx)).state).toBe('unknown');
+    expect((await adapter.status(entry, ectx)).state).toBe('gone');
   });
 
   it('fails fast with ImagePullBackOff/ErrImagePull for an nvcr.io image without pull secret', async () => {

@@ -49,6 +49,8 @@ describe('deployment body', () => {
       { name: 'WANDB_PROJECT', value: 'p' },
       { name: 'HF_TOKEN', value_from: { secret_name_ref: 'tao-0b7e9c8e1f2a-hf-token' } },
       { name: 'WANDB_API_KEY', value_from: { secret_name_ref: 'tao-0b7e9c8e1f2a-wandb-api-key' } },
+      // discover's marker: the NAME of the env var holding the endpoint token (labels add TAO_INFER_JOB_ID, ...)
+      { name: 'TAO_INFER_AUTH_ENV', value: 'EP_TOK' },
     ]);
     expect(b.body.spec.container.command).toEqual(['/bin/bash', '-c', spec().inner_command]);
     expect(b.body.spec.resource_requirement.affinity).toEqual({ allowed_dedicated_node_groups: ['ng-1'] });

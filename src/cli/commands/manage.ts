@@ -1,9 +1,9 @@
 /** stop, ls, logs, archs, tunnel. */
 import { Command } from 'commander';
-import { InvalidInputError, MissingInputError, NoServiceError } from '../../errors.js';
-import { descriptorOf, loadAdapter } from '../../platforms/index.js';
+import { InvalidInputError, MissingInputError } from '../../errors.js';
+import { checkPlatform, descriptorOf, loadAdapter, PLATFORM_NAMES } from '../../platforms/index.js';
 import type { RegistryEntry } from '../../types.js';
-import { addPlatformFlags, givenPlatformFlags } from '../platform-flags.js';
+import { addPlatformFlags, givenPlatformFlags, platformOptionValues } from '../platform-flags.js';
 import { askConfirm, askSelect, emit, info, isInteractive, warnLine, type GlobalFlags } from '../io.js';
 
 const lib = () => import('../../manage.js');
@@ -34,7 +34,7 @@ export function stopCommand(): Command {
       if (jobId) throw new InvalidInputError('--all', 'give either a job_id or --all, not both');
       targets = Object.keys((await registry.read()).entries);
       if (!targets.length) {
-        emit(flags, { stopped: [], failed: [] }, () => 'no services in the registry');
+        emit(flags, { stopped: [], failed: [], already_gone_ids: [], message: 'nothing to stop: no services in the registry' }, () => 'nothing to stop: no services in the registry');
         return;
       }
       if (!o.yes) {
@@ -45,7 +45,11 @@ export function stopCommand(): Command {
       targets = [(await (await lib()).findService(jobId, { registry })).job_id];
     } else {
       const latest = await (await lib()).latestJobId({ registry });
-      if (!latest) throw new NoServiceError('no service in the registry to stop');
+      if (!latest) {
+        // Nothing to stop is not a failure (same as `stop --all` on an empty registry).
+        emit(flags, { stopped: [], failed: [], already_gone_ids: [], message: 'nothing to stop: no services in the registry' }, () => 'nothing to stop: no services in the registry');
+        return;
+      }
       if (!o.yes) {
         if (!interactive) throw new MissingInputError('<job_id>', 'which service to stop (give a job_id, or --yes to stop the latest)');
         const entries = Object.values((await registry.read()).entries);
@@ -81,13 +85,13 @@ export function stopCommand(): Command {
         if (other) throw new InvalidInputError(g.flags[0]!, `${g.flags.join(', ')} applies to ${platform} services only; ${other} runs on ${state.entries[other]!.platform}`);
       }
     }
-    const stopped: RegistryEntry[] = [];
+    const stopped: Array<RegistryEntry & { already_gone?: boolean }> = [];
     const failed: Array<{ job_id: string; error: string }> = [];
     for (const id of targets) {
       try {
         const e = await (await lib()).stopService(id, { registry, reporter });
         stopped.push(e);
-        info(`stopped ${id} (${e.network_arch} on ${e.platform})`);
+        info(e.already_gone ? `${id} (${e.network_arch} on ${e.platform}) was already gone on the platform; removed from the registry` : `stopped ${id} (${e.network_arch} on ${e.platform})`);
       } catch (err) {
         if (targets.length === 1) throw err;
         failed.push({ job_id: id, error: (err as Error).message });
@@ -102,7 +106,9 @@ export function stopCommand(): Command {
       const mine = stopped.filter((e) => e.platform === platform);
       extra = { ...extra, ...(await d.afterStop({ stopped: mine, remaining, options: g.values, env: process.env, ...reporter })) };
     }
-    emit(flags, { stopped: stopped.map((e) => e.job_id), failed, ...extra }, () => '');
+    const gone = stopped.filter((e) => e.already_gone).map((e) => e.job_id);
+    const single = targets.length === 1 ? { already_gone: gone.length === 1 } : {};
+    emit(flags, { stopped: stopped.map((e) => e.job_id), failed, ...single, already_gone_ids: gone, ...extra }, () => '');
     if (failed.length) process.exitCode = 3;
   });
 }
@@ -175,5 +181,68 @@ export function tunnelCommand(): Command {
       const fields = await adapter.restartForwarder(entry, { env: process.env, ...reporter });
       const updated = Object.keys(fields).length ? await registry.update(entry.job_id, fields) : entry;
       emit({ json: o.json }, updated, () => (Object.keys(fields).length ? `forwarder restarted: ${updated?.host_url} (pid ${updated?.forwarder_pid})` : `forwarder already running: ${entry.host_url}`));
+    });
+}
+
+const collectPlatform = (v: string, prev: string[] = []) => [...prev, v];
+
+/** `tao-infer discover [--platform P]... [platform flags] [--json]`: find tao-infer's services on the platforms and add them to the registry. */
+export function discoverCommand(): Command {
+  const cmd = new Command('discover')
+    .description('Find the services tao-infer launched on each platform (by their labels / markers) and add the missing ones to the registry; forwarders are restarted so host_url works')
+    .option('--platform <name>', `only this platform (repeatable; default all: ${PLATFORM_NAMES.join(', ')})`, collectPlatform)
+    .option('--json', 'print one JSON document {added, already_known, not_reachable} on stdout');
+  addPlatformFlags(cmd, new Set(cmd.options.map((x) => x.long!.replace(/^--(no-)?/, ''))), 'discover');
+  return cmd.action(async (o: Record<string, any>) => {
+    const platforms = ((o.platform as string[] | undefined) ?? []).map(checkPlatform);
+    const options: Record<string, Record<string, unknown>> = {};
+    for (const p of platforms.length ? platforms : PLATFORM_NAMES) {
+      // Missing values (e.g. no --slurm-host) are not asked for: that platform is reported as not reachable.
+      options[p] = await platformOptionValues(p, o, process.env, false, undefined, 'discover').catch(() => ({}));
+    }
+    const r = await (await lib()).discoverServices({ platforms, options }, { registry: await newRegistry(), reporter });
+    emit({ json: o.json }, r, () => {
+      const lines: string[] = [];
+      for (const a of r.added) lines.push(`added          ${a.job_id}  ${a.network_arch} on ${a.platform}  ${a.live.state}  ${a.host_url || '-'}`);
+      for (const k of r.already_known) lines.push(`already known  ${k.job_id}  on ${k.platform}`);
+      for (const n of r.not_reachable) lines.push(`not reachable  ${n.platform}${n.job_id ? ` ${n.job_id}` : ''}: ${n.reason}`);
+      lines.push(`${r.added.length} added, ${r.already_known.length} already known, ${r.not_reachable.length} not reachable`);
+      return lines.join('\n');
+    });
+  });
+}
+
+/** `tao-infer prune [--dry-run] [--yes] [--json]`: remove entries whose service is gone or has ended. */
+export function pruneCommand(): Command {
+  return new Command('prune')
+    .description('Remove registry entries whose service is gone or has ended (complete, error, canceled), with their platform objects and forwarders; never entries in state unknown')
+    .option('--dry-run', 'only list what would be removed')
+    .option('--json', 'print one JSON document {removed, kept, failed, dry_run} on stdout')
+    .option('-y, --yes', 'do not ask for confirmation')
+    .action(async (o: Record<string, any>) => {
+      const flags: GlobalFlags = { json: o.json, yes: o.yes };
+      const { pruneServices } = await lib();
+      const deps = { registry: await newRegistry(), reporter };
+      const render = (r: Awaited<ReturnType<typeof pruneServices>>) => () => {
+        if (!r.removed.length && !r.failed.length) return 'nothing to prune';
+        const verb = r.dry_run ? 'would remove' : 'removed';
+        return [
+          ...r.removed.map((x) => `${verb}  ${x.job_id}  ${x.network_arch} on ${x.platform}  ${x.state}${x.reason ? `: ${x.reason}` : ''}`),
+          ...r.failed.map((x) => `could not remove ${x.job_id}: ${x.error}`),
+        ].join('\n');
+      };
+      const preview = await pruneServices({ dryRun: true }, deps);
+      if (o.dryRun || !preview.removed.length) {
+        emit(flags, preview, render(preview));
+        return;
+      }
+      if (!o.yes) {
+        if (!isInteractive(flags)) throw new MissingInputError('--yes', `confirmation to remove ${preview.removed.length} ended or gone services (see --dry-run)`);
+        info(render(preview)());
+        if (!(await askConfirm(`Remove these ${preview.removed.length} services?`))) return;
+      }
+      const r = await pruneServices({}, deps);
+      emit(flags, r, render(r));
+      if (r.failed.length) process.exitCode = 3;
     });
 }

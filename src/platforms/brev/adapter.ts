@@ -25,6 +25,8 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandFailedError, InvalidInputError, LaunchFailedError, MissingInputError, PlatformError, PlatformUnavailableError } from '../../errors.js';
 import type {
   AdapterContext,
+  DiscoverContext,
+  DiscoveredService,
   EntryContext,
   JobState,
   LaunchPlan,
@@ -33,6 +35,7 @@ import type {
   LogOptions,
   PlatformAdapter,
   RegistryEntry,
+  StopOutcome,
 } from '../../types.js';
 import { startForwarder } from '../../forwarder/forwarder.js';
 import { holdsLocalPort } from '../index.js';
@@ -40,7 +43,8 @@ import { brevDockerHint, brevExec, INSTALL_HINT, instanceOf, lastLine, listInsta
 import { descriptor } from './descriptor.js';
 import { brevForwarder, forwardDescription, forwardTarget, sshConfigOf } from './forward.js';
 import { runCapture, tailLines } from '../../util/run.js';
-import { mapDockerState } from '../docker-cli.js';
+import { entryFromContainer, mapDockerState, type DockerInspect } from '../docker-cli.js';
+import { LABELS } from '../../labels.js';
 import {
   RC_MARK,
   checkName,
@@ -234,7 +238,7 @@ class BrevAdapter implements PlatformAdapter {
     const r = await brevExec(instance, inspectScript(entry.job_id), ctx.env, { timeoutMs: 120_000, signal: ctx.signal });
     if (!r.remote) return { state: 'unknown', native: 'unreachable', reason: `brev exec ${instance}: ${lastLine(r.stderr || r.stdout) || `exit ${r.exitCode}`}` };
     if (r.remote.rc !== 0) {
-      if (/No such (object|container)/i.test(r.stderr)) return { state: 'unknown', native: 'missing', reason: `container not found on ${instance}` };
+      if (/No such (object|container)/i.test(r.stderr)) return { state: 'gone', native: 'missing', reason: `the container no longer exists on ${instance}` };
       return { state: 'unknown', native: 'inspect-failed', reason: lastLine(r.stderr) };
     }
     let st: JobState;
@@ -287,11 +291,43 @@ class BrevAdapter implements PlatformAdapter {
       throw new PlatformError('container_not_found', `container ${entry.job_id} was not found on Brev instance ${instance}`, { hint: `Check 'tao-infer ls'; remove the entry with 'tao-infer stop ${entry.job_id}'.` });
   }
 
-  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
+  /**
+   * Containers labelled `tao-infer.managed-by=tao-infer` on every RUNNING instance of `brev ls --json`, one
+   * `brev exec` per instance. Stopped instances are never exec'd: `brev exec` starts a stopped instance and
+   * waits for it (brev-cli pkg/cmd/exec/exec.go, runExecCommand). Found services get a new local ssh forward
+   * (local_port) from the generic discover; an instance that does not answer is warned about and skipped.
+   * @throws PlatformUnavailableError when brev is missing or logged out.
+   */
+  async discover(ctx: DiscoverContext): Promise<DiscoveredService[]> {
+    const out: DiscoveredService[] = [];
+    const script = `ids=$(docker ps -a -q --no-trunc --filter label=${LABELS.managedBy}=tao-infer); if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
+    for (const w of await listInstances(ctx.env)) {
+      if (String(w.status).toUpperCase() !== 'RUNNING') continue;
+      const r = await brevExec(w.name, script, ctx.env, { timeoutMs: 120_000, signal: ctx.signal });
+      let list: DockerInspect[] = [];
+      try {
+        if (!r.remote) throw new Error(lastLine(r.stderr || r.stdout) || `exit ${r.exitCode}`);
+        list = JSON.parse(r.remote.out.trim() || '[]') as DockerInspect[];
+      } catch (e) {
+        ctx.warn(`brev: could not list the containers on ${w.name}: ${(e as Error).message}`);
+        continue;
+      }
+      for (const c of list) {
+        const entry = entryFromContainer(c, 'brev');
+        if (!entry) continue;
+        entry.host_url = '';
+        entry.platform_data = { ...entry.platform_data, instance: w.name };
+        out.push({ entry, live: mapDockerState(c.State ?? {}), localPortField: 'local_port' });
+      }
+    }
+    return out;
+  }
+
+  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
     const instance = instanceOf(entry);
-    if (!instance) return;
+    if (!instance) return {};
     const r = await brevExec(instance, stopScript(entry.job_id), ctx.env, { timeoutMs: 180_000, signal: ctx.signal });
-    if (r.remote?.rc === 0) return;
+    if (r.remote?.rc === 0) return {};
     if (!r.remote) {
       // Unreachable: an instance that is gone counts as stopped; anything else must be retried.
       let present = true;
@@ -302,7 +338,7 @@ class BrevAdapter implements PlatformAdapter {
       }
       if (!present) {
         ctx.log(`Brev instance ${instance} no longer exists; nothing to stop.`);
-        return;
+        return { already_gone: true };
       }
     }
     throw new CommandFailedError(['brev', 'exec', instance, `docker rm -f ${entry.job_id}`], r.remote?.rc ?? r.exitCode, tailLines(r.stderr || r.stdout, 12).join('\n'), {

@@ -13,9 +13,24 @@
  */
 import { setTimeout as sleep } from 'node:timers/promises';
 import { InvalidInputError, PlatformError, PlatformUnavailableError } from '../../errors.js';
-import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, Launched, LogOptions, PlatformAdapter, PlanStep, RegistryEntry } from '../../types.js';
+import type {
+  AdapterContext,
+  DiscoverContext,
+  DiscoveredService,
+  EntryContext,
+  JobState,
+  LaunchPlan,
+  LaunchSpec,
+  Launched,
+  LogOptions,
+  PlatformAdapter,
+  PlanStep,
+  RegistryEntry,
+  StopOutcome,
+} from '../../types.js';
 import { apiStatus, isNotFound, toPlatformError, type KubeConnection } from './client.js';
 import { descriptor } from './descriptor.js';
+import { discoverJobs } from './discover.js';
 import { connectEntry, connectSpec, entryData } from './entry.js';
 import { k8sForwarder } from './expose.js';
 import { launchJob } from './launch.js';
@@ -180,19 +195,26 @@ class KubernetesAdapter implements PlatformAdapter {
    * Waits up to 60 s for the Job to disappear.
    * @throws PlatformUnavailableError / PlatformError when the cluster cannot be reached or refuses a deletion.
    */
-  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
+  /** Jobs labelled managed-by tao-infer in the namespace (./discover.ts). */
+  discover(ctx: DiscoverContext): Promise<DiscoveredService[]> {
+    return discoverJobs(ctx);
+  }
+
+  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
     const d = entryData(entry, ctx.env);
     const conn = connectEntry(d, ctx.env);
-    const del = async (what: string, fn: () => Promise<unknown>) => {
+    /** Resolves false when the object was already gone (404). */
+    const del = async (what: string, fn: () => Promise<unknown>): Promise<boolean> => {
       try {
         await fn();
+        return true;
       } catch (e) {
-        if (isNotFound(e)) return;
+        if (isNotFound(e)) return false;
         throw toPlatformError(e, what, conn);
       }
     };
     const ns = d.namespace;
-    await del(`delete Job ${d.job_name}`, () => conn.batch.deleteNamespacedJob({ name: d.job_name, namespace: ns, propagationPolicy: 'Foreground' }));
+    const outcome: StopOutcome = (await del(`delete Job ${d.job_name}`, () => conn.batch.deleteNamespacedJob({ name: d.job_name, namespace: ns, propagationPolicy: 'Foreground' }))) ? {} : { already_gone: true };
     await del(`delete Service ${d.service_name}`, () => conn.core.deleteNamespacedService({ name: d.service_name, namespace: ns }));
     await del(`delete Secret ${d.secret_name}`, () => conn.core.deleteNamespacedSecret({ name: d.secret_name, namespace: ns }));
     const until = Date.now() + STOP_WAIT_MS;
@@ -200,12 +222,13 @@ class KubernetesAdapter implements PlatformAdapter {
       try {
         await conn.batch.readNamespacedJob({ name: d.job_name, namespace: ns });
       } catch (e) {
-        if (isNotFound(e)) return;
+        if (isNotFound(e)) return outcome;
         throw toPlatformError(e, `read Job ${d.job_name}`, conn);
       }
       await sleep(500);
     }
     ctx.log(`kubernetes: Job ${d.job_name} is still terminating in namespace ${ns}; the cluster finishes the deletion`);
+    return outcome;
   }
 }
 

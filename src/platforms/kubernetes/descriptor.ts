@@ -4,7 +4,8 @@ import { options } from './options.js';
 /** kubernetes (contract §8): a Job + Service (+ Secret), exposed by LoadBalancer, NodePort or a local port-forward. */
 export const descriptor = {
   name: 'kubernetes',
-  options: { start: options },
+  // discover looks in one namespace of one context, like start.
+  options: { start: options, discover: options.filter((o) => ['kubeconfig', 'context', 'namespace'].includes(o.key)) },
   unsupported: {
     gpu_ids: 'Kubernetes assigns GPUs through the nvidia.com/gpu resource; specific device ids cannot be chosen (use --num-gpus).',
     bind_address: 'Kubernetes exposes the service through a Service (--expose loadbalancer|nodeport) or a local port-forward bound to 127.0.0.1.',

@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { ConfigError, InvalidInputError } from '../../errors.js';
 import { projectRoot } from '../../references.js';
+import { LABELS } from '../../labels.js';
 import type { LaunchSpec } from '../../types.js';
 import { DEFAULT_LB_TIMEOUT_S, EXPOSE_MODES, type ExposeMode } from './options.js';
 
@@ -27,6 +28,10 @@ export const EXPIRES_AT_ANNOTATION = 'tao-infer.nvidia.com/expires-at';
 
 /** Annotation carrying the job_id verbatim (labels cannot hold every job_id). */
 export const JOB_ID_ANNOTATION = 'tao-infer.nvidia.com/job-id';
+/** Annotations carrying the network_arch, model_path and start time verbatim (discover rebuilds the entry from them). */
+export const ARCH_ANNOTATION = 'tao-infer.nvidia.com/network-arch';
+export const MODEL_PATH_ANNOTATION = 'tao-infer.nvidia.com/model-path';
+export const STARTED_AT_ANNOTATION = 'tao-infer.nvidia.com/started-at';
 /** Name of the container in the Job's pod template. */
 export const CONTAINER_NAME = 'microservice';
 export const GPU_RESOURCE = 'nvidia.com/gpu';
@@ -261,13 +266,16 @@ export function buildManifests(
 ): K8sManifests {
   const labels: Record<string, string> = {};
   for (const [k, v] of Object.entries(spec.labels)) {
-    if (isLabelKey(k)) labels[k] = toLabelValue(v);
+    // model_path and started_at do not fit label values: they travel as annotations (discover reads them).
+    if (isLabelKey(k) && k !== LABELS.modelPath && k !== LABELS.startedAt) labels[k] = toLabelValue(v);
   }
   labels[MANAGED_BY_LABEL] = MANAGED_BY_VALUE;
   labels['app.kubernetes.io/name'] = 'tao-inference-microservice';
   labels[INSTANCE_LABEL] = names.job;
   labels[ARCH_LABEL] = toLabelValue(spec.network_arch);
-  const annotations: Record<string, string> = { [JOB_ID_ANNOTATION]: spec.job_id, 'tao-infer.nvidia.com/network-arch': spec.network_arch };
+  const annotations: Record<string, string> = { [JOB_ID_ANNOTATION]: spec.job_id, [ARCH_ANNOTATION]: spec.network_arch };
+  if (spec.labels[LABELS.modelPath]) annotations[MODEL_PATH_ANNOTATION] = spec.labels[LABELS.modelPath]!;
+  if (spec.labels[LABELS.startedAt]) annotations[STARTED_AT_ANNOTATION] = spec.labels[LABELS.startedAt]!;
   if (spec.expires_at) annotations[EXPIRES_AT_ANNOTATION] = spec.expires_at;
 
   const secretNames = [...new Set(spec.env.secretNames)];

@@ -31,7 +31,7 @@ export async function jobStatus(entry: RegistryEntry, ctx: EntryContext): Promis
     try {
       job = await conn.batch.readNamespacedJob({ name: d.job_name, namespace: d.namespace });
     } catch (e) {
-      if (isNotFound(e)) return { state: 'unknown', native: 'NotFound', reason: `Job ${d.job_name} not found in namespace ${d.namespace}` };
+      if (isNotFound(e)) return { state: 'gone', native: 'NotFound', reason: `Job ${d.job_name} not found in namespace ${d.namespace}` };
       throw e;
     }
     const pod = newestPod(await listJobPods(conn, d.namespace, d.job_name));

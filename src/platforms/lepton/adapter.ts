@@ -24,6 +24,8 @@ import { textCapped } from '../../util/http.js';
 import { loadReferences, secretNames as referenceSecretNames } from '../../references.js';
 import type {
   AdapterContext,
+  DiscoverContext,
+  DiscoveredService,
   EntryContext,
   JobState,
   LaunchPlan,
@@ -32,9 +34,11 @@ import type {
   LogOptions,
   PlatformAdapter,
   RegistryEntry,
+  StopOutcome,
 } from '../../types.js';
 import { LeptonApi, leptonConfig } from './api.js';
-import { buildDeployment, ingressTimeout, mapLeptonState, missingEndpointToken, opt, shapeGpus, shapeOf } from './deployment.js';
+import { buildDeployment, ingressTimeout, mapLeptonState, MARKER_AUTH_ENV, markerEnvName, missingEndpointToken, opt, shapeGpus, shapeOf } from './deployment.js';
+import { LABELS } from '../../labels.js';
 import { descriptor } from './descriptor.js';
 
 export { buildDeployment, deploymentName, mapLeptonState, secretName, shapeGpus, shmToMiB } from './deployment.js';
@@ -207,7 +211,7 @@ class LeptonAdapter implements PlatformAdapter {
     if (!name) return { state: 'unknown', native: 'no-deployment', reason: 'the registry entry does not name its Lepton deployment' };
     const api = entryApi(entry, ctx);
     const d = await api.getDeployment(name);
-    if (!d) return { state: 'unknown', native: 'missing', reason: `deployment ${name} not found` };
+    if (!d) return { state: 'gone', native: 'missing', reason: `deployment ${name} no longer exists` };
     if (d.status?.state === 'Ready') return { state: 'running', native: 'Ready' };
     return mapLeptonState(d, await api.readiness(name), await api.termination(name));
   }
@@ -242,16 +246,62 @@ class LeptonAdapter implements PlatformAdapter {
     if (sel.length) yield `${sel.join('\n')}\n`;
   }
 
-  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
+  /**
+   * Deployments of the workspace named `tao-...` whose envs carry tao-infer's markers (`markerEnvs`:
+   * job_id, arch, model_path, started_at, the token env NAME), listed with GET /deployments (leptonai
+   * api/v2 `deployment.list_all`), rebuilt as entries with their live state.
+   * @throws PlatformUnavailableError without LEPTON_WORKSPACE_ID/TOKEN or when the API refuses.
+   */
+  async discover(ctx: DiscoverContext): Promise<DiscoveredService[]> {
+    const cfg = leptonConfig(ctx.env);
+    const api = new LeptonApi(cfg, ctx.signal);
+    const out: DiscoveredService[] = [];
+    for (const d of await api.listDeployments()) {
+      const name = d.metadata?.name;
+      if (!name?.startsWith('tao-')) continue;
+      const envs = new Map((d.spec?.envs ?? []).filter((e) => typeof e.value === 'string').map((e) => [e.name, e.value as string]));
+      const job_id = envs.get(markerEnvName(LABELS.jobId));
+      const network_arch = envs.get(markerEnvName(LABELS.arch));
+      if (envs.get(markerEnvName(LABELS.managedBy)) !== 'tao-infer' || !job_id || !network_arch) continue;
+      const secrets = (d.spec?.envs ?? []).map((e) => e.value_from?.secret_name_ref).filter((x): x is string => typeof x === 'string');
+      const entry: RegistryEntry = {
+        job_id,
+        platform: 'lepton',
+        platform_job_id: name,
+        network_arch,
+        host_url: d.status?.endpoint?.external_endpoint ?? '',
+        started_at: envs.get(markerEnvName(LABELS.startedAt)) ?? new Date().toISOString(),
+        auth_env: envs.get(MARKER_AUTH_ENV) || undefined,
+        platform_data: {
+          deployment: name,
+          secrets,
+          workspace_url: cfg.baseUrl,
+          ...(cfg.workspaceId ? { workspace_id: cfg.workspaceId } : {}),
+          ...(d.spec?.resource_requirement?.resource_shape ? { resource_shape: d.spec.resource_requirement.resource_shape } : {}),
+          discovered: true,
+        },
+      };
+      const model = envs.get(markerEnvName(LABELS.modelPath));
+      if (model) entry.model_path = model;
+      if (d.spec?.container?.image) entry.image = d.spec.container.image;
+      out.push({ entry, live: await this.status(entry, ctx).catch((e: Error) => ({ state: 'unknown' as const, reason: e.message })) });
+    }
+    return out;
+  }
+
+  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
     const name = deploymentOf(entry);
     const secrets = Array.isArray(entry.platform_data?.secrets) ? (entry.platform_data.secrets as unknown[]).filter((s): s is string => typeof s === 'string') : [];
-    if (!name && !secrets.length) return;
+    if (!name && !secrets.length) return {};
     const api = entryApi(entry, ctx);
+    let outcome: StopOutcome = {};
     if (name) {
       const existed = await api.deleteDeployment(name);
       ctx.log(existed ? `deleted Lepton endpoint ${name}` : `Lepton endpoint ${name} was already gone`);
+      if (!existed) outcome = { already_gone: true };
     }
     for (const s of secrets) await api.deleteSecret(s);
+    return outcome;
   }
 }
 

@@ -229,6 +229,10 @@ export class LeptonApi {
   async createDeployment(d: { metadata: Metadata; spec: DeploymentSpec }): Promise<void> {
     await this.call('POST', '/deployments', d);
   }
+  /** GET /deployments: every deployment of the workspace (spec included). */
+  async listDeployments(): Promise<Deployment[]> {
+    return (await this.call<Deployment[]>('GET', '/deployments')) ?? [];
+  }
   getDeployment(name: string): Promise<Deployment | undefined> {
     return this.call<Deployment>('GET', `/deployments/${encodeURIComponent(name)}`, undefined, { allow404: true });
   }

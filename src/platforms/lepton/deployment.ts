@@ -57,6 +57,23 @@ export function shapeOf(spec: LaunchSpec): string | undefined {
 }
 
 /**
+ * Discovery markers as plain (non-secret) envs of the deployment: every label of the spec
+ * (`tao-infer.job_id` → `TAO_INFER_JOB_ID`, ...) and `TAO_INFER_AUTH_ENV`, the NAME of the env var holding
+ * the endpoint token. `GET /deployments` returns `spec.envs`, so `discover` rebuilds the entry from them.
+ */
+export function markerEnvs(labels: Record<string, string>, authEnv: string): EnvVar[] {
+  const out = Object.entries(labels).map(([k, v]) => ({ name: markerEnvName(k), value: v }));
+  out.push({ name: MARKER_AUTH_ENV, value: authEnv });
+  return out;
+}
+
+/** `tao-infer.model_path` → `TAO_INFER_MODEL_PATH`. */
+export function markerEnvName(label: string): string {
+  return label.replace(/^tao-infer\./, 'TAO_INFER_').replace(/[^A-Za-z0-9_]/g, '_').toUpperCase();
+}
+export const MARKER_AUTH_ENV = 'TAO_INFER_AUTH_ENV';
+
+/**
  * The deployment request for a spec. `nodeGroupId` is the resolved node group id (plan shows the name).
  * The endpoint token VALUE (from the env var named by --endpoint-token-env) is only placed when `withTokenValue`
  * (plans show the name); `--public` gives `api_tokens: []`.
@@ -67,14 +84,16 @@ export function buildDeployment(spec: LaunchSpec, env: NodeJS.ProcessEnv, nodeGr
   const shape = shapeOf(spec);
   if (!shape) throw new MissingInputError('--resource-shape', 'Lepton resource shape (e.g. gpu.1xh100)');
   const secrets = spec.env.secretNames.map((e) => ({ env: e, secret: secretName(name, e) }));
+  const tokenEnv = opt(spec, 'endpointTokenEnv');
   const envs: EnvVar[] = [
     ...Object.entries(spec.env.plain).map(([k, v]) => ({ name: k, value: v })),
     ...secrets.map((s) => ({ name: s.env, value_from: { secret_name_ref: s.secret } })),
     // --max-duration: Lepton deployments have no run-time limit; the expiry travels with the deployment
     // (read back by discovery) and `tao-infer prune` ends it.
     ...(spec.expires_at ? [{ name: EXPIRES_AT_ENV, value: spec.expires_at }] : []),
+    // Non-secret markers discovery reads back (the NAME of the token env var, never its value; empty when public).
+    ...markerEnvs(spec.labels, tokenEnv ?? ''),
   ];
-  const tokenEnv = opt(spec, 'endpointTokenEnv');
   if (!tokenEnv && spec.options.public !== true) throw missingEndpointToken();
   const api_tokens: TokenVar[] = tokenEnv ? [{ value: withTokenValue ? (env[tokenEnv] ?? '') : `<value of $${tokenEnv}>` }] : [];
   const auth_env = tokenEnv;

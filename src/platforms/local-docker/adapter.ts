@@ -6,11 +6,27 @@
  */
 import { CommandFailedError, InvalidInputError, PlatformUnavailableError } from '../../errors.js';
 import { descriptor } from './descriptor.js';
-import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, Launched, LogOptions, PlatformAdapter, RegistryEntry } from '../../types.js';
+import type {
+  AdapterContext,
+  DiscoverContext,
+  DiscoveredService,
+  EntryContext,
+  JobState,
+  LaunchPlan,
+  LaunchSpec,
+  Launched,
+  LogOptions,
+  PlatformAdapter,
+  RegistryEntry,
+  StopOutcome,
+} from '../../types.js';
 import { formatArgv } from '../../util/shell.js';
 import { runCapture, runChecked, tailLines } from '../../util/run.js';
-import { dockerClientEnv, dockerRunArgs, mapDockerState, type DockerRunOptions } from '../docker-cli.js';
+import { LABELS } from '../../labels.js';
+import { dockerClientEnv, dockerRunArgs, entryFromContainer, mapDockerState, urlHost, type DockerInspect, type DockerRunOptions } from '../docker-cli.js';
 import { ensureImage, ngcRegistry, parseImageRef } from './pull.js';
+
+export { entryFromContainer } from '../docker-cli.js';
 
 const INSTALL_HINT = 'Install Docker (https://docs.docker.com/engine/install/) and the NVIDIA Container Toolkit, or set DOCKER_HOST to a reachable daemon.';
 
@@ -85,9 +101,8 @@ class LocalDockerAdapter implements PlatformAdapter {
     // The network exists: preflight checked it (and the daemon) just before.
     ctx.log(`$ ${formatArgv(['docker', ...dockerRunArgs(spec, ro)]).slice(0, 300)}...`);
     await runChecked('docker', dockerRunArgs(spec, ro), { env: dockerClientEnv(spec, env), hint: dockerErrorHint, timeoutMs: 30 * 60_000 });
-    const host = spec.bind_address === '0.0.0.0' || spec.bind_address === '127.0.0.1' ? 'localhost' : spec.bind_address.includes(':') ? `[${spec.bind_address}]` : spec.bind_address;
     return {
-      host_url: `http://${host}:${spec.host_port}`,
+      host_url: `http://${urlHost(spec.bind_address)}:${spec.host_port}`,
       host_port: spec.host_port!,
       docker_url: `http://${spec.job_id}:${spec.container_port}`,
       platform_data: { network: ro.network, bind_address: spec.bind_address },
@@ -95,9 +110,10 @@ class LocalDockerAdapter implements PlatformAdapter {
   }
 
   async status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState> {
-    const r = await runCapture('docker', ['inspect', '--format', '{{json .State}}', '--', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
+    const r = await runCapture('docker', ['inspect', '--format', '{{json .State}}', '--', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT, signal: ctx.signal });
+    if (ctx.signal?.aborted) return { state: 'unknown', reason: String((ctx.signal.reason as Error)?.message ?? 'aborted') };
     if (r.exitCode !== 0) {
-      if (/No such (object|container)/i.test(r.stderr)) return { state: 'unknown', native: 'missing', reason: 'container not found' };
+      if (/No such (object|container)/i.test(r.stderr)) return { state: 'gone', native: 'missing', reason: 'the container no longer exists' };
       return { state: 'unknown', native: 'inspect-failed', reason: r.stderr.trim().split('\n').pop() };
     }
     return mapDockerState(JSON.parse(r.stdout));
@@ -121,7 +137,7 @@ class LocalDockerAdapter implements PlatformAdapter {
     }
     const failure = r.stderr.split('\n').filter((l) => l.trim() && !/No such (object|container)/i.test(l)).pop();
     return entries.map(
-      (e) => states.get(e.job_id) ?? (failure ? { state: 'unknown', native: 'inspect-failed', reason: failure.trim() } : { state: 'unknown', native: 'missing', reason: 'container not found' }),
+      (e) => states.get(e.job_id) ?? (failure ? { state: 'unknown', native: 'inspect-failed', reason: failure.trim() } : { state: 'gone', native: 'missing', reason: 'the container no longer exists' }),
     );
   }
 
@@ -142,23 +158,44 @@ class LocalDockerAdapter implements PlatformAdapter {
   }
 
   /**
-   * `docker rm -f`; idempotent: a container that is already gone, or that another `stop` is removing right now
-   * (docker: "removal of container X is already in progress"), resolves once it is gone (waits at most 60 s).
+   * `docker rm -f`; idempotent: a container that is already gone resolves `{already_gone: true}`, and so does one
+   * that another `stop` is removing right now (docker: "removal of container X is already in progress"), once it
+   * is gone (waits at most 60 s).
    * @throws CommandFailedError when docker refuses for another reason or the removal does not finish in time
    */
-  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
+  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
     const rm = ['rm', '-f', '--', entry.job_id];
     const r = await runCapture('docker', rm, { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT });
-    if (r.exitCode === 0 || /No such container/i.test(r.stderr)) return;
+    // `No such container` is on stderr (`rm -f` still exits 0 on current engines): removed before.
+    if (/No such container/i.test(r.stderr)) return { already_gone: true };
+    if (r.exitCode === 0) return {};
     if (/removal of container .* is already in progress/i.test(r.stderr)) {
       const until = Date.now() + 60_000;
       while (Date.now() < until && !ctx.signal?.aborted) {
         const i = await runCapture('docker', ['container', 'inspect', '--format', '{{.Id}}', '--', entry.job_id], { env: ctx.env, platform: 'local-docker', timeoutMs: 10_000 });
-        if (i.exitCode !== 0 && /No such (object|container)/i.test(i.stderr)) return;
+        if (i.exitCode !== 0 && /No such (object|container)/i.test(i.stderr)) return { already_gone: true };
         await new Promise((res) => setTimeout(res, 250));
       }
     }
     await runChecked('docker', rm, { env: ctx.env, hint: dockerErrorHint });
+    return {};
+  }
+
+  /** Containers labelled `tao-infer.managed-by=tao-infer` on this daemon (or DOCKER_HOST), running or exited. */
+  async discover(ctx: DiscoverContext): Promise<DiscoveredService[]> {
+    const opts = { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT, timeoutMs: 60_000 };
+    const ps = await runCapture('docker', ['ps', '-a', '-q', '--no-trunc', '--filter', `label=${LABELS.managedBy}=tao-infer`], opts);
+    if (ps.exitCode !== 0)
+      throw new PlatformUnavailableError('local-docker', `docker ps failed: ${ps.stderr.trim().split('\n').pop() ?? ''}`, { hint: dockerErrorHint(ps.stderr) ?? INSTALL_HINT });
+    const ids = ps.stdout.split(/\s+/).filter(Boolean);
+    if (!ids.length) return [];
+    const r = await runCapture('docker', ['inspect', ...ids], opts);
+    // A container removed between ps and inspect makes inspect exit 1 but still print the others.
+    const list = JSON.parse(r.stdout.trim() || '[]') as DockerInspect[];
+    return list.flatMap((c) => {
+      const entry = entryFromContainer(c, 'local-docker');
+      return entry ? [{ entry, live: mapDockerState(c.State ?? {}) }] : [];
+    });
   }
 }
 

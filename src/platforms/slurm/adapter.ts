@@ -18,12 +18,40 @@
 import { setTimeout as sleep } from 'node:timers/promises';
 import { CommandFailedError, PlatformUnavailableError, ReadinessTimeoutError } from '../../errors.js';
 import { startForwarder } from '../../forwarder/forwarder.js';
-import type { AdapterContext, EntryContext, JobState, LaunchPlan, LaunchSpec, Launched, LogOptions, PlatformAdapter, RegistryEntry } from '../../types.js';
+import type {
+  AdapterContext,
+  DiscoverContext,
+  DiscoveredService,
+  EntryContext,
+  JobState,
+  LaunchPlan,
+  LaunchSpec,
+  Launched,
+  LogOptions,
+  PlatformAdapter,
+  RegistryEntry,
+  StopOutcome,
+} from '../../types.js';
 import { formatArgv, shQuote } from '../../util/shell.js';
 import { descriptor } from './descriptor.js';
 import { slurmForwarder, tunnelDescription } from './forward.js';
-import { dataOf, jobEndedError, listPartitions, must, PLATFORM, platformData, probePort, queryJob, SERVICE_PORT, SQUEUE_ERROR, targetOf, withSession } from './jobs.js';
-import { JOB_FILES, remote, renderJobScript, renderSecretsFile, resolveSlurmParams, resolveSshTarget, slurmTimeSeconds } from './script.js';
+import {
+  dataOf,
+  jobEndedError,
+  listPartitions,
+  mapSlurmState,
+  must,
+  PLATFORM,
+  platformData,
+  probePort,
+  queryJob,
+  SERVICE_PORT,
+  SQUEUE_ERROR,
+  targetOf,
+  withSession,
+  type SlurmPlatformData,
+} from './jobs.js';
+import { JOB_FILES, parseJobComment, remote, renderJobScript, renderSecretsFile, resolveSlurmParams, resolveSshTarget, slurmTimeSeconds } from './script.js';
 import { connectSsh } from './ssh.js';
 
 export { mapSlurmState, queryJob, type SlurmPlatformData } from './jobs.js';
@@ -252,12 +280,15 @@ class SlurmAdapter implements PlatformAdapter {
     }
   }
 
-  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<void> {
+  async stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
     const jobDir = dataOf(entry).job_dir;
+    let outcome: StopOutcome = {};
     if (entry.platform_job_id || jobDir) {
       await withSession(targetOf(entry, ctx.env), ctx.env, async (s) => {
         const id = entry.platform_job_id;
         if (id) {
+          const before = await queryJob(s, id, jobDir);
+          if (before.state === 'gone') outcome = { already_gone: true };
           const r = await s.exec(remote.cancel(id));
           if (r.code !== 0 && !/invalid job id|already completing or completed|job has finished/i.test(r.stderr))
             throw new CommandFailedError(['scancel', id], r.code ?? undefined, r.stderr.trim(), { hint: 'Check that the job belongs to the Slurm user tao-infer connects as.' });
@@ -280,6 +311,44 @@ class SlurmAdapter implements PlatformAdapter {
         if (jobDir) await s.exec(remote.removeSecrets(jobDir));
       });
     }
+    return outcome;
+  }
+
+  /**
+   * Jobs of the SSH user (`squeue -u`, recently ended ones too) whose `--comment` is tao-infer's marker
+   * (`jobComment`): entries rebuilt with the job's node, job directory (its working directory), partition
+   * and account; running ones get a local tunnel port from the generic discover.
+   * @throws MissingInputError without a login node (--slurm-host / SLURM_HOSTNAME); what connecting throws.
+   */
+  async discover(ctx: DiscoverContext): Promise<DiscoveredService[]> {
+    const target = resolveSshTarget(ctx.options, ctx.env);
+    const out = await withSession(target, ctx.env, (s) => must(s, remote.listMine()));
+    const found: DiscoveredService[] = [];
+    for (const line of out.split('\n')) {
+      const [id = '', native = '', node = '', comment = '', workDir = '', partition = '', account = '', submitted = ''] = line.trim().split('|');
+      const marker = parseJobComment(comment);
+      if (!marker || !/^\d+(_\d+)?$/.test(id)) continue;
+      const live: JobState = { state: mapSlurmState(native), native };
+      if (node && node !== '(null)') live.node = node;
+      const data: SlurmPlatformData = { ssh_user: target.user, ssh_host: target.host, ssh_port: target.port, job_dir: workDir, container_runtime: marker.runtime, partition };
+      if (target.identityFile) data.identity_file = target.identityFile;
+      if (target.knownHosts) data.known_hosts = target.knownHosts;
+      if (account && account !== '(null)') data.account = account;
+      const started = new Date(submitted);
+      const entry: RegistryEntry = {
+        job_id: marker.job_id,
+        platform: PLATFORM,
+        platform_job_id: id,
+        network_arch: marker.network_arch,
+        host_url: '',
+        started_at: Number.isNaN(started.getTime()) ? new Date().toISOString() : started.toISOString(),
+        platform_data: { ...data, discovered: true },
+      };
+      if (marker.model_path) entry.model_path = marker.model_path;
+      if (live.node) entry.slurm_node = live.node;
+      found.push({ entry, live, localPortField: 'host_port' });
+    }
+    return found;
   }
 }
 

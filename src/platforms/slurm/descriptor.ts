@@ -4,7 +4,8 @@ import { options } from './options.js';
 /** slurm (contract §8): an sbatch job reached over SSH, with a local SSH tunnel to its node. */
 export const descriptor = {
   name: 'slurm',
-  options: { start: options },
+  // discover looks where start submits: the login node and how to reach it.
+  options: { start: options, discover: options.filter((o) => ['slurmUser', 'slurmHost', 'sshPort', 'identityFile', 'knownHosts'].includes(o.key)) },
   unsupported: {
     gpu_ids: 'Slurm chooses the GPUs of a job (--gres=gpu:<n>); device ids cannot be requested',
     bind_address: 'the local end of the Slurm SSH tunnel always listens on 127.0.0.1',

@@ -185,7 +185,7 @@ export async function queryJob(s: SshSession, id: string, jobDir: string | undef
     const state: JobStateName = exitFromFile === 0 ? 'complete' : exitFromFile === 143 || exitFromFile === 130 || exitFromFile === 129 ? 'canceled' : 'error';
     return { state, native: `ended (exit ${exitFromFile})`, exitCode: exitFromFile, reason: 'Slurm no longer lists the job; state from its exit_status file' };
   }
-  return { state: 'unknown', native: 'not found', reason: `Slurm no longer knows job ${id}` };
+  return { state: 'gone', native: 'not found', reason: `Slurm no longer knows job ${id}` };
 }
 
 /** LaunchFailedError for a job that ended before its service was reachable: exit state + last 20 log lines. */

@@ -12,6 +12,7 @@ import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { InvalidInputError, MissingInputError } from '../../errors.js';
 import { loadReferences } from '../../references.js';
+import { LABELS } from '../../labels.js';
 import type { LaunchSpec } from '../../types.js';
 import { shQuote, shQuoteAlways } from '../../util/shell.js';
 import { CONTAINER_RUNTIMES, SLURM_DEFAULTS, type ContainerRuntime } from './options.js';
@@ -48,9 +49,28 @@ const TIME_RE = /^(\d+|\d+:\d{1,2}|\d+:\d{1,2}:\d{1,2}|\d+-\d+|\d+-\d+:\d{1,2}|\
 const SBATCH_ARG_RE = /^--[A-Za-z][A-Za-z0-9-]*(=[^\s'"\\]+)?$/;
 const ENV_NAME_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 /** Options tao-infer writes itself; passing them through --sbatch-arg would contradict the job it tracks. */
-const RESERVED_SBATCH = ['job-name', 'output', 'error', 'open-mode', 'partition', 'account', 'time', 'gres', 'gpus', 'parsable', 'wrap', 'chdir', 'array', 'nodes', 'ntasks', 'export', 'mem', 'cpus-per-task'];
+const RESERVED_SBATCH = ['job-name', 'output', 'error', 'open-mode', 'partition', 'account', 'time', 'gres', 'gpus', 'parsable', 'wrap', 'chdir', 'array', 'nodes', 'ntasks', 'export', 'mem', 'cpus-per-task', 'comment'];
 /** sbatch size syntax: a number of MB, or with a K/M/G/T suffix. */
 const MEM_RE = /^\d+[KMGT]?$/i;
+
+/** Prefix of the `--comment` marker that `discover` finds tao-infer's jobs by. */
+export const COMMENT_PREFIX = 'tao-infer:';
+
+/**
+ * The `--comment` marker of a job: `tao-infer:<job_id>:<network_arch>:<runtime>:<model_path as base64url>`
+ * (no spaces or quotes, so it is safe on an `#SBATCH` line; shown by `squeue -o %k`).
+ */
+export function jobComment(spec: Pick<LaunchSpec, 'job_id' | 'network_arch' | 'labels'>, runtime: string, modelPath = spec.labels[LABELS.modelPath] ?? ''): string {
+  return `${COMMENT_PREFIX}${spec.job_id}:${spec.network_arch.replace(/[^A-Za-z0-9._-]/g, '')}:${runtime}:${Buffer.from(modelPath, 'utf8').toString('base64url')}`;
+}
+
+/** Parse a `jobComment` marker; undefined for any other comment. */
+export function parseJobComment(comment: string): { job_id: string; network_arch: string; runtime: string; model_path?: string } | undefined {
+  const m = /^tao-infer:([A-Za-z0-9-]+):([A-Za-z0-9._-]+):([a-z]+):([A-Za-z0-9_-]*)$/.exec(comment.trim());
+  if (!m) return undefined;
+  const model_path = Buffer.from(m[4]!, 'base64url').toString('utf8');
+  return { job_id: m[1]!, network_arch: m[2]!, runtime: m[3]!, ...(model_path ? { model_path } : {}) };
+}
 
 function str(v: unknown): string | undefined {
   if (v === undefined || v === null) return undefined;
@@ -260,6 +280,7 @@ function sbatchLines(spec: LaunchSpec, p: SlurmParams): string[] {
   const l = [`#SBATCH --partition=${p.partition}`];
   if (p.account) l.push(`#SBATCH --account=${p.account}`);
   l.push(`#SBATCH --time=${p.time}`);
+  l.push(`#SBATCH --comment=${jobComment(spec, p.runtime)}`);
   if (spec.num_gpus > 0) l.push(`#SBATCH --gres=gpu:${spec.num_gpus}`);
   if (p.cpusPerTask !== undefined) l.push(`#SBATCH --cpus-per-task=${p.cpusPerTask}`);
   if (p.mem !== undefined) l.push(`#SBATCH --mem=${p.mem}`);
@@ -356,6 +377,8 @@ export const remote = {
   squeue: (id: string) => `squeue -j ${shQuote(id)} -h -t all -o '%T|%N|%r'`,
   sacct: (id: string) => `sacct -j ${shQuote(id)} -X -n -P -o State,ExitCode,NodeList`,
   cancel: (id: string) => `scancel ${shQuote(id)}`,
+  /** Jobs of the SSH user (recently ended ones too): id|state|node|comment|work dir|partition|account|submit time. */
+  listMine: () => `squeue -h -t all -u "$(id -un)" -o '%i|%T|%N|%k|%Z|%P|%a|%V'`,
   removeSecrets: (jobDir: string) => `rm -f ${remotePath(jobDir, JOB_FILES.secrets)}`,
   tail: (jobDir: string, n?: number) => `tail -n ${n === undefined ? '+1' : String(Math.max(0, Math.floor(n)))} ${remotePath(jobDir, JOB_FILES.log)}`,
 };

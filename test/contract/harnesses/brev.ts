@@ -52,7 +52,7 @@ export const brev: Harness = {
     },
   ],
   stopArgs: ['--delete-instance'],
-  stopJson: (entry) => ({ stopped: [entry.job_id], failed: [], deleted_instances: [INSTANCE] }),
+  stopJson: (entry) => ({ stopped: [entry.job_id], failed: [], already_gone: false, already_gone_ids: [], deleted_instances: [INSTANCE] }),
   async afterStart(entry, run, start) {
     expect(entry).toMatchObject({ platform: 'brev', network_arch: 'cosmos-rl', state: 'running', host_port: RANGE.min });
     expect(entry.platform_data).toMatchObject({ instance: INSTANCE, network: 'tao_default' });

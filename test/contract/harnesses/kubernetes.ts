@@ -117,7 +117,7 @@ export const kubernetes: Harness = {
     writeFileSync(run.t.stateFile, JSON.stringify({ [entry.job_id]: { ...entry, ready: undefined } }), { mode: 0o600 });
     const again = run.keep(await runCli(['stop', entry.job_id, '--json'], { env: run.t.env }));
     expect(again.exitCode, again.stderr).toBe(0);
-    expect(parseJson(again)).toEqual({ stopped: [entry.job_id], failed: [] });
+    expect(parseJson(again)).toMatchObject({ stopped: [entry.job_id], failed: [] });
   },
   crash: {
     arm: () => fake.nextPod({ env: { STANDIN_CRASH_AT_START: '1' } }),
