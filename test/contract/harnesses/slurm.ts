@@ -7,7 +7,7 @@
  * file (mode 600 while the job runs, gone after stop), the job script, the process table on both sides during the
  * run, the tunnel (kill the forwarder: the URL goes dead, `tunnel` brings it back on the same port), `logs -f`
  * interrupted (the remote tail goes away) and `logs -f` following until the job ends; after stop the Slurm job is
- * gone, node port 8080 is closed, the forwarder no longer exists, its local port is free and its log is removed.
+ * gone, the service's node port (8080; docker: the one Docker picked) is closed, the forwarder no longer exists, its local port is free and its log is removed.
  */
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -41,8 +41,9 @@ function slurmHarness(runtime: 'none' | 'docker'): Harness {
       expect(sh('sinfo', ['-h', '-o', '%P %a']).trim()).toMatch(/debug/);
       // As on real clusters, the node name is Slurm's only: it does not resolve, tunnels must use its NodeAddr.
       expect(() => sh('getent', ['hosts', NODE]), `${NODE} resolves: re-run test/infra/setup.sh`).toThrow();
-      // The stand-in listens on node port 8080 of this machine: nothing else may hold it (test files run serially).
-      await waitFor('port 8080 on this machine to be free for the node service', async () => (await portFree(8080)) || undefined, 60_000, 250);
+      // none: the stand-in listens on node port 8080 of this machine, nothing else may hold it (test files run
+      // serially); docker publishes it on a free port Docker picks.
+      if (runtime !== 'docker') await waitFor('port 8080 on this machine to be free for the node service', async () => (await portFree(8080)) || undefined, 60_000, 250);
     },
     async teardown() {
       scancel(slurmJobs.splice(0));
@@ -170,7 +171,7 @@ function slurmHarness(runtime: 'none' | 'docker'): Harness {
     async afterStop(entry, run) {
       expect(squeue(entry.platform_job_id)).toBe('');
       expect(sh('squeue', ['-j', entry.platform_job_id, '-h', '-t', 'all', '-o', '%T']).trim()).toMatch(/^(CANCELLED|COMPLETED|)$/);
-      expect(await portOpen(8080)).toBe(false); // the service port on the node is closed
+      expect(await portOpen(runtime === 'docker' ? entry.platform_data.service_port : 8080)).toBe(false); // the service port on the node is closed
       expect(alive(run.state.after.forwarder_pid)).toBe(false);
       expect(await portFree(entry.host_port)).toBe(true);
       expect(existsSync(run.state.secrets)).toBe(false);
