@@ -83,7 +83,7 @@ describe('slurm typed GRES (the test cluster declares Gres=gpu:h100:4)', () => {
     expect(bad.exitCode).toBe(3);
     const err = JSON.parse(bad.stdout).error;
     expect(err.message).toMatch(/Requested node configuration is not available/); // sbatch's own words
-    expect(err.hint).toMatch(/--gres=gpu:a100:1.*sinfo -p debug -o '%G'.*--gpu-type/);
+    expect(err.hint).toMatch(/--gres=gpu:a100:1 .*sinfo -p debug -o '%G %c %m'.*--gpu-type/);
     const reg = existsSync(t2.stateFile) ? JSON.parse(readFileSync(t2.stateFile, 'utf8')) : {};
     const jobId = Object.keys(reg).find((k) => k !== 'latest');
     if (jobId) jobDirs.push(jobId);

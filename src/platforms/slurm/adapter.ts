@@ -25,7 +25,7 @@ import { formatArgv, shQuote } from '../../util/shell.js';
 import { descriptor } from './descriptor.js';
 import { slurmForwarder, tunnelDescription } from './forward.js';
 import { dataOf, jobEndedError, listPartitions, must, nodeAddress, PLATFORM, platformData, probePort, queryJob, SERVICE_PORT, servicePort, SQUEUE_ERROR, targetOf, withSession } from './jobs.js';
-import { JOB_FILES, remote, renderJobScript, renderSecretsFile, resolveSlurmParams, resolveSshTarget, secretsFileNames } from './script.js';
+import { JOB_FILES, remote, renderJobScript, type SlurmParams, renderSecretsFile, resolveSlurmParams, resolveSshTarget, secretsFileNames } from './script.js';
 import { connectSsh } from './ssh.js';
 
 export { mapSlurmState, queryJob, type SlurmPlatformData } from './jobs.js';
@@ -44,6 +44,15 @@ function followCommand(id: string, jobDir: string, tail: number | undefined): st
     `while :; do s=$(squeue -j ${id} -h -o %T 2>/dev/null); case "$s" in PENDING*|CONFIGURING*|RUNNING*|COMPLETING*|SUSPENDED*|REQUEUE*|RESIZING*|STAGE_OUT*|SIGNALING*) sleep 3;; *) break;; esac; done`,
     `sleep 2; kill $t $w 2>/dev/null; wait $t 2>/dev/null; exit 0`,
   ].join('; ');
+}
+
+/** The job's resource request as its #SBATCH options, for messages. */
+function resourceRequest(spec: LaunchSpec, p: SlurmParams): string {
+  const r: string[] = [];
+  if (spec.num_gpus > 0) r.push(`--gres=gpu:${p.gpuType ? `${p.gpuType}:` : ''}${spec.num_gpus}`);
+  if (p.cpusPerTask !== undefined) r.push(`--cpus-per-task=${p.cpusPerTask}`);
+  if (p.mem !== undefined) r.push(`--mem=${p.mem}`);
+  return r.join(' ') || 'the defaults';
 }
 
 function abortError(signal: AbortSignal | undefined): unknown {
@@ -134,8 +143,10 @@ class SlurmAdapter implements PlatformAdapter {
       if (sub.code !== 0) {
         await s.exec(remote.removeSecrets(p.jobDir));
         throw new CommandFailedError(['sbatch', '--parsable', `${p.jobDir}/${JOB_FILES.script}`], sub.code ?? undefined, sub.stderr.trim(), {
+          // "Requested node configuration is not available" / "Invalid generic resource (gres) specification": no node
+          // of the partition has what the #SBATCH lines ask for (a GPU type it lacks, too many GPUs, CPUs or memory).
           hint: /gres|node configuration is not available/i.test(sub.stderr)
-            ? `sbatch refused the GPU request (--gres=gpu:${p.gpuType ? `${p.gpuType}:` : ''}${spec.num_gpus}): list the partition's GPUs and types with \`sinfo -p ${p.partition} -o '%G'\` on ${p.target.host}, then adjust --num-gpus or --gpu-type.`
+            ? `No node of partition ${p.partition} offers what the job asks for (${resourceRequest(spec, p)}). List the nodes' GPUs (with their types), CPUs and memory with \`sinfo -p ${p.partition} -o '%G %c %m'\` on ${p.target.host}, then adjust --num-gpus, --gpu-type, --cpus-per-task or --mem.`
             : 'sbatch refused the job: check --partition/--account/--time/--num-gpus against sinfo and your associations.',
         });
       }
