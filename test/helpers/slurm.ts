@@ -1,19 +1,30 @@
 /**
  * The test Slurm cluster that test/infra/setup.sh runs on this machine: OpenSSH on 127.0.0.1:2222 (the "login
- * node"), munge, slurmctld + slurmd with 4 fake GPUs on one node named after this machine's short hostname, and
- * partition `debug`. Shared by test/integration/slurm.test.ts and the slurm harness of the contract suite.
+ * node"), munge, slurmctld + slurmd with 4 fake h100 GPUs on one node, and partition `debug`. The node's name
+ * (tao-node-x) does not resolve; Slurm reaches it at NodeAddr 127.0.0.1, as tao-infer's tunnel must. Shared by test/integration/slurm.test.ts and the slurm harness of the contract suite.
  */
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync } from 'node:fs';
-import { homedir, hostname, tmpdir } from 'node:os';
+import { homedir, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { CANARY } from './canary.js';
 import { ROOT } from './cli.js';
 import { TEST_IMAGE } from './docker.js';
 
 const INFRA = '/tmp/tao-infer-infra/ssh';
-/** The Slurm node: setup.sh names it after this machine's short hostname. */
-export const NODE = hostname().split('.')[0]!;
+/** The Slurm node of partition debug, as the cluster names it (`sinfo`; setup.sh: tao-node-x, which does not resolve). */
+export const NODE = ask('sinfo', ['-h', '-N', '-p', 'debug', '-o', '%N']).trim().split('\n')[0] ?? '';
+/** Where that node is reached: its NodeAddr (`scontrol show node`), 127.0.0.1 here. */
+export const NODE_ADDR = /(?:^|\s)NodeAddr=(\S+)/.exec(NODE ? ask('scontrol', ['show', 'node', '-o', NODE]) : '')?.[1] ?? '';
+
+/** stdout of a Slurm query, '' when the cluster is not running (the suites that need it check it in their setup). */
+function ask(cmd: string, args: string[]): string {
+  try {
+    return execFileSync(cmd, args, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'], timeout: 10_000 });
+  } catch {
+    return '';
+  }
+}
 export const KEY = join(INFRA, 'client_key');
 export const KNOWN = join(INFRA, 'known_hosts');
 export const STANDIN_BIN = join(ROOT, 'test/fixtures/standin/bin');

@@ -4,8 +4,10 @@
 #     (no image registry is reachable: the image is imported from a rootfs, see test/fixtures/build-test-image.sh);
 #   - an OpenSSH server on 127.0.0.1:2222 with a generated client key (root);
 #   - the docker-registry and htpasswd programs for the image-pull tests (each test file starts its own registry);
-#   - munge and a one-node Slurm (slurmctld + slurmd) with 64 CPUs, 256 GB and 4 fake GPUs (--gres=gpu:N works)
-#     that schedules and enforces memory like GPU clusters do (CR_Core_Memory, a small DefMemPerCPU, over-memory kill).
+#   - munge and a one-node Slurm (slurmctld + slurmd) with 64 CPUs, 256 GB and 4 fake typed GPUs (gpu:h100; both
+#     --gres=gpu:N and --gres=gpu:h100:N work) that schedules and enforces memory like GPU clusters do
+#     (CR_Core_Memory, a small DefMemPerCPU, over-memory kill). Its node is named tao-node-x, a name that does not
+#     resolve, reached at NodeAddr=127.0.0.1, as on clusters whose node names are only known to Slurm.
 # Idempotent: a daemon that already answers is left alone (Slurm is restarted only when slurm.conf changed).
 # State, keys and logs live in $W.
 # Adapted from the team's shared infra notes; this copy is the one the project owns.
@@ -78,7 +80,7 @@ if ! ssh_ok; then
 fi
 ts sshd-up
 
-# ---- munge + slurm (single node, 8 fake CPUs, 4 fake GPUs) ----
+# ---- munge + slurm (single node tao-node-x at 127.0.0.1, 64 CPUs, 256 GB, 4 fake h100 GPUs) ----
 mkdir -p /run/munge; chown munge:munge /run/munge
 [ -f /etc/munge/munge.key ] || { dd if=/dev/urandom of=/etc/munge/munge.key bs=1 count=128 2>/dev/null; chown munge:munge /etc/munge/munge.key; chmod 400 /etc/munge/munge.key; }
 munge_ok(){ timeout 5 munge -n 2>/dev/null | timeout 5 unmunge >/dev/null 2>&1; }
@@ -89,8 +91,16 @@ if ! munge_ok; then
   wait_for "munged" 10 munge_ok || fail "munged does not answer" /var/log/munge/munged.log
 fi
 H=$(hostname -s); L="$W/slurm"
-# The node is named after this machine; tunnels reach <node>:8080 by that name, so it must resolve.
+# The controller runs on this machine under its own name (SlurmctldHost), which must resolve.
 getent hosts "$H" >/dev/null || echo "127.0.0.1 $H" >> /etc/hosts
+# The compute node: NodeName is only Slurm's name for it and need not resolve (slurm.conf(5) NodeName/NodeAddr/
+# NodeHostname: "NodeAddr: Name that a node should be referred to in establishing a communications path";
+# "NodeHostname: ... if NodeHostname is not specified, it will be set to NodeName"). Real clusters name nodes
+# e.g. dgx-a100-042 while only an IP or another DNS name reaches them; tao-infer must connect to NodeAddr, read
+# with `scontrol show node -o <node>`. tao-node-x is therefore never put in /etc/hosts. slurmd is started with
+# -N so it takes that name (slurmd(8) -N <nodename>).
+N=tao-node-x
+if getent hosts "$N" >/dev/null; then fail "$N resolves on this machine; the test cluster needs a node name that does not"; fi
 for i in 0 1 2 3; do [ -e "$L/fakegpu$i" ] || mknod "$L/fakegpu$i" c 1 3; done
 sinfo_idle(){ timeout 5 sinfo -h -o '%T' 2>/dev/null | grep -qx idle; }
 slurmctld_ok(){ timeout 5 sinfo -h >/dev/null 2>&1; }
@@ -100,6 +110,8 @@ slurmctld_ok(){ timeout 5 sinfo -h >/dev/null 2>&1; }
 # clusters: a service started without --mem is killed while loading. The node declares more CPUs and memory than
 # this machine has (SlurmdParameters=config_overrides) so tao-infer's per-arch defaults (e.g. --mem=64G
 # --cpus-per-task=8) fit, as on a GPU node; DefMemPerCPU=256 (MB) leaves room for small test jobs without --mem.
+# The GPUs are typed (gres.conf(5) "Type": Gres=gpu:h100:4 in slurm.conf, Type=h100 in gres.conf), as on clusters
+# with several GPU models: --gres=gpu:h100:N is scheduled, --gres=gpu:a100:N is refused by sbatch.
 cat > "$L/slurm.conf.want" <<EOC
 ClusterName=taoinfer
 SlurmctldHost=$H(127.0.0.1)
@@ -124,12 +136,16 @@ ReturnToService=2
 MinJobAge=300
 SlurmdParameters=config_overrides
 GresTypes=gpu
-NodeName=$H NodeAddr=127.0.0.1 CPUs=64 RealMemory=262144 Gres=gpu:4 State=UNKNOWN
-PartitionName=debug Nodes=$H Default=YES MaxTime=INFINITE State=UP
+NodeName=$N NodeAddr=127.0.0.1 NodeHostname=$H CPUs=64 RealMemory=262144 Gres=gpu:h100:4 State=UNKNOWN
+PartitionName=debug Nodes=$N Default=YES MaxTime=INFINITE State=UP
 EOC
-if slurmctld_ok && ! cmp -s "$L/slurm.conf.want" /etc/slurm/slurm.conf; then
-  # A changed configuration (e.g. memory enforcement added) needs a restart of both daemons.
-  echo "setup: slurm.conf changed, restarting Slurm" >&2
+cat > "$L/gres.conf.want" <<EOC
+AutoDetect=off
+NodeName=$N Name=gpu Type=h100 File=$L/fakegpu[0-3]
+EOC
+if slurmctld_ok && ! { cmp -s "$L/slurm.conf.want" /etc/slurm/slurm.conf && cmp -s "$L/gres.conf.want" /etc/slurm/gres.conf; }; then
+  # A changed configuration (e.g. memory enforcement, the node's name or GPU type) needs a restart of both daemons.
+  echo "setup: slurm.conf or gres.conf changed, restarting Slurm" >&2
   scontrol shutdown >/dev/null 2>&1 || true
   end=$(( $(date +%s) + 30 )); while slurmctld_ok && [ "$(date +%s)" -lt "$end" ]; do sleep 0.5; done
 fi
@@ -139,16 +155,13 @@ if ! slurmctld_ok; then
   stop_pidfile "$W/slurmctld.pid" slurmctld; stop_pidfile "$W/slurmd.pid" slurmd
   pkill -x slurmctld 2>/dev/null || true; pkill -x slurmd 2>/dev/null || true; sleep 0.5
 cp "$L/slurm.conf.want" /etc/slurm/slurm.conf
-cat > /etc/slurm/gres.conf <<EOC
-AutoDetect=off
-NodeName=$H Name=gpu File=$L/fakegpu[0-3]
-EOC
+cp "$L/gres.conf.want" /etc/slurm/gres.conf
 nohup slurmctld -D -c > "$W/log/slurmctld.log" 2>&1 & echo $! > "$W/slurmctld.pid"
-nohup slurmd -D > "$W/log/slurmd.log" 2>&1 & echo $! > "$W/slurmd.pid"
+nohup slurmd -D -N "$N" > "$W/log/slurmd.log" 2>&1 & echo $! > "$W/slurmd.pid"
 fi
 # A node left DOWN/DRAIN by an earlier run comes back with ReturnToService=2; resume it if not.
 wait_for "slurmctld" 30 slurmctld_ok || fail "slurmctld does not answer" "$W/log/slurmctld.log"
-sinfo_idle || scontrol update NodeName="$H" State=RESUME >/dev/null 2>&1 || true
+sinfo_idle || scontrol update NodeName="$N" State=RESUME >/dev/null 2>&1 || true
 wait_for "slurm node idle" 60 sinfo_idle || { sinfo -N -o '%N %T %E' >&2 || true; fail "slurm node not idle" "$W/log/slurmctld.log" "$W/log/slurmd.log"; }
 sinfo -N -o '%N %T %c %G'
 ts slurm-up

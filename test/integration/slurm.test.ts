@@ -20,7 +20,7 @@ import { isAlive as alive } from '../../src/util/detached.js';
 import { CANARY } from '../helpers/canary.js';
 import { ensureTestImage } from '../helpers/docker.js';
 import { portFree, portOpen } from '../helpers/net.js';
-import { entryWithSlurmJob, jobDirOf, KEY, KNOWN, NODE, scancel, sh, slurmTestEnv as testEnv, squeue, SSH_FLAGS, submitBlocker } from '../helpers/slurm.js';
+import { entryWithSlurmJob, jobDirOf, KEY, KNOWN, NODE_ADDR, scancel, sh, slurmTestEnv as testEnv, squeue, SSH_FLAGS, submitBlocker } from '../helpers/slurm.js';
 import { waitFor } from '../helpers/wait.js';
 
 const PNG = join(ROOT, 'test/fixtures/media/cat.png');
@@ -166,7 +166,7 @@ describe('slurm tunnel forwarder', () => {
       for (let p = 8150; p < 8200; p++) if (await portFree(p)) return p;
       return undefined;
     });
-    const fwd = execa(process.execPath, [join(ROOT, 'dist/src/platforms/slurm/tunnel.js'), '--job-id', 'tunnel-test', '--slurm-job-id', job, '--user', 'root', '--host', '127.0.0.1', '--port', '2222', '--identity-file', KEY, '--known-hosts', KNOWN, '--node', NODE, '--remote-port', '8080', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--watch-interval', '1'], {
+    const fwd = execa(process.execPath, [join(ROOT, 'dist/src/platforms/slurm/tunnel.js'), '--job-id', 'tunnel-test', '--slurm-job-id', job, '--user', 'root', '--host', '127.0.0.1', '--port', '2222', '--identity-file', KEY, '--known-hosts', KNOWN, '--node', NODE_ADDR, '--remote-port', '8080', '--listen-host', '127.0.0.1', '--listen-port', String(port), '--watch-interval', '1'], {
       reject: false,
       env: { PATH: process.env.PATH ?? '' },
       stdin: 'ignore',

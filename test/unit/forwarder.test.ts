@@ -176,7 +176,7 @@ describe('the platforms\' forwarder programs', () => {
   const root = new URL('../../', import.meta.url).pathname;
 
   it('a module of src/ runs from its build under dist/ (tests run the sources)', () => {
-    const d = tunnelDescription({ jobId: 'job-a', slurmJobId: '42', target: { user: 'u', host: 'login', port: 22 }, node: 'n1', port: 18080, env: {} });
+    const d = tunnelDescription({ jobId: 'job-a', slurmJobId: '42', target: { user: 'u', host: 'login', port: 22 }, node: 'n1', remotePort: 8080, port: 18080, env: {} });
     expect('module' in d.run && moduleFile(d, d.run.module)).toBe(join(root, 'dist/src/platforms/slurm/tunnel.js'));
     expect(d.run.args).toEqual(['--job-id', 'job-a', '--slurm-job-id', '42', '--user', 'u', '--host', 'login', '--port', '22', '--node', 'n1', '--remote-port', '8080', '--listen-host', '127.0.0.1', '--listen-port', '18080']);
     expect(() => moduleFile(d, new URL('file:///nowhere/x.js'))).toThrow(ForwarderError);

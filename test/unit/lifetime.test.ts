@@ -151,9 +151,9 @@ describe('--max-duration in what each platform is handed', () => {
   });
   it('slurm: it becomes --time; an explicit --time that disagrees is refused', () => {
     const opts = { slurmUser: 'alice', slurmHost: 'login', partition: 'batch' };
-    expect(resolveSlurmParams({ job_id: 'j1', network_arch: 'cosmos-rl', options: opts, max_duration_s: 5400 }).time).toBe('0-01:30:00');
-    expect(resolveSlurmParams({ job_id: 'j1', network_arch: 'cosmos-rl', options: { ...opts, time: '04:00:00' }, max_duration_s: 5400 }).time).toBe('0-01:30:00');
-    expect(resolveSlurmParams({ job_id: 'j1', network_arch: 'cosmos-rl', options: { ...opts, time: '90' }, max_duration_s: 5400 }).time).toBe('0-01:30:00');
-    expect(() => resolveSlurmParams({ job_id: 'j1', network_arch: 'cosmos-rl', options: { ...opts, time: '10:00:00' }, max_duration_s: 5400 })).toThrow(/--max-duration and --time/);
+    expect(resolveSlurmParams({ job_id: 'j1', network_arch: 'cosmos-rl', num_gpus: 1, options: opts, max_duration_s: 5400 }).time).toBe('0-01:30:00');
+    expect(resolveSlurmParams({ job_id: 'j1', network_arch: 'cosmos-rl', num_gpus: 1, options: { ...opts, time: '04:00:00' }, max_duration_s: 5400 }).time).toBe('0-01:30:00');
+    expect(resolveSlurmParams({ job_id: 'j1', network_arch: 'cosmos-rl', num_gpus: 1, options: { ...opts, time: '90' }, max_duration_s: 5400 }).time).toBe('0-01:30:00');
+    expect(() => resolveSlurmParams({ job_id: 'j1', network_arch: 'cosmos-rl', num_gpus: 1, options: { ...opts, time: '10:00:00' }, max_duration_s: 5400 })).toThrow(/--max-duration and --time/);
   });
 });

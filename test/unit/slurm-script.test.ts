@@ -12,7 +12,7 @@ import { afterAll, describe, expect, it } from 'vitest';
 import { InvalidInputError, MissingInputError } from '../../src/errors.js';
 import { mapSlurmState } from '../../src/platforms/slurm/adapter.js';
 import { options } from '../../src/platforms/slurm/options.js';
-import { enrootImage, remote, remotePath, renderJobScript, renderSecretsFile, resolveSlurmParams } from '../../src/platforms/slurm/script.js';
+import { enrootImage, remote, remotePath, renderJobScript, renderSecretsFile, resolveSlurmParams, secretsFileNames } from '../../src/platforms/slurm/script.js';
 import type { LaunchSpec } from '../../src/types.js';
 import { CANARY as BASE_CANARY } from '../helpers/canary.js';
 
@@ -87,7 +87,7 @@ describe('job script golden files (+ bash -n)', () => {
     const text = readFileSync(join(GOLDEN, 'apptainer-nogpu.sbatch'), 'utf8');
     expect(text).not.toContain('--gres');
     expect(text).not.toContain('--nv');
-    expect(text).toContain("apptainer exec \\\n  /images/tao.sif \\\n  /bin/sh -c 'umask 0");
+    expect(text).toContain("\"$CT\" exec \\\n  /images/tao.sif \\\n  /bin/sh -c 'umask 0");
   });
 
   it('memory and CPUs are requested by default (the arch\'s figures); --mem 0 is the whole node; --mem-per-cpu replaces --mem', () => {
@@ -102,6 +102,60 @@ describe('job script golden files (+ bash -n)', () => {
     expect(nogpu).toMatch(/^#SBATCH --mem-per-cpu=4G$/m);
     expect(resolveSlurmParams(spec({ network_arch: 'cosmos-predict2.5' }))).toMatchObject({ mem: '128G', cpusPerTask: 16 });
     expect(resolveSlurmParams(spec({}, { mem: '500000', cpusPerTask: '4' }))).toMatchObject({ mem: '500000', cpusPerTask: 4 });
+  });
+
+  it('--gpu-type asks for typed GRES (sbatch --gres=gpu:<type>:N); needs GPUs and a plain name', () => {
+    const s = spec({}, { containerRuntime: 'pyxis', gpuType: 'h100' });
+    const text = renderJobScript(s, resolveSlurmParams(s));
+    expect(text).toMatch(/^#SBATCH --gres=gpu:h100:2$/m);
+    expect(() => resolveSlurmParams(spec({ num_gpus: 0 }, { gpuType: 'h100' }))).toThrow(/--gpu-type needs --num-gpus/);
+    expect(() => resolveSlurmParams(spec({}, { gpuType: 'h100:4' }))).toThrow(InvalidInputError);
+    expect(() => resolveSlurmParams(spec({}, { gpuType: 'a b' }))).toThrow(InvalidInputError);
+  });
+
+  it('apptainer: NGC_KEY goes to secrets.env only for docker://nvcr.io pulls, and leaves the service environment', () => {
+    const s = spec({}, { containerRuntime: 'apptainer' });
+    const p = resolveSlurmParams(s);
+    expect(secretsFileNames(s, p, { NGC_KEY: 'k' })).toEqual(['HF_TOKEN', 'WANDB_API_KEY', 'NGC_KEY']);
+    expect(secretsFileNames(s, p, {})).toEqual(['HF_TOKEN', 'WANDB_API_KEY']);
+    const sif = spec({}, { containerRuntime: 'apptainer', imageFile: '/images/tao.sif' });
+    expect(secretsFileNames(sif, resolveSlurmParams(sif), { NGC_KEY: 'k' })).not.toContain('NGC_KEY');
+    const other = spec({ image: 'registry.example.com/tao:1' }, { containerRuntime: 'apptainer' });
+    expect(secretsFileNames(other, resolveSlurmParams(other), { NGC_KEY: 'k' })).not.toContain('NGC_KEY');
+    expect(renderJobScript(other, resolveSlurmParams(other))).not.toContain('APPTAINER_DOCKER_PASSWORD');
+    // The credential lines, run by a shell with NGC_KEY sourced from secrets.env: both tool families get the login,
+    // NGC_KEY itself is gone, and no value is on a command line.
+    const text = renderJobScript(s, p);
+    const lines = text.split('\n');
+    const from = lines.findIndex((l) => l.startsWith('if [ -n "${NGC_KEY:-}" ]'));
+    const block = lines.slice(from, lines.indexOf('unset NGC_KEY') + 1).join('\n');
+    const out = execFileSync('bash', ['-c', `${block}\nprintf '%s|%s|%s|%s' "$APPTAINER_DOCKER_USERNAME" "$SINGULARITY_DOCKER_USERNAME" "\${NGC_KEY-unset}" "$([ "$APPTAINER_DOCKER_PASSWORD" = k ] && [ "$SINGULARITY_DOCKER_PASSWORD" = k ] && echo same)"`], {
+      encoding: 'utf8',
+      env: { PATH: process.env.PATH, NGC_KEY: 'k' },
+    });
+    expect(out).toBe('$oauthtoken|$oauthtoken|unset|same');
+  });
+
+  it('apptainer falls back to singularity when apptainer is not on the PATH', () => {
+    const s = spec({}, { containerRuntime: 'apptainer' });
+    const line = renderJobScript(s, resolveSlurmParams(s)).split('\n').find((l) => l.startsWith('CT=$('))!;
+    const bin = mkdtempSync(join(tmp, 'bin-'));
+    for (const tool of ['singularity', 'apptainer']) {
+      writeFileSync(join(bin, tool), '#!/bin/sh\n', { mode: 0o755 });
+      const out = execFileSync('bash', ['-c', `${line}\nprintf '%s' "$CT"`], { encoding: 'utf8', env: { PATH: `${bin}:/usr/bin:/bin` } });
+      expect(out).toBe(join(bin, tool)); // apptainer wins once both exist
+    }
+    rmSync(bin, { recursive: true });
+    const none = (() => {
+      try {
+        execFileSync('/bin/bash', ['-c', line], { encoding: 'utf8', env: { PATH: '/nonexistent' }, stdio: 'pipe' });
+        return undefined;
+      } catch (e) {
+        return e as { status: number; stderr: string };
+      }
+    })();
+    expect(none?.status).toBe(127);
+    expect(none?.stderr).toMatch(/neither apptainer nor singularity/);
   });
 
   it('the inner command survives the script quoting byte for byte', () => {

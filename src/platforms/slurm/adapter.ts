@@ -7,9 +7,11 @@
  *     SSH stdin, upload the rendered job script (`./script.ts`) and `sbatch --parsable` it;
  *  3. follow `squeue` (then `sacct` when accounting exists, then the `exit_status` file the script
  *     leaves) until RUNNING — recording the node — or a terminal state (LaunchFailedError with the log tail);
- *  4. wait until the login node can open a TCP connection to <node>:8080 (still watching the job);
+ *  4. resolve the node's NodeAddr (`scontrol show node`; a NodeName need not resolve) and the service's node port
+ *     (8080; docker: the free port Docker picked, from the job's `service_port` file), then wait until the login
+ *     node can open a TCP connection to <NodeAddr>:<port> (still watching the job);
  *  5. allocate a local port (8080–8199, registry lock) and start a detached forwarder (`./tunnel.ts`, described
- *     in `./forward.ts`, run by src/forwarder) `127.0.0.1:<host_port> → <node>:8080` through the login node;
+ *     in `./forward.ts`, run by src/forwarder) `127.0.0.1:<host_port> → <NodeAddr>:<port>` through the login node;
  *     host_url = http://localhost:<host_port>.
  * Job queries and SSH helpers are in `./jobs.ts`.
  * Everything status/logs/stop/tunnel need later (SSH target, paths, job dir) is kept in
@@ -41,17 +43,19 @@ import {
   listPartitions,
   mapSlurmState,
   must,
+  nodeAddress,
   PLATFORM,
   platformData,
   probePort,
   queryJob,
   SERVICE_PORT,
+  servicePort,
   SQUEUE_ERROR,
   targetOf,
   withSession,
   type SlurmPlatformData,
 } from './jobs.js';
-import { JOB_FILES, parseJobComment, remote, renderJobScript, renderSecretsFile, resolveSlurmParams, resolveSshTarget, slurmTimeSeconds } from './script.js';
+import { JOB_FILES, parseJobComment, remote, renderJobScript, type SlurmParams, renderSecretsFile, resolveSlurmParams, resolveSshTarget, secretsFileNames, slurmTimeSeconds } from './script.js';
 import { connectSsh } from './ssh.js';
 
 export { mapSlurmState, queryJob, type SlurmPlatformData } from './jobs.js';
@@ -70,6 +74,15 @@ function followCommand(id: string, jobDir: string, tail: number | undefined): st
     `while :; do s=$(squeue -j ${id} -h -o %T 2>/dev/null); case "$s" in PENDING*|CONFIGURING*|RUNNING*|COMPLETING*|SUSPENDED*|REQUEUE*|RESIZING*|STAGE_OUT*|SIGNALING*) sleep 3;; *) break;; esac; done`,
     `sleep 2; kill $t $w 2>/dev/null; wait $t 2>/dev/null; exit 0`,
   ].join('; ');
+}
+
+/** The job's resource request as its #SBATCH options, for messages. */
+function resourceRequest(spec: LaunchSpec, p: SlurmParams): string {
+  const r: string[] = [];
+  if (spec.num_gpus > 0) r.push(`--gres=gpu:${p.gpuType ? `${p.gpuType}:` : ''}${spec.num_gpus}`);
+  if (p.cpusPerTask !== undefined) r.push(`--cpus-per-task=${p.cpusPerTask}`);
+  if (p.mem !== undefined) r.push(`--mem=${p.mem}`);
+  return r.join(' ') || 'the defaults';
 }
 
 function abortError(signal: AbortSignal | undefined): unknown {
@@ -117,7 +130,8 @@ class SlurmAdapter implements PlatformAdapter {
     const script = renderJobScript(spec, p);
     const t = p.target;
     const ssh = ['ssh', '-p', String(t.port), ...(t.identityFile ? ['-i', t.identityFile] : []), ...(t.knownHosts ? ['-o', `UserKnownHostsFile=${t.knownHosts}`] : []), '-o', 'BatchMode=yes', `${t.user}@${t.host}`];
-    const secrets = spec.env.secretNames.length ? spec.env.secretNames.join(', ') : 'none';
+    const names = secretsFileNames(spec, p, ctx.env);
+    const secrets = names.length ? names.join(', ') : 'none';
     return {
       platform: PLATFORM,
       steps: [
@@ -129,8 +143,13 @@ class SlurmAdapter implements PlatformAdapter {
         { description: 'submit', command: remote.submit(p) },
         { description: 'follow the job until RUNNING (then sacct when accounting exists)', command: remote.squeue('<slurm_job_id>') },
         {
-          description: `start a detached forwarder: 127.0.0.1:<host_port from 8080-8199> → <node>:${SERVICE_PORT} through ${t.user}@${t.host}; host_url http://localhost:<host_port>`,
-          command: formatArgv([process.execPath, 'tunnel.js', '--job-id', spec.job_id, '--node', '<node>', '--listen-port', '<host_port>']),
+          description: 'find the node address the tunnel connects to (NodeAddr; a NodeName need not resolve)',
+          command: remote.nodeAddr('<node>'),
+        },
+        ...(p.runtime === 'docker' ? [{ description: 'read the node port Docker picked for the service (the job script writes it)', command: remote.servicePort(p.jobDir) }] : []),
+        {
+          description: `start a detached forwarder: 127.0.0.1:<host_port from 8080-8199> → <NodeAddr>:${p.runtime === 'docker' ? '<node port>' : SERVICE_PORT} through ${t.user}@${t.host}; host_url http://localhost:<host_port>`,
+          command: formatArgv([process.execPath, 'tunnel.js', '--job-id', spec.job_id, '--node', '<NodeAddr>', '--remote-port', p.runtime === 'docker' ? '<node port>' : String(SERVICE_PORT), '--listen-port', '<host_port>']),
         },
       ],
     };
@@ -148,13 +167,17 @@ class SlurmAdapter implements PlatformAdapter {
       // Record where the secrets file goes before it exists, so stop can always remove it (and find the job by name).
       await ctx.record({ platform_data: { ...data } });
       await must(s, remote.prepareDir(p));
-      await must(s, remote.writeSecrets(p), { stdin: renderSecretsFile(spec.env.secretNames, ctx.env) });
+      await must(s, remote.writeSecrets(p), { stdin: renderSecretsFile(secretsFileNames(spec, p, ctx.env), ctx.env) });
       await must(s, remote.writeScript(p), { stdin: script });
       const sub = await s.exec(remote.submit(p));
       if (sub.code !== 0) {
         await s.exec(remote.removeSecrets(p.jobDir));
         throw new CommandFailedError(['sbatch', '--parsable', `${p.jobDir}/${JOB_FILES.script}`], sub.code ?? undefined, sub.stderr.trim(), {
-          hint: 'sbatch refused the job: check --partition/--account/--time/--num-gpus against sinfo and your associations.',
+          // "Requested node configuration is not available" / "Invalid generic resource (gres) specification": no node
+          // of the partition has what the #SBATCH lines ask for (a GPU type it lacks, too many GPUs, CPUs or memory).
+          hint: /gres|node configuration is not available/i.test(sub.stderr)
+            ? `No node of partition ${p.partition} offers what the job asks for (${resourceRequest(spec, p)}). List the nodes' GPUs (with their types), CPUs and memory with \`sinfo -p ${p.partition} -o '%G %c %m'\` on ${p.target.host}, then adjust --num-gpus, --gpu-type, --cpus-per-task or --mem.`
+            : 'sbatch refused the job: check --partition/--account/--time/--num-gpus against sinfo and your associations.',
         });
       }
       slurmId = sub.stdout.trim().split('\n').pop()!.split(';')[0]!.trim();
@@ -183,12 +206,15 @@ class SlurmAdapter implements PlatformAdapter {
         }
         await sleep(i < 15 ? 1000 : 3000, undefined, ctx.signal ? { signal: ctx.signal } : undefined).catch(() => undefined);
       }
+      const addr = await nodeAddress(s, node);
+      data.node_addr = addr;
       // The time limit counts from now (RUNNING): Slurm ends the job then (sbatch(1) --time).
       const limit = slurmTimeSeconds(p.time);
       const expires_at = limit !== undefined ? new Date(Date.now() + limit * 1000).toISOString() : undefined;
-      await ctx.record({ slurm_node: node, ...(expires_at ? { expires_at } : {}) });
+      await ctx.record({ slurm_node: node, platform_data: { ...data }, ...(expires_at ? { expires_at } : {}) });
 
-      // ---- wait until something listens on node:8080 (seen from the login node), watching the job meanwhile
+      // ---- wait until something listens on addr:port (seen from the login node), watching the job meanwhile
+      let port: number | undefined;
       for (let i = 0; ; i++) {
         if (ctx.signal?.aborted) throw abortError(ctx.signal);
         // Job state first: a job that already died must not be mistaken for whatever else answers on that port.
@@ -196,19 +222,25 @@ class SlurmAdapter implements PlatformAdapter {
         if (st.state !== 'running' && st.native !== SQUEUE_ERROR) {
           throw await jobEndedError(s, slurmId, spec.job_id, p, st);
         }
-        if (await probePort(s, node, SERVICE_PORT)) break;
-        if (i === 5) ctx.log(`waiting for the service to listen on ${node}:${SERVICE_PORT}`);
+        port ??= await servicePort(s, p);
+        if (port !== undefined && data.service_port !== port) {
+          data.service_port = port;
+          await ctx.record({ platform_data: { ...data } });
+        }
+        if (port !== undefined && (await probePort(s, addr, port))) break;
+        const where = `${node} (${addr}:${port ?? '<port not written yet>'})`;
+        if (i === 5) ctx.log(`waiting for the service to listen on ${where}`);
         if (Date.now() >= deadline)
-          throw new ReadinessTimeoutError(spec.job_id, Math.round((deadline - startedAt) / 1000), `Slurm job RUNNING on ${node}, nothing listening on ${node}:${SERVICE_PORT}`);
+          throw new ReadinessTimeoutError(spec.job_id, Math.round((deadline - startedAt) / 1000), `Slurm job RUNNING on ${node}, nothing listening on ${addr}:${port ?? '<service port>'}`);
         await sleep(i < 30 ? 1000 : 3000, undefined, ctx.signal ? { signal: ctx.signal } : undefined).catch(() => undefined);
       }
 
       // ---- tunnel
       const hostPort = await ctx.allocatePort({ holds: (e) => e.platform === PLATFORM, checkBound: true });
-      const fwd = tunnelDescription({ jobId: spec.job_id, slurmJobId: slurmId, target: p.target, node, port: hostPort, env: ctx.env });
+      const fwd = tunnelDescription({ jobId: spec.job_id, slurmJobId: slurmId, target: p.target, node: addr, remotePort: port, port: hostPort, env: ctx.env });
       data.tunnel_log = fwd.logFile;
       const pid = await startForwarder(fwd, { signal: ctx.signal, onPid: (fp) => ctx.record({ forwarder_pid: fp, platform_data: { ...data } }) });
-      ctx.log(`tunnel 127.0.0.1:${hostPort} → ${node}:${SERVICE_PORT} through ${p.target.host} (forwarder pid ${pid})`);
+      ctx.log(`tunnel 127.0.0.1:${hostPort} → ${node} (${addr}:${port}) through ${p.target.host} (forwarder pid ${pid})`);
       return {
         host_url: `http://localhost:${hostPort}`,
         platform_job_id: slurmId,
@@ -309,6 +341,12 @@ class SlurmAdapter implements PlatformAdapter {
           await s.exec(`scancel --name=${shQuote(entry.job_id)}`);
         }
         if (jobDir) await s.exec(remote.removeSecrets(jobDir));
+        // A docker-runtime container is a child of the Docker daemon, not of the job: when the batch script was
+        // SIGKILLed (scancel --signal=KILL, a node-level kill) its EXIT trap never ran and the container still
+        // holds the GPUs. Remove it by its Slurm job id label. This reaches the Docker engine of the login node
+        // (the same machine on single-node setups); on other clusters the site epilog is the robust place
+        // (platforms/slurm/README.md gives the line).
+        if (id && dataOf(entry).container_runtime === 'docker') await s.exec(remote.removeContainers(id));
       });
     }
     return outcome;

@@ -25,6 +25,10 @@ export interface SlurmPlatformData {
   account?: string;
   /** Local log file of the tunnel forwarder. */
   tunnel_log?: string;
+  /** Address the tunnel connects to: the node's NodeAddr (`scontrol show node`), not its NodeName. */
+  node_addr?: string;
+  /** Port of the service on the node: 8080, or the free port Docker picked (docker runtime). */
+  service_port?: number;
 }
 
 // ------------------------------------------------------------------ state mapping (contract §8)
@@ -197,6 +201,29 @@ export async function jobEndedError(s: SshSession, slurmId: string, jobId: strin
       ? `The full job log is ${p.jobDir}/${JOB_FILES.log} on ${p.target.host}.`
       : `The job left no log: it ended before it ran (cancelled while pending, or refused by Slurm). Check 'scontrol show job ${slurmId}' or sacct on ${p.target.host}.`,
   });
+}
+
+/**
+ * Where the login node reaches Slurm node `node`: its `NodeAddr` from `scontrol show node -o <node>`. A NodeName is
+ * only Slurm's name for the node and need not resolve (slurm.conf(5): "NodeAddr: Name that a node should be referred
+ * to in establishing a communications path ... By default, the NodeAddr will be identical in value to NodeHostname",
+ * which defaults to NodeName). Falls back to `node` itself when scontrol is unavailable or names no address.
+ */
+export async function nodeAddress(s: SshSession, node: string): Promise<string> {
+  const r = await s.exec(remote.nodeAddr(node));
+  const addr = r.code === 0 ? /(?:^|\s)NodeAddr=(\S+)/.exec(r.stdout)?.[1] : undefined;
+  return addr && addr !== '(null)' ? addr : node;
+}
+
+/**
+ * Port of the service on the node: 8080 for the runtimes that use the host network (contract §3); for docker, the
+ * free node port Docker picked, which the job script writes to `service_port` (undefined until it exists).
+ */
+export async function servicePort(s: SshSession, p: Pick<SlurmParams, 'runtime' | 'jobDir'>): Promise<number | undefined> {
+  if (p.runtime !== 'docker') return SERVICE_PORT;
+  const r = await s.exec(remote.servicePort(p.jobDir));
+  const port = Number(r.stdout.trim());
+  return r.code === 0 && Number.isInteger(port) && port > 0 && port < 65536 ? port : undefined;
 }
 
 /** Can the login node open a TCP connection to node:port (an ssh2 direct-tcpip channel, closed at once)? */

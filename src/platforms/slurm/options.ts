@@ -85,6 +85,12 @@ export const options: PlatformOptionSpec[] = [
     integer: true,
   },
   {
+    key: 'gpuType',
+    flags: '--gpu-type <type>',
+    description: "GPU model to ask for when the cluster types its GPUs (gres.conf Type=), e.g. h100: --num-gpus N becomes --gres=gpu:<type>:N. Default: any GPU",
+    env: 'SLURM_GPU_TYPE',
+  },
+  {
     key: 'jobDir',
     flags: '--job-dir <dir>',
     description: `directory on the cluster (shared filesystem) under which each job gets <dir>/<job_id> for its script and log (default ${SLURM_DEFAULTS.jobDirParent})`,

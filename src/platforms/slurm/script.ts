@@ -34,10 +34,15 @@ export interface SlurmParams {
   mem?: string;
   /** `--cpus-per-task`; undefined when --sbatch-arg sets --cpus-per-gpu. */
   cpusPerTask?: number;
+  /** `--gpu-type`: the GRES type (`--gres=gpu:<type>:N`), e.g. h100; undefined = any GPU. */
+  gpuType?: string;
 }
 
 /** File names inside the job directory. */
-export const JOB_FILES = { script: 'job.sbatch', log: 'job.log', secrets: 'secrets.env', status: 'exit_status' } as const;
+export const JOB_FILES = { script: 'job.sbatch', log: 'job.log', secrets: 'secrets.env', status: 'exit_status', port: 'service_port' } as const;
+
+/** Docker label naming the Slurm job a docker-runtime container belongs to (set from `$SLURM_JOB_ID` in the job). */
+export const SLURM_JOB_LABEL = 'tao-infer.slurm_job_id';
 
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f]/;
@@ -111,7 +116,7 @@ export function resolveSshTarget(o: Record<string, unknown>, env: NodeJS.Process
  * `./options.ts`, already merged by the CLI; `env` is consulted again for direct library use).
  * @throws MissingInputError for a missing user/host/partition; InvalidInputError naming the flag for a bad value.
  */
-export function resolveSlurmParams(spec: Pick<LaunchSpec, 'job_id' | 'options' | 'network_arch' | 'max_duration_s'>, env: NodeJS.ProcessEnv = {}): SlurmParams {
+export function resolveSlurmParams(spec: Pick<LaunchSpec, 'job_id' | 'options' | 'network_arch' | 'max_duration_s' | 'num_gpus'>, env: NodeJS.ProcessEnv = {}): SlurmParams {
   const o = spec.options;
   const target = resolveSshTarget(o, env);
   const partition = str(o.partition) ?? str(env.SLURM_PARTITION);
@@ -168,7 +173,16 @@ export function resolveSlurmParams(spec: Pick<LaunchSpec, 'job_id' | 'options' |
     sbatchArgs.push(a);
   }
 
+  const gpuType = str(o.gpuType);
+  if (gpuType !== undefined) {
+    // A GRES type is a name from the cluster's gres.conf (`Type=`); sbatch(1) --gres "name[[:type]:count]".
+    if (!NAME_RE.test(gpuType) || gpuType.includes(':'))
+      throw new InvalidInputError('--gpu-type', `'${gpuType}' is not a GPU type name`, { hint: "List the node GPU types with `sinfo -o '%G'` on the login node (e.g. gpu:h100:8 → --gpu-type h100)." });
+    if (spec.num_gpus < 1) throw new InvalidInputError('--gpu-type', '--gpu-type needs --num-gpus 1 or more', { hint: 'Drop --gpu-type, or ask for GPUs with --num-gpus N.' });
+  }
+
   const p: SlurmParams = { target, partition, time, jobDir, runtime, sbatchArgs, ...hostResources(spec, sbatchArgs) };
+  if (gpuType) p.gpuType = gpuType;
   if (account) p.account = account;
   if (mounts) p.mounts = mounts;
   if (imageFile) p.imageFile = imageFile;
@@ -281,7 +295,8 @@ function sbatchLines(spec: LaunchSpec, p: SlurmParams): string[] {
   if (p.account) l.push(`#SBATCH --account=${p.account}`);
   l.push(`#SBATCH --time=${p.time}`);
   l.push(`#SBATCH --comment=${jobComment(spec, p.runtime)}`);
-  if (spec.num_gpus > 0) l.push(`#SBATCH --gres=gpu:${spec.num_gpus}`);
+  // sbatch(1) --gres=<name>[[:<type>]:<count>]: an untyped request takes GPUs of any type.
+  if (spec.num_gpus > 0) l.push(`#SBATCH --gres=gpu:${p.gpuType ? `${p.gpuType}:` : ''}${spec.num_gpus}`);
   if (p.cpusPerTask !== undefined) l.push(`#SBATCH --cpus-per-task=${p.cpusPerTask}`);
   if (p.mem !== undefined) l.push(`#SBATCH --mem=${p.mem}`);
   for (const a of p.sbatchArgs) l.push(`#SBATCH ${a}`);
@@ -293,39 +308,107 @@ function continued(words: string[][]): string {
   return words.map((w, i) => (i === 0 ? '' : '  ') + w.join(' ')).join(' \\\n');
 }
 
+/**
+ * Shell command removing the docker-runtime containers of Slurm job `idWord` (a shell word: a quoted id or
+ * "$SLURM_JOB_ID") by their `tao-infer.slurm_job_id` label; a no-op where docker is absent. Used by the job's EXIT
+ * trap, by `stop` over SSH, and given in the README as the line for a site epilog (slurm.conf(5) Epilog runs as root
+ * on the node after every job, with SLURM_JOB_ID set, even when the batch script was SIGKILLed).
+ */
+export function removeContainersCommand(idWord: string): string {
+  return `command -v docker >/dev/null 2>&1 && docker ps -aq --filter label=${SLURM_JOB_LABEL}=${idWord} | xargs -r docker rm -f >/dev/null 2>&1 || true`;
+}
+
+/** Whether the apptainer job pulls `docker://nvcr.io/...`, so NGC_KEY (when set) is written to secrets.env for the pull. */
+export function pullsFromNgc(spec: Pick<LaunchSpec, 'image'>, p: Pick<SlurmParams, 'runtime' | 'imageFile'>): boolean {
+  return p.runtime === 'apptainer' && !p.imageFile && /^nvcr\.io\//.test(spec.image);
+}
+
+/**
+ * Names whose values go to `secrets.env`: the service's secrets, plus NGC_KEY when set and the apptainer job pulls
+ * from nvcr.io (the job script turns it into the registry password and removes it from the service's environment).
+ */
+export function secretsFileNames(spec: Pick<LaunchSpec, 'image' | 'env'>, p: Pick<SlurmParams, 'runtime' | 'imageFile'>, env: NodeJS.ProcessEnv): string[] {
+  const names = [...spec.env.secretNames];
+  if (pullsFromNgc(spec, p) && env.NGC_KEY && !names.includes('NGC_KEY')) names.push('NGC_KEY');
+  return names;
+}
+
+interface RuntimeLines {
+  /** Lines before the service starts (after secrets.env is sourced). */
+  prepare: string;
+  run: string;
+  /** Lines right after the service was started in the background (`$child` is its PID). */
+  afterStart: string;
+  /** Lines of the EXIT trap. */
+  cleanup: string;
+}
+
 /** The command that runs the service on the node, per container runtime. */
-function runCommand(spec: LaunchSpec, p: SlurmParams): { run: string; cleanup: string } {
+function runCommand(spec: LaunchSpec, p: SlurmParams): RuntimeLines {
   const inner = ['/bin/sh', '-c', shQuoteAlways(spec.inner_command)];
   const gpu = spec.num_gpus > 0;
+  const none = { prepare: '', afterStart: '', cleanup: '' };
   switch (p.runtime) {
     case 'none':
-      return { run: inner.join(' '), cleanup: '' };
+      return { ...none, run: inner.join(' ') };
     case 'pyxis': {
       const first = ['srun', '--ntasks=1', `--container-image=${shQuote(p.imageFile ?? enrootImage(spec.image))}`];
       const lines = [first];
       if (p.mounts) lines.push([`--container-mounts=${shQuote(p.mounts)}`]);
       lines.push(inner);
-      return { run: continued(lines), cleanup: '' };
+      return { ...none, run: continued(lines) };
     }
     case 'apptainer': {
-      const first = ['apptainer', 'exec'];
+      // Apptainer, or Singularity/SingularityCE where only that is installed (same `exec --nv --bind` flags).
+      const prepare = [
+        '# apptainer, or singularity where only that is installed (both take the same exec flags)',
+        'CT=$(command -v apptainer || command -v singularity) || { echo "tao-infer: neither apptainer nor singularity is on the PATH of node $(hostname)" >&2; exit 127; }',
+      ];
+      if (pullsFromNgc(spec, p)) {
+        // Registry login for the docker:// pull, from the environment (never argv): Apptainer docs "Docker and OCI /
+        // Authentication via environment variables" (APPTAINER_DOCKER_USERNAME/_PASSWORD; SingularityCE reads
+        // SINGULARITY_DOCKER_*); NGC docs: user '$oauthtoken', password the NGC API key.
+        prepare.push(
+          '# nvcr.io pull credentials: NGC_KEY from secrets.env (user $oauthtoken), passed in the environment only',
+          'if [ -n "${NGC_KEY:-}" ]; then',
+          "  export APPTAINER_DOCKER_USERNAME='$oauthtoken' APPTAINER_DOCKER_PASSWORD=\"$NGC_KEY\"",
+          "  export SINGULARITY_DOCKER_USERNAME='$oauthtoken' SINGULARITY_DOCKER_PASSWORD=\"$NGC_KEY\"",
+          'fi',
+        );
+        if (!spec.env.secretNames.includes('NGC_KEY')) prepare.push('unset NGC_KEY');
+      }
+      const first = ['"$CT"', 'exec'];
       if (gpu) first.push('--nv');
       const lines = [first];
       if (p.mounts) lines.push(['--bind', shQuote(p.mounts)]);
       lines.push([shQuote(p.imageFile ?? `docker://${spec.image}`)]);
       lines.push(inner);
-      return { run: continued(lines), cleanup: '' };
+      return { ...none, prepare: prepare.join('\n'), run: continued(lines) };
     }
     case 'docker': {
-      const lines: string[][] = [['docker', 'run', '--rm', '--name', shQuote(spec.job_id), '-p', `${spec.container_port}:${spec.container_port}`]];
+      const name = shQuote(spec.job_id);
+      // `-p <container_port>` publishes to a free port of the node that Docker picks (docker run reference,
+      // --publish: "if you omit the host port, Docker picks a random one"), so services can share a node.
+      const lines: string[][] = [['docker', 'run', '--rm', '--name', name, '-p', String(spec.container_port)]];
       if (spec.shm_size) lines.push(['--shm-size', shQuote(spec.shm_size)]);
       if (gpu) lines.push(['--gpus', '"\\"device=${SLURM_JOB_GPUS:-${CUDA_VISIBLE_DEVICES}}\\""']);
+      // The container is a child of the Docker daemon, outside the job's processes: a SIGKILLed batch script
+      // leaves it running. The label lets the EXIT trap, `stop` and a site epilog find it by Slurm job id.
+      lines.push(['--label', `${SLURM_JOB_LABEL}="$SLURM_JOB_ID"`]);
       for (const [k, v] of Object.entries(spec.labels).sort(([a], [b]) => a.localeCompare(b))) lines.push(['--label', shQuote(`${k}=${v}`)]);
       const names = [...spec.env.secretNames, ...Object.keys(spec.env.plain)].sort();
       for (const n of names) lines.push(['-e', n]);
       for (const m of (p.mounts ?? '').split(',').filter(Boolean)) lines.push(['-v', shQuote(m)]);
       lines.push([shQuote(spec.image), ...inner]);
-      return { run: continued(lines), cleanup: `docker rm -f ${shQuote(spec.job_id)} >/dev/null 2>&1 || true` };
+      const afterStart = [
+        `# the node port Docker picked, for tao-infer to tunnel to (read back from ${JOB_FILES.port})`,
+        'while kill -0 "$child" 2>/dev/null; do',
+        `  port=$(docker port ${name} ${spec.container_port}/tcp 2>/dev/null | sed -n '1s/.*://p')`,
+        '  if [ -n "$port" ]; then printf \'%s\\n\' "$port" > "$PORT_FILE"; break; fi',
+        '  sleep 1',
+        'done',
+      ].join('\n');
+      return { prepare: '', run: continued(lines), afterStart, cleanup: removeContainersCommand('"$SLURM_JOB_ID"') };
     }
   }
 }
@@ -342,7 +425,7 @@ export function renderJobScript(spec: LaunchSpec, p: SlurmParams, template = rea
     .sort()
     .map((k) => `export ${k}=${shQuote(spec.env.plain[k]!)}`)
     .join('\n');
-  const { run, cleanup } = runCommand(spec, p);
+  const { prepare, run, afterStart, cleanup } = runCommand(spec, p);
   return fillTemplate(template, {
     JOB_ID: spec.job_id,
     NETWORK_ARCH: spec.network_arch.replace(CONTROL, ''),
@@ -352,11 +435,14 @@ export function renderJobScript(spec: LaunchSpec, p: SlurmParams, template = rea
     SCRIPT_FILE: JOB_FILES.script,
     SECRETS_FILE: JOB_FILES.secrets,
     STATUS_FILE: JOB_FILES.status,
+    PORT_FILE: JOB_FILES.port,
     LOG_FILE: JOB_FILES.log,
     SECRET_NAMES: spec.env.secretNames.length ? [...spec.env.secretNames].sort().join(' ') : 'none',
     PLAIN_ENV: plain,
     CLEANUP: cleanup,
+    PREPARE: prepare,
     RUN: run,
+    AFTER_START: afterStart,
   });
 }
 
@@ -380,5 +466,8 @@ export const remote = {
   /** Jobs of the SSH user (recently ended ones too): id|state|node|comment|work dir|partition|account|submit time. */
   listMine: () => `squeue -h -t all -u "$(id -un)" -o '%i|%T|%N|%k|%Z|%P|%a|%V'`,
   removeSecrets: (jobDir: string) => `rm -f ${remotePath(jobDir, JOB_FILES.secrets)}`,
+  servicePort: (jobDir: string) => `cat ${remotePath(jobDir, JOB_FILES.port)} 2>/dev/null`,
+  removeContainers: (id: string) => removeContainersCommand(shQuote(id)),
+  nodeAddr: (node: string) => `scontrol show node -o ${shQuote(node)}`,
   tail: (jobDir: string, n?: number) => `tail -n ${n === undefined ? '+1' : String(Math.max(0, Math.floor(n)))} ${remotePath(jobDir, JOB_FILES.log)}`,
 };

@@ -7,7 +7,7 @@
  * file (mode 600 while the job runs, gone after stop), the job script, the process table on both sides during the
  * run, the tunnel (kill the forwarder: the URL goes dead, `tunnel` brings it back on the same port), `logs -f`
  * interrupted (the remote tail goes away) and `logs -f` following until the job ends; after stop the Slurm job is
- * gone, node port 8080 is closed, the forwarder no longer exists, its local port is free and its log is removed.
+ * gone, the service's node port (8080; docker: the one Docker picked) is closed, the forwarder no longer exists, its local port is free and its log is removed.
  */
 import { existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { join } from 'node:path';
@@ -19,7 +19,7 @@ import { CLI, ROOT, parseJson, runCli, type CliResult } from '../../helpers/cli.
 import { docker, ensureTestImage, TEST_IMAGE } from '../../helpers/docker.js';
 import { portFree, portOpen } from '../../helpers/net.js';
 import { RANGE } from '../../helpers/ports.js';
-import { entryWithSlurmJob, jobDirOf, jobsNamed, KNOWN, NODE, scancel, sh, slurmTestEnv, squeue, SSH_FLAGS, submitBlocker } from '../../helpers/slurm.js';
+import { entryWithSlurmJob, jobDirOf, jobsNamed, KNOWN, NODE, NODE_ADDR, scancel, sh, slurmTestEnv, squeue, SSH_FLAGS, submitBlocker } from '../../helpers/slurm.js';
 import { waitFor } from '../../helpers/wait.js';
 import { withTmp, type Harness, type Run } from '../harness.js';
 
@@ -40,8 +40,11 @@ function slurmHarness(runtime: 'none' | 'docker'): Harness {
       ensureTestImage();
       expect(existsSync(KNOWN), `${KNOWN} missing: run test/infra/setup.sh`).toBe(true);
       expect(sh('sinfo', ['-h', '-o', '%P %a']).trim()).toMatch(/debug/);
-      // The stand-in listens on node port 8080 of this machine: nothing else may hold it (test files run serially).
-      await waitFor('port 8080 on this machine to be free for the node service', async () => (await portFree(8080)) || undefined, 60_000, 250);
+      // As on real clusters, the node name is Slurm's only: it does not resolve, tunnels must use its NodeAddr.
+      expect(() => sh('getent', ['hosts', NODE]), `${NODE} resolves: re-run test/infra/setup.sh`).toThrow();
+      // none: the stand-in listens on node port 8080 of this machine, nothing else may hold it (test files run
+      // serially); docker publishes it on a free port Docker picks.
+      if (runtime !== 'docker') await waitFor('port 8080 on this machine to be free for the node service', async () => (await portFree(8080)) || undefined, 60_000, 250);
     },
     async teardown() {
       scancel(slurmJobs.splice(0));
@@ -90,7 +93,7 @@ function slurmHarness(runtime: 'none' | 'docker'): Harness {
       expect(start.stderr).toMatch(/RUNNING/);
       expect(squeue(entry.platform_job_id)).toBe(`RUNNING|${NODE}`);
       expect(alive(entry.forwarder_pid)).toBe(true);
-      expect(entry.platform_data).toMatchObject({ ssh_user: 'root', ssh_host: '127.0.0.1', ssh_port: 2222, container_runtime: runtime });
+      expect(entry.platform_data).toMatchObject({ ssh_user: 'root', ssh_host: '127.0.0.1', ssh_port: 2222, container_runtime: runtime, node_addr: NODE_ADDR });
 
       // the secrets file on the cluster: mode 600 while the job runs; the job script holds no value.
       const jobDir = jobDirOf(entry.job_id);
@@ -101,7 +104,10 @@ function slurmHarness(runtime: 'none' | 'docker'): Harness {
       const script = readFileSync(join(jobDir, 'job.sbatch'), 'utf8');
       expect(script).toContain(`#SBATCH --job-name=${entry.job_id}`);
       if (runtime === 'docker') {
-        expect(script).toContain(`docker run --rm --name ${entry.job_id} -p 8080:8080`);
+        // Docker picked a free node port (read back from the job's service_port file); the container carries the Slurm job id.
+        expect(script).toContain(`docker run --rm --name ${entry.job_id} -p 8080 `);
+        expect(entry.platform_data.service_port).toBe(Number(readFileSync(join(jobDir, 'service_port'), 'utf8').trim()));
+        expect(docker(['ps', '--filter', `label=tao-infer.slurm_job_id=${entry.platform_job_id}`, '--format', '{{.Names}}']).out.trim()).toBe(entry.job_id);
         expect(docker(['ps', '--filter', `name=${entry.job_id}`, '--format', '{{.Image}}']).out.trim()).toBe(TEST_IMAGE);
       } else expect(script).toMatch(/^#SBATCH --gres=gpu:1$/m);
       // Both sides, while the job runs: the process table holds no secret value.
@@ -159,13 +165,14 @@ function slurmHarness(runtime: 'none' | 'docker'): Harness {
 
       // the forwarder's log holds no secret; stop removes it.
       const tunnelLog = readFileSync(entry.platform_data.tunnel_log, 'utf8');
-      expect(tunnelLog).toContain(`listening on 127.0.0.1:${entry.host_port} -> ${NODE}:8080`);
+      // The tunnel connects to the node's NodeAddr: the node name (tao-node-x) does not resolve.
+      expect(tunnelLog).toContain(`listening on 127.0.0.1:${entry.host_port} -> ${NODE_ADDR}:${runtime === 'docker' ? entry.platform_data.service_port : 8080}`);
       expect(tunnelLog).not.toContain(CANARY);
     },
     async afterStop(entry, run) {
       expect(squeue(entry.platform_job_id)).toBe('');
       expect(sh('squeue', ['-j', entry.platform_job_id, '-h', '-t', 'all', '-o', '%T']).trim()).toMatch(/^(CANCELLED|COMPLETED|)$/);
-      expect(await portOpen(8080)).toBe(false); // the service port on the node is closed
+      expect(await portOpen(runtime === 'docker' ? entry.platform_data.service_port : 8080)).toBe(false); // the service port on the node is closed
       expect(alive(run.state.after.forwarder_pid)).toBe(false);
       expect(await portFree(entry.host_port)).toBe(true);
       expect(existsSync(run.state.secrets)).toBe(false);
