@@ -58,6 +58,7 @@
  * `withholdIngress`, `forbidNodeList`, `hangRequests`, `seedSecret`, `reset()`, `requests` (every request received,
  * raw body), `objects()`/`allObjects()`, `podEnvNames()`, `podLog()`.
  */
+import { portForwardForbidden } from './k8s-rbac.js';
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
 import { randomBytes, randomUUID } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -1442,6 +1443,7 @@ export class FakeK8sApiServer {
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/portforward$/.exec(u.pathname);
     if (!m) return reject(404, 'NotFound', 'the server could not find the requested resource');
     const [, ns, name] = m;
+    const forbidden = portForwardForbidden(req, ns!, name!); if (forbidden) return reject(403, 'Forbidden', forbidden); // RBAC: ./k8s-rbac.ts
     const pod = this.store.get(`pods/${ns}/${name}`);
     if (!pod) return reject(404, 'NotFound', `pods "${name}" not found`);
     if (pod.status.phase !== 'Running') return reject(400, 'BadRequest', `unable to upgrade connection: pod ${name} is not running`);

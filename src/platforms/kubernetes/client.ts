@@ -187,7 +187,7 @@ export function toPlatformError(e: unknown, what: string, conn: Pick<KubeConnect
   }
   if (st.code === 403) {
     return new PlatformUnavailableError('kubernetes', `not allowed to ${what}: ${detail}`, {
-      hint: 'Ask a cluster admin for RBAC permission (Jobs, Services, Secrets, Pods, pods/log, pods/portforward in the namespace; list Nodes for the capacity check).',
+      hint: 'Ask a cluster admin for RBAC permission (Jobs, Services, Secrets, Pods, pods/log, get (1.35+: and create) on pods/portforward in the namespace; list Nodes for the capacity check).',
     });
   }
   return new PlatformError('kubernetes_api_error', `Kubernetes API refused to ${what} (HTTP ${st.code}${st.reason ? ` ${st.reason}` : ''}): ${detail}`);
