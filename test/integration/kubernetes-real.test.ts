@@ -1,10 +1,14 @@
 /**
- * kubernetes `--expose port-forward` against RBAC as the API server applies it (issue 11 point 3): the fake API
+ * kubernetes as the real platform behaves (issue 11 points 3 and 6), through the built CLI and the fake API server.
+ *
+ * `--expose port-forward` against RBAC as the API server applies it (point 3): the fake API
  * server authorizes the WebSocket port-forward upgrade as `get` on pods/portforward (and, as Kubernetes 1.35,
  * also `create`), see test/fakes/k8s-rbac.ts. A Role with the wrong verbs must fail `start` at once with exit 3
  * naming the missing verb, not after the readiness timeout.
  */
 import { readFileSync, rmSync } from 'node:fs';
+import { serviceLogs } from '../../src/manage.js';
+import { Registry } from '../../src/registry/store.js';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { parseJson, runCli, tempState, type CliResult } from '../helpers/cli.js';
 import { FakeK8sApiServer } from '../fakes/k8s-api-server.js';
@@ -84,5 +88,36 @@ describe('kubernetes port-forward RBAC', () => {
     const stop = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
     expect(stop.exitCode, stop.stderr).toBe(0);
     expect(ours()).toEqual([]);
+  });
+});
+
+describe('kubernetes logs', () => {
+  it('logs -f --tail 0 streams only new lines (client-node drops a falsy tailLines)', async () => {
+    const t = env();
+    const s = await runCli(
+      ['start', '--platform', 'kubernetes', '--kubeconfig', t.kubeconfig, '--arch', 'cosmos-rl', '--model', '/models/x', '--num-gpus', '1',
+        '--timeout', '90', '--json', '--expose', 'nodeport', '--image-pull-secret', 'ngc-pull'],
+      { env: t.env },
+    );
+    expect(s.exitCode, s.stderr).toBe(0);
+    const entry = parseJson(s);
+    try {
+      const all = await runCli(['logs', entry.job_id], { env: t.env });
+      const first = all.stdout.split('\n').find((l) => l.trim() !== '')!;
+      expect(first).toBeTruthy();
+      const none = await runCli(['logs', entry.job_id, '--tail', '0'], { env: t.env });
+      expect(none.exitCode, none.stderr).toBe(0);
+      expect(none.stdout).toBe('');
+
+      const ac = new AbortController();
+      setTimeout(() => ac.abort(), 2_000).unref();
+      let text = '';
+      for await (const c of serviceLogs(entry.job_id, { follow: true, tail: 0 }, { registry: new Registry(t.stateFile), env: { ...process.env, ...t.env }, signal: ac.signal }))
+        text += c;
+      expect(text).not.toContain(first);
+      expect(fake.requests.some((r) => r.path.endsWith('/log') && r.query.follow === 'true' && r.query.tailLines === '0')).toBe(true);
+    } finally {
+      await runCli(['stop', entry.job_id], { env: t.env });
+    }
   });
 });
