@@ -44,6 +44,15 @@ export interface FakeBrev {
   closeMasters(): Promise<void>;
 }
 
+/** The records of a JSON-lines file the fake appends to (none when it does not exist yet). */
+function readJsonl<T>(f: string): T[] {
+  if (!existsSync(f)) return [];
+  return readFileSync(f, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as T);
+}
+
 /** A fresh fake Brev account: logged in (unless `loggedIn: false`) with the given instances. */
 export function createFakeBrev(instances: FakeInstance[], opts: { loggedIn?: boolean } = {}): FakeBrev {
   const state = mkdtempSync(join(tmpdir(), 'fake-brev-'));
@@ -78,34 +87,13 @@ export function createFakeBrev(instances: FakeInstance[], opts: { loggedIn?: boo
     instances: () => JSON.parse(readFileSync(join(state, 'instances.json'), 'utf8')).instances,
     login: () => writeFileSync(join(state, 'credentials.json'), JSON.stringify({ logged_in: true })),
     logout: () => writeFileSync(join(state, 'credentials.json'), JSON.stringify({ logged_in: false })),
-    argvLog: () => {
-      const f = join(state, 'argv.jsonl');
-      if (!existsSync(f)) return [];
-      return readFileSync(f, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l));
-    },
-    starts: () => {
-      const f = join(state, 'starts.jsonl');
-      if (!existsSync(f)) return [];
-      return readFileSync(f, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l));
-    },
+    argvLog: () => readJsonl(join(state, 'argv.jsonl')),
+    starts: () => readJsonl(join(state, 'starts.jsonl')),
     closeMasters: async () => {
       for (const w of fb.instances())
         await execa('ssh', ['-F', sshConfig, '-O', 'exit', w.name], { reject: false, timeout: 10_000 });
     },
-    forwards: () => {
-      const f = join(state, 'forwards.jsonl');
-      if (!existsSync(f)) return [];
-      return readFileSync(f, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l));
-    },
+    forwards: () => readJsonl(join(state, 'forwards.jsonl')),
   };
   if (opts.loggedIn !== false) fb.login();
   return fb;
