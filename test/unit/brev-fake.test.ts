@@ -69,11 +69,24 @@ describe('fake brev', () => {
     expect(r.stderr).toContain('Connection failed, checking instance status...');
   });
 
-  it('exec on an unknown or stopped instance fails', async () => {
+  it('exec on an unknown or STOPPING instance fails; on a STOPPED one it STARTS the instance and runs (runExecCommand)', async () => {
     expect((await brev(['exec', 'nope', 'true'])).exitCode).toBe(1);
-    const s = await brev(['exec', 'box-b', 'true']);
+    const f = createFakeBrev([{ name: 'halting', status: 'STOPPING' }, { name: 'asleep', status: 'STOPPED' }]);
+    const run = (name: string) => execa('brev', ['exec', name, 'echo hi'], { env: { ...process.env, ...f.env }, stdin: 'ignore', reject: false });
+    const s = await run('halting');
     expect(s.exitCode).toBe(1);
-    expect(s.stderr).toContain('STOPPED');
+    expect(s.stderr).toContain('STOPPING');
+    const woken = await run('asleep');
+    expect(woken.exitCode).toBe(0);
+    expect(woken.stdout).toBe('hi\nasleep');
+    expect(f.starts()).toEqual([{ instance: 'asleep', by: 'exec' }]);
+    expect(f.instances().find((w) => w.name === 'asleep')!.status).toBe('RUNNING');
+  });
+
+  it('ls --json lists a RUNNING instance with health_status UNHEALTHY as UNHEALTHY (getWorkspaceDisplayStatus)', async () => {
+    const f = createFakeBrev([{ name: 'sick', health_status: 'UNHEALTHY' }]);
+    const r = await execa('brev', ['ls', '--json'], { env: { ...process.env, ...f.env }, stdin: 'ignore' });
+    expect(JSON.parse(r.stdout).workspaces[0]).toMatchObject({ name: 'sick', status: 'UNHEALTHY', health_status: 'UNHEALTHY' });
   });
 
   it('unreachable_execs: the first K execs fail like sshd not up yet', async () => {

@@ -69,7 +69,7 @@ describe('options', () => {
     expect(byKey.lbTimeout).toMatchObject({ integer: true });
   });
   it('validates before any cluster call', () => {
-    expect(parseK8sOptions({})).toEqual({ namespace: 'default', expose: 'loadbalancer', skipCapacityCheck: false, lbTimeoutS: 300 });
+    expect(parseK8sOptions({})).toEqual({ namespace: 'default', expose: 'loadbalancer', skipCapacityCheck: false, lbTimeoutS: 300, lbInternal: false });
     expect(() => parseK8sOptions({ namespace: 'Not_Valid' })).toThrow(InvalidInputError);
     expect(() => parseK8sOptions({ expose: 'ingress' })).toThrow(/--expose must be one of/);
     expect(() => parseK8sOptions({ imagePullSecret: 'Bad Name' })).toThrow(InvalidInputError);
@@ -112,7 +112,10 @@ describe('manifests', () => {
     const ps = j.spec!.template.spec!;
     expect(ps.restartPolicy).toBe('Never');
     expect(ps.imagePullSecrets).toEqual([{ name: 'ngc-pull' }]);
-    expect(ps.tolerations).toEqual([{ key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' }]);
+    expect(ps.tolerations).toEqual([
+      { key: 'nvidia.com/gpu', operator: 'Exists', effect: 'NoSchedule' },
+      { key: 'sku', operator: 'Equal', value: 'gpu', effect: 'NoSchedule' },
+    ]);
     const c = ps.containers[0]!;
     expect(c.image).toBe('nvcr.io/nvidia/tao/tao-toolkit:7.0.1-cosmos-predict');
     expect(c.command).toEqual(['/bin/sh', '-c', spec().inner_command]);

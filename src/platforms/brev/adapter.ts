@@ -8,8 +8,12 @@
  *             `brev exec <instance> "<script>"` runs local-docker's exact `docker run` after sourcing and deleting
  *             that file; finally a detached `ssh -N -L 127.0.0.1:<local>:127.0.0.1:<host_port> <instance>`
  *             (PID in the registry) gives host_url `http://localhost:<local>`.
- *  status / logs / stop  `brev exec` with docker inspect / logs / rm -f. The forward is described in ./forward.ts and
- *             started, stopped and restarted by src/forwarder (routed by src/platforms/routing.ts).
+ *  status / logs / stop  `brev ls --json` first (one call shared by all entries of an `ls`), then, only on a RUNNING
+ *             (or UNHEALTHY) instance, `brev exec` with docker inspect / logs / rm -f: `brev exec` on a STOPPED
+ *             instance starts it (brev-cli pkg/cmd/exec/exec.go runExecCommand). The forward is described in
+ *             ./forward.ts and started, stopped and restarted by src/forwarder (routed by src/platforms/routing.ts).
+ *  --instance  a name or an id; resolved to the name through `brev ls --json`, since the ssh alias is the name
+ *             (brev-cli pkg/entity/entity.go GetLocalIdentifier).
  *
  * Why ssh next to brev: `brev exec` reads instance names from a piped stdin and never passes stdin to the command,
  * so it cannot carry secrets; and `brev port-forward` starts ssh and returns at once (pkg/cmd/portforward), so its
@@ -39,7 +43,21 @@ import type {
 } from '../../types.js';
 import { startForwarder } from '../../forwarder/forwarder.js';
 import { holdsLocalPort } from '../index.js';
-import { brevDockerHint, brevExec, INSTALL_HINT, instanceOf, lastLine, listInstances, LOGIN_HINT, loggedOut } from './cli.js';
+import {
+  brevDockerHint,
+  brevExec,
+  findInstance,
+  INSTALL_HINT,
+  instanceOf,
+  lastLine,
+  listInstances,
+  LOGIN_HINT,
+  loggedOut,
+  reachable,
+  unreachableState,
+  withHealth,
+  type BrevInstance,
+} from './cli.js';
 import { descriptor } from './descriptor.js';
 import { brevForwarder, forwardDescription, forwardTarget, sshConfigOf } from './forward.js';
 import { runCapture, tailLines } from '../../util/run.js';
@@ -69,10 +87,25 @@ class BrevAdapter implements PlatformAdapter {
   readonly reservesHostPort = descriptor.reservesHostPort;
   readonly forwarder = brevForwarder;
 
+  /** `--instance` as given (a name or an id) → the instance name found by preflight. */
+  private readonly resolved = new Map<string, string>();
+  /** The `brev ls --json` in flight, shared by the concurrent status calls of one `ls` (same env). */
+  private readonly lsInFlight = new WeakMap<object, Promise<BrevInstance[]>>();
+
   private instance(spec: LaunchSpec): string {
     const v = spec.options.instance;
     if (v === undefined || v === null || v === '') throw new MissingInputError('--instance', "Brev instance (see 'brev ls')");
-    return checkName('--instance', String(v));
+    const raw = checkName('--instance', String(v));
+    return this.resolved.get(raw) ?? raw;
+  }
+
+  private instances(env: NodeJS.ProcessEnv): Promise<BrevInstance[]> {
+    const pending = this.lsInFlight.get(env);
+    if (pending) return pending;
+    const list = listInstances(env).finally(() => this.lsInFlight.delete(env));
+    list.catch(() => undefined);
+    this.lsInFlight.set(env, list);
+    return list;
   }
 
   private network(spec: LaunchSpec, env: NodeJS.ProcessEnv): string {
@@ -97,14 +130,17 @@ class BrevAdapter implements PlatformAdapter {
     if (cfg && !existsSync(cfg))
       throw new InvalidInputError('--brev-ssh-config', `ssh config ${cfg} does not exist`, { hint: "Omit it to use ~/.ssh/config (set up by 'brev login' / 'brev refresh')." });
     const all = await listInstances(ctx.env);
-    const w = all.find((x) => x.name === instance || x.id === instance);
+    const w = findInstance(all, instance);
     if (!w)
       throw new InvalidInputError('--instance', `no Brev instance named '${instance}' in the active org`, {
         hint: all.length ? `Instances: ${all.map((x) => `${x.name} (${x.status})`).join(', ')}` : "Create one with 'brev create <name>' (or in the Brev console).",
       });
-    if (w.status !== 'RUNNING')
-      throw new PlatformUnavailableError('brev', `instance ${instance} is ${w.status}, not RUNNING`, { hint: `Start it with 'brev start ${instance}' and retry.` });
-    await this.probe(instance, timeoutS, ctx);
+    if (!reachable(w))
+      throw new PlatformUnavailableError('brev', `instance ${w.name} is ${w.status}, not RUNNING`, { hint: `Start it with 'brev start ${w.name}' and retry.` });
+    if (w.status === 'UNHEALTHY') ctx.warn(`Brev reports instance ${w.name} RUNNING but UNHEALTHY (health_status ${w.health_status ?? 'UNHEALTHY'}); trying it anyway.`);
+    if (w.name !== instance) ctx.log(`Brev instance ${instance} is named ${w.name}; using the name (it is the ssh alias).`);
+    this.resolved.set(instance, checkName('--instance', w.name));
+    await this.probe(w.name, timeoutS, ctx);
   }
 
   /** `brev exec <instance> "echo ready"` until it answers; progress through ctx.log. */
@@ -169,7 +205,11 @@ class BrevAdapter implements PlatformAdapter {
   }
 
   async launch(spec: LaunchSpec, ctx: AdapterContext): Promise<Launched> {
-    const instance = this.instance(spec);
+    let instance = this.instance(spec);
+    if (!this.resolved.has(String(spec.options.instance))) {
+      const w = findInstance(await listInstances(ctx.env), instance);
+      if (w) instance = checkName('--instance', w.name);
+    }
     const net = this.network(spec, ctx.env);
     const cfg = this.sshConfig(spec, ctx.env);
     checkName('job_id', spec.job_id);
@@ -229,30 +269,43 @@ class BrevAdapter implements PlatformAdapter {
   async suggest(key: string, env: NodeJS.ProcessEnv): Promise<string[] | undefined> {
     if (key !== 'instance') return undefined;
     const all = await listInstances(env);
-    return [...all.filter((w) => w.status === 'RUNNING'), ...all.filter((w) => w.status !== 'RUNNING')].map((w) => w.name);
+    return [...all.filter((w) => reachable(w)), ...all.filter((w) => !reachable(w))].map((w) => w.name);
   }
 
   async status(entry: RegistryEntry, ctx: EntryContext): Promise<JobState> {
     const instance = instanceOf(entry);
     if (!instance) return { state: 'unknown', native: 'no-instance', reason: 'the registry entry does not name its Brev instance' };
-    const r = await brevExec(instance, inspectScript(entry.job_id), ctx.env, { timeoutMs: 120_000, signal: ctx.signal });
+    const w = findInstance(await this.instances(ctx.env), instance);
+    const off = unreachableState(w, instance);
+    if (off || !w) return off!;
+    return withHealth(await this.inspect(w.name, entry.job_id, ctx), w);
+  }
+
+  /** The container's state through `brev exec <instance> "docker inspect ..."` (the instance is RUNNING). */
+  private async inspect(instance: string, job_id: string, ctx: EntryContext): Promise<JobState> {
+    const r = await brevExec(instance, inspectScript(job_id), ctx.env, { timeoutMs: 120_000, signal: ctx.signal });
     if (!r.remote) return { state: 'unknown', native: 'unreachable', reason: `brev exec ${instance}: ${lastLine(r.stderr || r.stdout) || `exit ${r.exitCode}`}` };
     if (r.remote.rc !== 0) {
       if (/No such (object|container)/i.test(r.stderr)) return { state: 'gone', native: 'missing', reason: `the container no longer exists on ${instance}` };
       return { state: 'unknown', native: 'inspect-failed', reason: lastLine(r.stderr) };
     }
-    let st: JobState;
     try {
-      st = mapDockerState(JSON.parse(r.remote.out.trim()));
+      return mapDockerState(JSON.parse(r.remote.out.trim()));
     } catch {
       return { state: 'unknown', native: 'inspect-failed', reason: `unexpected docker inspect output: ${r.remote.out.slice(0, 120)}` };
     }
-    return st;
   }
 
   async *logs(entry: RegistryEntry, opts: LogOptions, ctx: EntryContext): AsyncIterable<string> {
-    const instance = instanceOf(entry);
-    if (!instance) throw new PlatformError('brev_no_instance', `registry entry ${entry.job_id} does not name its Brev instance`);
+    const ref = instanceOf(entry);
+    if (!ref) throw new PlatformError('brev_no_instance', `registry entry ${entry.job_id} does not name its Brev instance`);
+    const w = findInstance(await this.instances(ctx.env), ref);
+    const off = unreachableState(w, ref);
+    if (off || !w)
+      throw new PlatformError('brev_instance_not_running', `cannot read the logs of ${entry.job_id}: ${off!.reason}`, {
+        hint: w ? `The logs are kept on the instance: 'brev start ${w.name}', then retry.` : 'The instance and its container are gone.',
+      });
+    const instance = w.name;
     const child = execa('brev', ['exec', instance, wrapRemote(logsScript(entry.job_id, opts))], {
       env: ctx.env,
       extendEnv: false,
@@ -323,24 +376,34 @@ class BrevAdapter implements PlatformAdapter {
     return out;
   }
 
+  /**
+   * Remove the container, only on a RUNNING (or UNHEALTHY) instance. An instance that is gone counts as stopped;
+   * a STOPPED (or otherwise halted) one is not started to remove the container: the entry goes, the container stays
+   * on the instance, and a warning says so (`stop --delete-instance` deletes the instance with it).
+   * @throws PlatformError while the instance is STARTING/DEPLOYING (retry once it is RUNNING), or when docker rm fails
+   */
   async stop(entry: RegistryEntry, ctx: EntryContext): Promise<StopOutcome> {
-    const instance = instanceOf(entry);
-    if (!instance) return {};
+    const ref = instanceOf(entry);
+    if (!ref) return {};
+    const w = findInstance(await listInstances(ctx.env), ref);
+    if (!w || w.status === 'DELETING') {
+      ctx.log(`Brev instance ${ref} no longer exists; nothing to stop.`);
+      return { already_gone: true };
+    }
+    if (w.status === 'STARTING' || w.status === 'DEPLOYING')
+      throw new PlatformError('brev_instance_not_running', `Brev instance ${w.name} is ${w.status}; the container ${entry.job_id} cannot be removed yet`, {
+        hint: `Retry 'tao-infer stop ${entry.job_id}' once 'brev ls' shows ${w.name} RUNNING.`,
+      });
+    if (!reachable(w)) {
+      ctx.warn(
+        `Brev instance ${w.name} is ${w.status}: tao-infer does not start it to remove the container, so container ${entry.job_id} stays on it ` +
+          `(after 'brev start ${w.name}': brev exec ${w.name} "docker rm -f ${entry.job_id}"; or delete the instance: stop --delete-instance / 'brev delete ${w.name}').`,
+      );
+      return {};
+    }
+    const instance = w.name;
     const r = await brevExec(instance, stopScript(entry.job_id), ctx.env, { timeoutMs: 180_000, signal: ctx.signal });
     if (r.remote?.rc === 0) return {};
-    if (!r.remote) {
-      // Unreachable: an instance that is gone counts as stopped; anything else must be retried.
-      let present = true;
-      try {
-        present = (await listInstances(ctx.env)).some((w) => w.name === instance || w.id === instance);
-      } catch {
-        present = true;
-      }
-      if (!present) {
-        ctx.log(`Brev instance ${instance} no longer exists; nothing to stop.`);
-        return { already_gone: true };
-      }
-    }
     throw new CommandFailedError(['brev', 'exec', instance, `docker rm -f ${entry.job_id}`], r.remote?.rc ?? r.exitCode, tailLines(r.stderr || r.stdout, 12).join('\n'), {
       hint: `Retry 'tao-infer stop ${entry.job_id}' once '${instance}' answers 'brev exec ${instance} "echo ready"'.`,
     });

@@ -4,7 +4,7 @@
  */
 import type { AfterStopContext } from '../descriptor.js';
 import { CommandFailedError, PlatformUnavailableError } from '../../errors.js';
-import type { EntryContext, RegistryEntry } from '../../types.js';
+import type { EntryContext, JobState, RegistryEntry } from '../../types.js';
 import { runCapture, tailLines, type RunResult } from '../../util/run.js';
 import { checkName, parseRemote, wrapRemote, type RemoteResult } from './remote.js';
 
@@ -53,6 +53,53 @@ export async function listInstances(env: NodeJS.ProcessEnv = process.env): Promi
     });
   }
   return (doc.workspaces ?? []).filter((w) => w && typeof w.name === 'string');
+}
+
+/**
+ * The row of `brev ls --json` for an instance given by name or id (a name match wins: names are the ssh aliases).
+ * @returns undefined when the account has no such instance
+ */
+export function findInstance(all: BrevInstance[], ref: string): BrevInstance | undefined {
+  return all.find((w) => w.name === ref) ?? all.find((w) => w.id === ref);
+}
+
+/**
+ * Can tao-infer run `brev exec` / ssh on this instance? Only when `brev ls --json` shows it RUNNING, or
+ * UNHEALTHY, which `ls` prints for a RUNNING instance whose health check fails (brev-cli pkg/cmd/ls/ls.go
+ * getWorkspaceDisplayStatus). Any other instance must not be exec'd into: `brev exec` STARTS a STOPPED
+ * instance and waits up to 10 min for it (pkg/cmd/exec/exec.go runExecCommand), i.e. powers a GPU VM on.
+ */
+export function reachable(w: BrevInstance | undefined): boolean {
+  return w !== undefined && (w.status === 'RUNNING' || w.status === 'UNHEALTHY');
+}
+
+/**
+ * Live state of a service whose instance cannot be exec'd into (see `reachable`), without touching the instance:
+ *  - absent from `brev ls`: `unknown`, native `instance-gone`;
+ *  - STARTING / DEPLOYING: `pending`, native the Brev status;
+ *  - STOPPED, STOPPING, FAILURE, DELETING...: `unknown`, native the Brev status, reason naming it. `unknown` because
+ *    the container's own state cannot be read without starting the VM; the state words stay those of every platform.
+ * @returns undefined when the instance is reachable
+ */
+export function unreachableState(w: BrevInstance | undefined, ref: string): JobState | undefined {
+  if (!w) return { state: 'unknown', native: 'instance-gone', reason: `Brev instance ${ref} no longer exists (brev ls)` };
+  if (reachable(w)) return undefined;
+  if (w.status === 'STARTING' || w.status === 'DEPLOYING')
+    return { state: 'pending', native: w.status, reason: `Brev instance ${w.name} is ${w.status}` };
+  return {
+    state: 'unknown',
+    native: w.status,
+    reason:
+      `Brev instance ${w.name} is ${w.status}: tao-infer does not exec into it ('brev exec' would start the VM and bill for it); ` +
+      `'brev start ${w.name}' resumes it`,
+  };
+}
+
+/** Appends "Brev reports the instance UNHEALTHY" to a state read from a RUNNING-but-unhealthy instance. */
+export function withHealth(st: JobState, w: BrevInstance): JobState {
+  if (w.status !== 'UNHEALTHY') return st;
+  const note = `Brev reports instance ${w.name} UNHEALTHY (health_status ${w.health_status ?? 'UNHEALTHY'})`;
+  return { ...st, reason: st.reason ? `${st.reason}; ${note}` : note };
 }
 
 /**

@@ -8,7 +8,7 @@ export const options: PlatformOptionSpec[] = [
   {
     key: 'instance',
     flags: '--instance <name>',
-    description: "Brev instance (VM with Docker and the NVIDIA toolkit) to run on; see 'brev ls'",
+    description: "Brev instance (VM with Docker and the NVIDIA toolkit) to run on, by name or id; see 'brev ls'",
     env: 'BREV_INSTANCE',
     required: true,
   },

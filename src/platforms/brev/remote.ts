@@ -134,9 +134,14 @@ export function stopScript(job_id: string): string {
   ].join('\n');
 }
 
-/** ssh argv prefix for Brev's host aliases: optional `-F <config>`, batch mode (never prompts). */
+/**
+ * ssh argv prefix for Brev's host aliases: optional `-F <config>`, batch mode (never prompts), no multiplexing.
+ * brev's ssh config sets `ControlMaster auto`, `ControlPath ~/.ssh/brev-control-%C`, `ControlPersist 10m`
+ * (brev-cli pkg/ssh/sshconfigurer.go): through a master, a `-L` forward is owned by the master process, so ending
+ * the recorded PID would not free the port, and a secret upload would leave a master running for 10 min.
+ */
 export function sshBase(sshConfig: string | undefined): string[] {
-  return ['ssh', ...(sshConfig ? ['-F', sshConfig] : []), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=20'];
+  return ['ssh', ...(sshConfig ? ['-F', sshConfig] : []), '-o', 'BatchMode=yes', '-o', 'ConnectTimeout=20', '-o', 'ControlMaster=no', '-o', 'ControlPath=none'];
 }
 
 /** argv of the detached local forward `127.0.0.1:<local> → <instance>:<target>:<host_port>`. */

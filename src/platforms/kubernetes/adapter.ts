@@ -97,6 +97,7 @@ class KubernetesAdapter implements PlatformAdapter {
       });
     const conn = connectSpec(opts, ctx.env);
     this.warnPullSecret(spec, opts, ctx);
+    warnLoadBalancer(opts, ctx);
     if (spec.num_gpus <= 0) return;
     if (opts.skipCapacityCheck) {
       ctx.log(`kubernetes: capacity check skipped (--skip-capacity-check); the Job waits until a node has ${spec.num_gpus} free ${GPU_RESOURCE}`);
@@ -142,6 +143,7 @@ class KubernetesAdapter implements PlatformAdapter {
       ctx.warn(`${e.message} (the plan shows placeholders)`);
     }
     this.warnPullSecret(spec, opts, ctx);
+    warnLoadBalancer(opts, ctx);
     const m = buildManifests(spec, opts, names, (n) => `<base64 of $${n}>`);
     const ns = opts.namespace;
     const steps: PlanStep[] = [];
@@ -230,6 +232,24 @@ class KubernetesAdapter implements PlatformAdapter {
     ctx.log(`kubernetes: Job ${d.job_name} is still terminating in namespace ${ns}; the cluster finishes the deletion`);
     return outcome;
   }
+}
+
+/**
+ * A LoadBalancer Service is reachable by anyone who can reach its address, and the microservice has no
+ * authentication: say so when creating one, with the ways to narrow it (--lb-source-ranges, --lb-internal,
+ * --expose port-forward).
+ */
+function warnLoadBalancer(opts: K8sOptions, ctx: Pick<AdapterContext, 'warn'>): void {
+  if (opts.expose !== 'loadbalancer') return;
+  const reach = opts.lbInternal
+    ? `an internal load balancer (inside the VPC/VNet${opts.lbSourceRanges ? `, from ${opts.lbSourceRanges.join(', ')}` : ''})`
+    : opts.lbSourceRanges
+      ? `a load balancer open to ${opts.lbSourceRanges.join(', ')}`
+      : 'a PUBLIC load balancer (any address on the internet on most clouds)';
+  ctx.warn(
+    `--expose loadbalancer creates ${reach}; the microservice has no authentication, so whoever reaches it can use the model` +
+      (opts.lbInternal || opts.lbSourceRanges ? '.' : '. Restrict it with --lb-source-ranges CIDR,... or --lb-internal, or use --expose port-forward.'),
+  );
 }
 
 /** Entry point used by src/platforms/index.ts. */

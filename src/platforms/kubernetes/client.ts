@@ -48,6 +48,30 @@ export interface LoadKubeOptions {
 }
 
 /**
+ * Load several kubeconfig files into `kc` the way kubectl merges `$KUBECONFIG` (client-go clientcmd loader.go:
+ * "the first file to set a particular map key wins", also for current-context). client-node's own
+ * `mergeConfig` throws "Duplicate cluster/user/context" instead, which breaks common setups (e.g. two cloud CLIs
+ * each writing a user of the same name). Each file is loaded on its own first, so relative certificate paths
+ * are resolved against that file's directory.
+ * @throws Error from client-node when a file cannot be parsed
+ */
+export function mergeKubeconfigs(kc: KubeConfig, files: string[]): void {
+  const clusters: KubeConfig['clusters'] = [];
+  const users: KubeConfig['users'] = [];
+  const contexts: KubeConfig['contexts'] = [];
+  let currentContext = '';
+  for (const f of files) {
+    const one = new KubeConfig();
+    one.loadFromFile(f);
+    for (const c of one.clusters) if (!clusters.some((x) => x.name === c.name)) clusters.push(c);
+    for (const u of one.users) if (!users.some((x) => x.name === u.name)) users.push(u);
+    for (const c of one.contexts) if (!contexts.some((x) => x.name === c.name)) contexts.push(c);
+    if (!currentContext && one.currentContext) currentContext = one.currentContext;
+  }
+  kc.loadFromOptions({ clusters, users, contexts, currentContext });
+}
+
+/**
  * Load a kubeconfig the way kubectl finds it: the given file list, else `$KUBECONFIG` (files merged in
  * order), else `~/.kube/config`, else the in-cluster service account. Unlike the client's
  * `loadFromDefault`, it never falls back to an unauthenticated `http://localhost:8080`.
@@ -74,12 +98,7 @@ export function loadKube(opts: LoadKubeOptions): KubeConnection {
           hint: 'Pass --kubeconfig <file> or set KUBECONFIG to an existing kubeconfig (e.g. from `aws eks update-kubeconfig`, `gcloud container clusters get-credentials`, `az aks get-credentials`).',
         });
       }
-      kc.loadFromFile(existing[0]!);
-      for (const f of existing.slice(1)) {
-        const more = new KubeConfig();
-        more.loadFromFile(f);
-        kc.mergeConfig(more, true);
-      }
+      mergeKubeconfigs(kc, existing);
       source = { kubeconfig: existing.join(delimiter), inCluster: false };
     } else if (existsSync(SERVICEACCOUNT_TOKEN)) {
       kc.loadFromCluster();
@@ -190,7 +209,7 @@ export function toPlatformError(e: unknown, what: string, conn: Pick<KubeConnect
   }
   if (st.code === 403) {
     return new PlatformUnavailableError('kubernetes', `not allowed to ${what}: ${detail}`, {
-      hint: 'Ask a cluster admin for RBAC permission (Jobs, Services, Secrets, Pods, pods/log, pods/portforward in the namespace; list Nodes for the capacity check).',
+      hint: 'Ask a cluster admin for RBAC permission (Jobs, Services, Secrets, Pods, pods/log, get (1.35+: and create) on pods/portforward in the namespace; list Nodes for the capacity check).',
     });
   }
   return new PlatformError('kubernetes_api_error', `Kubernetes API refused to ${what} (HTTP ${st.code}${st.reason ? ` ${st.reason}` : ''}): ${detail}`);

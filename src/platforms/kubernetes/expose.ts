@@ -76,7 +76,7 @@ export function portForwardDescription(a: {
     logFile: forwarderLogFile('kubernetes', a.job_id),
     listen: { host: '127.0.0.1', port: a.port },
     target: `pod ${a.namespace}/${a.podName}:${a.containerPort}`,
-    hint: `Check RBAC for pods/portforward in namespace ${a.namespace} and that port ${a.port} is free, or use --expose loadbalancer|nodeport.`,
+    hint: `Check RBAC in namespace ${a.namespace}: the port-forward needs 'get' on pods/portforward (Kubernetes 1.35+: 'get' and 'create'); check that port ${a.port} is free; or use --expose loadbalancer|nodeport.`,
     readyTimeoutMs: FORWARDER_START_MS,
   };
 }

@@ -7,6 +7,7 @@
  */
 import type { V1Job, V1Secret, V1Service } from '@kubernetes/client-node';
 import { createHash } from 'node:crypto';
+import { isIP } from 'node:net';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
@@ -99,6 +100,89 @@ export interface K8sOptions {
   skipCapacityCheck: boolean;
   /** Seconds to wait for a LoadBalancer ingress. */
   lbTimeoutS: number;
+  /** Pod tolerations from --toleration (undefined: the GPU defaults when GPUs are requested). */
+  tolerations?: Toleration[];
+  /** --lb-source-ranges: CIDRs for spec.loadBalancerSourceRanges. */
+  lbSourceRanges?: string[];
+  /** --lb-internal: annotate the LoadBalancer Service as internal. */
+  lbInternal: boolean;
+}
+
+export interface Toleration {
+  key: string;
+  operator: 'Exists' | 'Equal';
+  value?: string;
+  effect: 'NoSchedule' | 'PreferNoSchedule' | 'NoExecute';
+}
+
+/**
+ * Tolerations when GPUs are requested and no --toleration is given:
+ *  - `nvidia.com/gpu` Exists:NoSchedule: the taint of GPU nodes on EKS and GKE (GKE: `nvidia.com/gpu=present:NoSchedule`,
+ *    https://cloud.google.com/kubernetes-engine/docs/how-to/gpus) and the one the GPU Operator docs use;
+ *  - `sku=gpu:NoSchedule`: the taint the AKS docs put on GPU node pools
+ *    (https://learn.microsoft.com/azure/aks/gpu-cluster, `--node-taints sku=gpu:NoSchedule`).
+ * A toleration for a taint a node does not have changes nothing, so both are safe everywhere.
+ */
+export const DEFAULT_GPU_TOLERATIONS: Toleration[] = [
+  { key: GPU_RESOURCE, operator: 'Exists', effect: 'NoSchedule' },
+  { key: 'sku', operator: 'Equal', value: 'gpu', effect: 'NoSchedule' },
+];
+
+/**
+ * Annotations making a LoadBalancer Service internal (reachable inside the VPC/VNet only), one set per cloud;
+ * each cloud's controller ignores the others':
+ *  - AWS: `service.beta.kubernetes.io/aws-load-balancer-internal: "true"` (in-tree cloud provider) and
+ *    `service.beta.kubernetes.io/aws-load-balancer-scheme: internal` (AWS Load Balancer Controller,
+ *    https://kubernetes-sigs.github.io/aws-load-balancer-controller/latest/guide/service/annotations/);
+ *  - Azure: `service.beta.kubernetes.io/azure-load-balancer-internal: "true"` (https://learn.microsoft.com/azure/aks/internal-lb);
+ *  - GKE: `networking.gke.io/load-balancer-type: "Internal"`
+ *    (https://cloud.google.com/kubernetes-engine/docs/how-to/internal-load-balancing).
+ */
+export const INTERNAL_LB_ANNOTATIONS: Record<string, string> = {
+  'service.beta.kubernetes.io/aws-load-balancer-internal': 'true',
+  'service.beta.kubernetes.io/aws-load-balancer-scheme': 'internal',
+  'service.beta.kubernetes.io/azure-load-balancer-internal': 'true',
+  'networking.gke.io/load-balancer-type': 'Internal',
+};
+
+const EFFECTS = ['NoSchedule', 'PreferNoSchedule', 'NoExecute'] as const;
+
+/**
+ * One `--toleration key[=value]:Effect` → a pod toleration (`key:Effect` → operator Exists).
+ * @throws InvalidInputError('--toleration') for a malformed value, key, or unknown effect
+ */
+export function parseToleration(text: string): Toleration {
+  const m = /^([^=:\s]+)(?:=([^:\s]*))?:([A-Za-z]+)$/.exec(text.trim());
+  const bad = (why: string) =>
+    new InvalidInputError('--toleration', `--toleration '${text}': ${why}`, {
+      hint: 'Use key[=value]:Effect, e.g. --toleration nvidia.com/gpu:NoSchedule or --toleration sku=gpu:NoSchedule.',
+    });
+  if (!m) throw bad('expected key[=value]:Effect');
+  const [, key, value, effect] = m;
+  if (!isLabelKey(key!)) throw bad(`'${key}' is not a valid taint key`);
+  if (!(EFFECTS as readonly string[]).includes(effect!)) throw bad(`effect must be one of ${EFFECTS.join(', ')}`);
+  if (value !== undefined && value !== '' && !/^[A-Za-z0-9]([-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?$/.test(value)) throw bad(`'${value}' is not a valid taint value`);
+  return value === undefined ? { key: key!, operator: 'Exists', effect: effect as Toleration['effect'] } : { key: key!, operator: 'Equal', value, effect: effect as Toleration['effect'] };
+}
+
+/**
+ * `--lb-source-ranges a/n,b/m` → CIDRs (IPv4 prefix ≤ 32, IPv6 ≤ 128; a bare address is not a CIDR).
+ * @throws InvalidInputError('--lb-source-ranges') naming the bad entry
+ */
+export function parseSourceRanges(text: string): string[] {
+  const out = text
+    .split(',')
+    .map((c) => c.trim())
+    .filter((c) => c !== '');
+  if (!out.length) throw new InvalidInputError('--lb-source-ranges', '--lb-source-ranges needs at least one CIDR, e.g. 203.0.113.0/24');
+  for (const c of out) {
+    const [ip, prefix, extra] = c.split('/');
+    const v = isIP(ip ?? '');
+    const max = v === 4 ? 32 : 128;
+    if (!v || prefix === undefined || extra !== undefined || !/^\d{1,3}$/.test(prefix) || Number(prefix) > max)
+      throw new InvalidInputError('--lb-source-ranges', `--lb-source-ranges: '${c}' is not a CIDR`, { hint: 'Give address/prefix entries, e.g. 203.0.113.0/24,2001:db8::/32.' });
+  }
+  return out;
 }
 
 function optString(o: Record<string, unknown>, key: string): string | undefined {
@@ -137,12 +221,22 @@ export function parseK8sOptions(options: Record<string, unknown>): K8sOptions {
   const context = optString(options, 'context');
   const kubeconfig = optString(options, 'kubeconfig');
   const skip = options['skipCapacityCheck'];
+  const internal = options['lbInternal'];
   const out: K8sOptions = {
     namespace,
     expose,
     skipCapacityCheck: skip === true || skip === 'true' || skip === '1',
     lbTimeoutS,
+    lbInternal: internal === true || internal === 'true' || internal === '1',
   };
+  const tol = options['toleration'];
+  const tolList = (Array.isArray(tol) ? tol : tol === undefined || tol === null || tol === '' ? [] : [tol]).map(String);
+  if (tolList.length) out.tolerations = tolList.map(parseToleration);
+  const ranges = optString(options, 'lbSourceRanges');
+  if (ranges !== undefined) out.lbSourceRanges = parseSourceRanges(ranges);
+  for (const [flag, set] of [['--lb-source-ranges', ranges !== undefined], ['--lb-internal', out.lbInternal]] as const)
+    if (set && expose !== 'loadbalancer')
+      throw new InvalidInputError(flag, `${flag} applies to --expose loadbalancer only (got --expose ${expose})`);
   if (kubeconfig !== undefined) out.kubeconfig = kubeconfig;
   if (context !== undefined) out.context = context;
   if (imagePullSecret !== undefined) out.imagePullSecret = imagePullSecret;
@@ -299,10 +393,12 @@ export function buildManifests(
     env: plainEnv.length ? plainEnv : undefined,
     env_from: secretNames.length ? [{ secretRef: { name: names.secret } }] : undefined,
     resources: spec.num_gpus > 0 ? { limits: { [GPU_RESOURCE]: String(spec.num_gpus) } } : undefined,
-    tolerations: spec.num_gpus > 0 ? [{ key: GPU_RESOURCE, operator: 'Exists', effect: 'NoSchedule' }] : undefined,
+    tolerations: opts.tolerations ?? (spec.num_gpus > 0 ? DEFAULT_GPU_TOLERATIONS : undefined),
     image_pull_secrets: opts.imagePullSecret ? [{ name: opts.imagePullSecret }] : undefined,
     shm_size: shmSizeToQuantity(spec.shm_size),
     service_type: serviceTypeFor(opts.expose),
+    service_annotations: opts.expose === 'loadbalancer' && opts.lbInternal ? { ...annotations, ...INTERNAL_LB_ANNOTATIONS } : annotations,
+    lb_source_ranges: opts.expose === 'loadbalancer' && opts.lbSourceRanges ? opts.lbSourceRanges : undefined,
     selector: { [MANAGED_BY_LABEL]: MANAGED_BY_VALUE, [INSTANCE_LABEL]: names.job },
     data: secretNames.length ? Object.fromEntries(secretNames.map((n) => [n, secretValue(n)])) : undefined,
   };

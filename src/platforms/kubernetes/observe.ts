@@ -93,7 +93,9 @@ export async function* podLogs(entry: RegistryEntry, opts: LogOptions, ctx: Entr
   }
   const stream = new PassThrough();
   const logOpts: { follow: boolean; tailLines?: number } = { follow: true };
-  if (opts.tail !== undefined) logOpts.tailLines = opts.tail;
+  // client-node 1.4.0 Log (dist/log.js) sends tailLines only when truthy, so 0 would stream the whole log:
+  // give it as the string '0' (truthy; serialized with toString()).
+  if (opts.tail !== undefined) logOpts.tailLines = (opts.tail === 0 ? '0' : opts.tail) as number;
   let controller: AbortController;
   try {
     controller = await new Log(conn.kc).log(d.namespace, podName, CONTAINER_NAME, stream, logOpts);

@@ -50,6 +50,24 @@ export const options: PlatformOptionSpec[] = [
     default: false,
   },
   {
+    key: 'toleration',
+    flags: '--toleration <key[=value]:Effect>',
+    description:
+      'pod toleration, repeatable (Effect NoSchedule|PreferNoSchedule|NoExecute; key:Effect tolerates any value); replaces the GPU defaults nvidia.com/gpu:NoSchedule and sku=gpu:NoSchedule (AKS)',
+    repeatable: true,
+  },
+  {
+    key: 'lbSourceRanges',
+    flags: '--lb-source-ranges <cidrs>',
+    description: 'with --expose loadbalancer: comma-separated client CIDRs allowed to reach the load balancer (spec.loadBalancerSourceRanges)',
+  },
+  {
+    key: 'lbInternal',
+    flags: '--lb-internal',
+    description: 'with --expose loadbalancer: an internal (VPC-only) load balancer, through the AWS, Azure and GKE annotations',
+    default: false,
+  },
+  {
     key: 'lbTimeout',
     flags: '--lb-timeout <seconds>',
     description: 'seconds to wait for the LoadBalancer to get an external address',

@@ -12,17 +12,36 @@
  *        [--kubeconfig FILES] [--in-cluster] [--log-file F]
  * No secret is ever passed here; the kubeconfig is read from its file.
  *
+ * Before listening it opens one port-forward WebSocket to the pod and closes it: the upgrade is an HTTP GET, which
+ * RBAC authorizes as `get` on `pods/portforward` (kubernetes/kubernetes#78741; Kubernetes 1.35 also checks
+ * `create`). A 401/403 there ends the process at once (exit 3) with a line naming the missing verb, so `start` and
+ * `tunnel` fail with that reason instead of every request being refused while readiness waits out its timeout.
+ *
  * It ends by itself once the pod is gone (checked every TAO_K8S_FORWARDER_CHECK_S seconds, default 30; an
  * API answer 404 for the pod), so a Job deleted with kubectl leaves no forwarder behind.
  */
 import { PortForward } from '@kubernetes/client-node';
 import { createServer, type Server, type Socket } from 'node:net';
-import { Writable } from 'node:stream';
+import { PassThrough, Writable } from 'node:stream';
 import { parseArgs } from 'node:util';
 import { isNotFound, loadKube } from './client.js';
 
 function stamp(msg: string): void {
   process.stderr.write(`${new Date().toISOString()} ${msg}\n`);
+}
+
+/**
+ * The explanation of a refused port-forward upgrade (ws: "Unexpected server response: 403"), naming the RBAC
+ * verbs it needs; undefined for other failures.
+ */
+function refusedUpgrade(message: string, namespace: string): string | undefined {
+  if (/\b403\b/.test(message))
+    return (
+      `forbidden (HTTP 403): the port-forward needs RBAC verb 'get' on pods/portforward in namespace ${namespace} ` +
+      `(a WebSocket upgrade is an HTTP GET; Kubernetes 1.35+ also checks 'create'); a Role with only 'create' is not enough`
+    );
+  if (/\b401\b/.test(message)) return 'unauthorized (HTTP 401): the kubeconfig credentials were refused for the port-forward';
+  return undefined;
 }
 
 async function main(): Promise<void> {
@@ -76,10 +95,28 @@ async function main(): Promise<void> {
       });
       sock.on('close', () => ws.close());
     } catch (e) {
-      stamp(`port-forward to ${namespace}/${pod}:${port} failed for ${peer}: ${String((e as Error)?.message ?? e)}`);
+      const msg = String((e as Error)?.message ?? e);
+      stamp(`port-forward to ${namespace}/${pod}:${port} failed for ${peer}: ${refusedUpgrade(msg, namespace) ?? msg}`);
       sock.destroy();
     }
   };
+
+  // One upgrade before listening: a refused one (RBAC) ends this process with the reason at once.
+  try {
+    const sink = new Writable({ write: (_c, _e, cb) => cb() });
+    const input = new PassThrough();
+    const ws = (await forward.portForward(namespace, pod, [port], sink, sink, input)) as unknown as { close(): void };
+    ws.close();
+    input.end();
+  } catch (e) {
+    const msg = String((e as Error)?.message ?? e);
+    const refused = refusedUpgrade(msg, namespace);
+    if (refused) {
+      stamp(`port-forward to ${namespace}/${pod}:${port} refused: ${refused}`);
+      process.exit(3);
+    }
+    stamp(`port-forward check to ${namespace}/${pod}:${port} failed (${msg}); listening anyway`);
+  }
 
   const servers: Server[] = [];
   const listen = (host: string) =>

@@ -3,6 +3,7 @@
  * credentials and an ssh config whose host aliases point at the test sshd (127.0.0.1:2222, see
  * test/infra/setup.sh), the way `brev login`/`brev refresh` write ~/.brev/ssh_config for real instances.
  */
+import { execa } from 'execa';
 import { mkdtempSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
@@ -37,6 +38,19 @@ export interface FakeBrev {
   /** Every argv the fake received, in order. */
   argvLog(): string[][];
   forwards(): { pid: number; local: number; remote: number; instance: string }[];
+  /** Instances `brev exec` started because they were STOPPED (brev-cli runExecCommand). */
+  starts(): { instance: string; by: string }[];
+  /** End the ssh multiplexing masters the ssh config's `ControlMaster auto` may have left (as brev's config does). */
+  closeMasters(): Promise<void>;
+}
+
+/** The records of a JSON-lines file the fake appends to (none when it does not exist yet). */
+function readJsonl<T>(f: string): T[] {
+  if (!existsSync(f)) return [];
+  return readFileSync(f, 'utf8')
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as T);
 }
 
 /** A fresh fake Brev account: logged in (unless `loggedIn: false`) with the given instances. */
@@ -52,7 +66,9 @@ export function createFakeBrev(instances: FakeInstance[], opts: { loggedIn?: boo
         .map(
           (w) =>
             `Host ${w.name}\n  Hostname 127.0.0.1\n  Port 2222\n  User root\n  IdentityFile ${SSH_KEY}\n  IdentitiesOnly yes\n` +
-            `  UserKnownHostsFile ${SSH_KNOWN_HOSTS}\n  HostKeyAlias [127.0.0.1]:2222\n  StrictHostKeyChecking yes\n  LogLevel ERROR\n`,
+            `  UserKnownHostsFile ${SSH_KNOWN_HOSTS}\n  HostKeyAlias [127.0.0.1]:2222\n  StrictHostKeyChecking yes\n  LogLevel ERROR\n` +
+            // brev's own entries multiplex (brev-cli pkg/ssh/sshconfigurer.go SSHConfigEntryTemplateV3):
+            `  ControlMaster auto\n  ControlPath ${join(state, 'cm-%C')}\n  ControlPersist 10m\n`,
         )
         .join('\n'),
       { mode: 0o600 },
@@ -71,22 +87,13 @@ export function createFakeBrev(instances: FakeInstance[], opts: { loggedIn?: boo
     instances: () => JSON.parse(readFileSync(join(state, 'instances.json'), 'utf8')).instances,
     login: () => writeFileSync(join(state, 'credentials.json'), JSON.stringify({ logged_in: true })),
     logout: () => writeFileSync(join(state, 'credentials.json'), JSON.stringify({ logged_in: false })),
-    argvLog: () => {
-      const f = join(state, 'argv.jsonl');
-      if (!existsSync(f)) return [];
-      return readFileSync(f, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l));
+    argvLog: () => readJsonl(join(state, 'argv.jsonl')),
+    starts: () => readJsonl(join(state, 'starts.jsonl')),
+    closeMasters: async () => {
+      for (const w of fb.instances())
+        await execa('ssh', ['-F', sshConfig, '-O', 'exit', w.name], { reject: false, timeout: 10_000 });
     },
-    forwards: () => {
-      const f = join(state, 'forwards.jsonl');
-      if (!existsSync(f)) return [];
-      return readFileSync(f, 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l));
-    },
+    forwards: () => readJsonl(join(state, 'forwards.jsonl')),
   };
   if (opts.loggedIn !== false) fb.login();
   return fb;

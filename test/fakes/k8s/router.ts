@@ -8,6 +8,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import http from 'node:http';
 import type net from 'node:net';
 import { WebSocketServer } from 'ws';
+import { portForwardForbidden } from '../k8s-rbac.js';
 import type { Kubelet } from './kubelet.js';
 import type { Network } from './network.js';
 import { ApiError, KINDS, statusBody, type ClusterState, type FakeNode, type Kind, type Obj } from './state.js';
@@ -239,6 +240,9 @@ export class Router {
     const m = /^\/api\/v1\/namespaces\/([^/]+)\/pods\/([^/]+)\/portforward$/.exec(u.pathname);
     if (!m) return reject(404, 'NotFound', 'the server could not find the requested resource');
     const [, ns, name] = m;
+    // RBAC on the upgrade (a WebSocket port-forward is a GET: `get` on pods/portforward; ../k8s-rbac.ts).
+    const forbidden = portForwardForbidden(req, ns!, name!);
+    if (forbidden) return reject(403, 'Forbidden', forbidden);
     const pod = this.c.store.get(`pods/${ns}/${name}`);
     if (!pod) return reject(404, 'NotFound', `pods "${name}" not found`);
     if (pod.status.phase !== 'Running') return reject(400, 'BadRequest', `unable to upgrade connection: pod ${name} is not running`);
