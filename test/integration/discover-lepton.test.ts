@@ -24,7 +24,7 @@ let env: NodeJS.ProcessEnv;
 
 beforeAll(async () => {
   fake = await FakeLeptonApi.start({ standinEnv: { STANDIN_LOAD_MS: '300' } });
-  env = { ...process.env, ...fake.env, HF_TOKEN: 'hf-discover-test' };
+  env = { ...process.env, ...fake.env, HF_TOKEN: 'hf-discover-test', TAO_ENDPOINT_TOKEN: 'ep-discover-test' };
   delete env.LEPTON_ENDPOINT_TOKEN;
 });
 afterAll(async () => {
@@ -35,7 +35,7 @@ afterAll(async () => {
 it('discover restores a lepton endpoint from its markers; a deleted one is gone and stops with already_gone', async () => {
   const registry = new Registry(stateFile);
   const deps = { registry, env };
-  const r = await startService({ network_arch: 'cosmos-rl', model_path: 'hf_model://nvidia/Cosmos-Reason1-7B', platform: 'lepton', options: { resourceShape: 'gpu.1xh100' }, timeout_s: 60 }, deps);
+  const r = await startService({ network_arch: 'cosmos-rl', model_path: 'hf_model://nvidia/Cosmos-Reason1-7B', platform: 'lepton', options: { resourceShape: 'gpu.1xh100', endpointTokenEnv: 'TAO_ENDPOINT_TOKEN' }, timeout_s: 60 }, deps);
   const started = r.entry!;
 
   rmSync(stateFile);
@@ -51,7 +51,7 @@ it('discover restores a lepton endpoint from its markers; a deleted one is gone 
     model_path: 'hf_model://nvidia/Cosmos-Reason1-7B',
     started_at: started.started_at,
     host_url: started.host_url,
-    auth_env: 'LEPTON_WORKSPACE_TOKEN',
+    auth_env: 'TAO_ENDPOINT_TOKEN',
     live: { state: 'running' },
   });
   expect(e.platform_data).toMatchObject({ deployment: started.platform_job_id, secrets: (started.platform_data as any).secrets });

@@ -181,7 +181,7 @@ it('local-docker: discover restores lost services; a removed container is gone, 
 it('slurm: discover finds the job by its --comment marker and restarts the tunnel; a cancelled job is pruned and stops with exit 0', async () => {
   // The stand-in on the node (this machine) listens on port 8080: wait until nothing else holds it.
   await waitFor('port 8080 on this machine to be free for the node service', async () => (await portFree(8080)) || undefined, 180_000);
-  const s = await runCli(['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...SSH_FLAGS, '--partition', 'debug', '--container-runtime', 'none', '--env', 'PATH', '--num-gpus', '1', '--timeout', '150', '--json'], { env, timeoutMs: 200_000 });
+  const s = await runCli(['start', '--platform', 'slurm', '--arch', 'cosmos-rl', '--model', 'hf_model://nvidia/Cosmos-Reason1-7B', ...SSH_FLAGS, '--partition', 'debug', '--container-runtime', 'none', '--env', 'PATH', '--allow-env-override', '--num-gpus', '1', '--timeout', '150', '--json'], { env, timeoutMs: 200_000 });
   const se = parseJson(s);
   if (se.platform_job_id) slurmJobs.push(se.platform_job_id);
   if (se.job_id) jobDirs.push(se.job_id);

@@ -138,7 +138,7 @@ describe('kubernetes: port-forward and nodeport exposure', () => {
     expect(parseJson(ls)[0].live).toMatchObject({ state: 'gone', native: 'NotFound' });
     const stop = await runCli(['stop', entry.job_id, '--json'], { env: t.env });
     expect(stop.exitCode, stop.stderr).toBe(0);
-    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [], already_gone: false, already_gone_ids: [] });
+    expect(parseJson(stop)).toEqual({ stopped: [entry.job_id], failed: [], already_gone: true, already_gone_ids: [entry.job_id] });
   });
 
   it('nodeport in the namespace from TAO_K8S_NAMESPACE: host_url is a node address and the nodePort', async () => {

@@ -62,7 +62,7 @@ describe('registry through the CLI', () => {
     writeFileSync(stateFile, JSON.stringify({ 'skill-1': skillEntry('skill-1'), latest: 'skill-1' }), { mode: 0o600 });
     const ls = await runCli(['ls', '--json'], { env: { TAO_INF_STATE_FILE: stateFile } });
     expect(ls.exitCode, ls.stderr).toBe(0);
-    expect(parseJson(ls)).toEqual([expect.objectContaining({ job_id: 'skill-1', network_arch: 'cosmos-rl', live: expect.objectContaining({ state: 'unknown' }) })]);
+    expect(parseJson(ls)).toEqual([expect.objectContaining({ job_id: 'skill-1', network_arch: 'cosmos-rl', live: expect.objectContaining({ state: 'gone' }) })]); // no such container on this daemon
     // Routing picks the only entry; nothing listens on its port, so the request fails as unreachable (exit 4), not as bad input.
     const req = await runCli(['request', '--prompt', 'x', '--image', join(ROOT, 'test/fixtures/media/cat.png')], { env: { TAO_INF_STATE_FILE: stateFile } });
     expect(req.stderr).toContain('Sending to job_id=skill-1 arch=cosmos-rl url=http://localhost:8199/v1/chat/completions');

@@ -68,7 +68,7 @@ afterAll(() => {
 describe('slurm typed GRES (the test cluster declares Gres=gpu:h100:4)', () => {
   it('--gpu-type h100 is scheduled as gpu:h100; a type the cluster lacks is refused with Slurm\'s message and no entry', async () => {
     const t = testEnv();
-    const flags = ['start', '--platform', 'slurm', ...MODEL, ...SSH_FLAGS, '--container-runtime', 'none', '--env', 'PATH', '--num-gpus', '1', '--timeout', '120', '--json'];
+    const flags = ['start', '--platform', 'slurm', ...MODEL, ...SSH_FLAGS, '--container-runtime', 'none', '--env', 'PATH', '--allow-env-override', '--num-gpus', '1', '--timeout', '120', '--json'];
     const ok = await runCli([...flags, '--gpu-type', 'h100'], { env: t.env });
     const entry = ok.exitCode === 0 ? parseJson(ok) : undefined;
     if (entry) track(entry);
@@ -102,7 +102,7 @@ describe('slurm apptainer runtime on a node that only has singularity', () => {
       IMAGE_COSMOS_RL: 'nvcr.io/nvidia/tao/tao-toolkit:6.25.11-pyt',
       PATH: `${FAKE_CT_BIN}:${STANDIN_BIN}:${process.env.PATH}`,
     });
-    const start = await runCli(['start', '--platform', 'slurm', ...MODEL, ...SSH_FLAGS, '--container-runtime', 'apptainer', '--env', 'PATH', '--env', 'FAKE_CT_RECORD', '--num-gpus', '1', '--timeout', '120', '--json'], { env: t.env });
+    const start = await runCli(['start', '--platform', 'slurm', ...MODEL, ...SSH_FLAGS, '--container-runtime', 'apptainer', '--env', 'PATH', '--allow-env-override', '--env', 'FAKE_CT_RECORD', '--num-gpus', '1', '--timeout', '120', '--json'], { env: t.env });
     const entry = start.exitCode === 0 ? parseJson(start) : undefined;
     if (entry) track(entry);
     expect(start.exitCode, start.stdout + start.stderr).toBe(0);
