@@ -83,8 +83,16 @@ export interface Deps {
   env?: NodeJS.ProcessEnv;
   reporter?: Reporter;
   signal?: AbortSignal;
+  /**
+   * Aborts the rollback of a failed or interrupted start (the CLI: a second Ctrl-C). The rollback never uses
+   * `signal`, which an interrupt has already aborted; it runs with its own bound (ROLLBACK_TIMEOUT_MS).
+   */
+  rollbackSignal?: AbortSignal;
   refs?: References;
 }
+
+/** Longest time the rollback of a failed or interrupted start may take to remove the service, ms. */
+export const ROLLBACK_TIMEOUT_MS = 60_000;
 
 function ctxParts(deps: Deps) {
   const env = deps.env ?? process.env;
@@ -356,8 +364,10 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
       warn(`${why}; kept for inspection (--keep-on-failure). Remove it with: tao-infer stop ${spec.job_id}`);
       return;
     }
+    // A fresh bound: the start's signal may be the interrupt that brought us here.
+    const signal = AbortSignal.any([AbortSignal.timeout(ROLLBACK_TIMEOUT_MS), ...(deps.rollbackSignal ? [deps.rollbackSignal] : [])]);
     try {
-      await adapter.stop(entry, ectx);
+      await adapter.stop(entry, { env, log, warn, signal });
     } catch (e) {
       warn(`could not remove the failed service on ${platform}: ${(e as Error).message}. The registry entry is kept so 'tao-infer stop ${spec.job_id}' can retry.`);
       return;

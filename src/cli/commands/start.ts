@@ -110,15 +110,20 @@ export function startCommand(): Command {
     const progress = progressReporter('waiting for readiness');
     const lines = lineReporter();
     // Ctrl-C / SIGTERM while launching or loading: stop waiting and remove the half-started service
-    // (kept with --keep-on-failure), then exit 130.
+    // (kept with --keep-on-failure), then exit 130. A second one gives up the removal (the entry is kept so
+    // `tao-infer stop` can retry). The handlers stay installed (`on`, not `once`) until start returns: with no
+    // handler of ours left, signal-exit (installed by execa and proper-lockfile while a child runs or a lock is
+    // held) sees itself alone and re-raises the signal, killing the CLI in the middle of its rollback.
     const ac = new AbortController();
-    const onSignal = (sig: NodeJS.Signals) => ac.abort(new InterruptedError(sig));
-    process.once('SIGINT', onSignal);
-    process.once('SIGTERM', onSignal);
+    const again = new AbortController();
+    const onSignal = (sig: NodeJS.Signals) => (ac.signal.aborted ? again : ac).abort(new InterruptedError(sig));
+    process.on('SIGINT', onSignal);
+    process.on('SIGTERM', onSignal);
     const result = await startService(input, {
       registry: new Registry(),
       refs,
       signal: ac.signal,
+      rollbackSignal: again.signal,
       reporter: {
         log: (m) => (lines.done(), info(m)),
         warn: (m) => (lines.done(), warnLine(m)),

@@ -122,12 +122,6 @@ export const brev: Harness = {
     ...recordedArgv(t.env.DOCKER_ARGV_LOG!).map((a): [string, string] => ['docker argv', a.join(' ')]),
     ...fakeOf(t).argvLog().map((a): [string, string] => ['brev argv', a.join(' ')]),
   ],
-  knownGaps: {
-    // Seen here: the interrupted CLI ends by the signal itself (exit status null, not 130). Like every adapter call
-    // of the rollback, brev's stop gets the start's AbortSignal (src/lifecycle.ts cleanup passes ectx with
-    // deps.signal, already aborted by the interrupt) and brevExec passes it on, so it cannot remove the service.
-    interrupt: 'the interrupted start does not exit 130 and its rollback gets the already aborted signal',
-  },
   track(jobId) {
     started.push(jobId);
   },

@@ -120,12 +120,6 @@ export const lepton: Harness = {
     return [...[...fake.deployments.keys()].map((d) => `deployment ${d}`), ...[...fake.secrets.keys()].map((s) => `secret ${s}`)];
   },
   secretPlaces: () => fake.requests.filter((q) => !isSecretCreation(q)).map((q): [string, string] => [`${q.method} ${q.path}`, q.body]),
-  knownGaps: {
-    // src/lifecycle.ts startService: the rollback calls adapter.stop with the start's AbortSignal, which the
-    // interrupt has already aborted, so the platform calls of stop fail at once and the service and its registry
-    // entry are kept ("could not remove the failed service on lepton: interrupted by SIGINT").
-    interrupt: 'the rollback after an interrupt reuses the aborted signal, so lepton stop fails and the service is kept',
-  },
   track() {
     /* every service lives in the fake, which teardown closes */
   },
