@@ -17,14 +17,14 @@ import { checkEnvName, checkNumGpus, checkPort, parseModelPath } from './archs/i
 import { InvalidInputError, ServiceFailedError } from './errors.js';
 import { loadAdapter, checkPlatform, descriptorOf } from './platforms/index.js';
 import { loadReferences, secretNames, type References } from './references.js';
-import { pickPort, portRange } from './registry/ports.js';
+import { portField, portRange, reservePort } from './registry/ports.js';
 import { Registry, type RegistryState } from './registry/store.js';
 import { sendChatCompletion, type ChatResult } from './service/chat.js';
 import type { VideoWriter } from './service/video-output.js';
 import { waitForReadiness } from './service/readiness.js';
 import { MediaFiles, buildBody, constraintsFor, readBodyFile, resolveSampling, type ChatBody, type Sampling } from './service/request-body.js';
 import { resolveTarget, type ChooseService } from './service/routing.js';
-import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, Launched, PlatformAdapter, PlatformName, RegistryEntry } from './types.js';
+import type { AdapterContext, EntryContext, LaunchPlan, LaunchSpec, Launched, PlatformAdapter, PlatformName, PortScope, RegistryEntry } from './types.js';
 import { LABELS } from './labels.js';
 
 /** Docker's words for a host port that another program bound first. */
@@ -260,11 +260,11 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
   if (input.port !== undefined && adapter.unsupported.port) throw new InvalidInputError('--port', `--port is not available on ${platform}: ${adapter.unsupported.port}`);
   if (spec.bind_address !== '127.0.0.1' && adapter.unsupported.bind_address)
     throw new InvalidInputError('--bind', `--bind is not available on ${platform}: ${adapter.unsupported.bind_address}`);
-  const holdsSame = (e: RegistryEntry) => e.platform === platform;
-  // The host port rule for platforms that reserve one (contract §5); ports bound on this host only matter locally.
+  // The host port a platform reserves before launch (contract §5) is a port of this machine (local-docker).
   const range = portRange(env);
-  const pickHostPort = (s: RegistryState) =>
-    pickPort(s, { holds: holdsSame, checkBound: descriptorOf(platform).hostPortScope === 'local', bindAddress: spec.bind_address, explicit: input.port, range });
+  const LOCAL: PortScope = { kind: 'local' };
+  const pickHostPort = (s: RegistryState, exclude?: Set<number>) =>
+    reservePort(s, { scope: LOCAL, job_id: spec.job_id, bindAddress: spec.bind_address, explicit: input.port, range, exclude });
 
   const noRecord = async () => undefined;
   if (input.dry_run) {
@@ -294,29 +294,17 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
     record: async (fields) => {
       await registry.update(spec.job_id, fields);
     },
-    allocatePort: async (req) => {
-      const field = req.field ?? 'host_port';
-      return registry.mutate(async (s) => {
-        const port = await pickPort(s, {
-          holds: (e) => e.job_id !== spec.job_id && (req.holds ? req.holds(e) : holdsSame(e)),
-          checkBound: req.checkBound ?? true,
-          bindAddress: req.bindAddress ?? '127.0.0.1',
-          explicit: adapter.reservesHostPort ? undefined : input.port,
-          range,
-        });
-        const e = s.entries[spec.job_id];
-        if (e) e[field] = port;
+    allocatePort: (scope) =>
+      registry.mutate(async (s) => {
+        // --port names the port this host connects to; a platform that reserves its host port used it there.
+        const port = await reservePort(s, { scope, job_id: spec.job_id, explicit: adapter.reservesHostPort ? undefined : input.port, range });
+        const e = Object.hasOwn(s.entries, spec.job_id) ? s.entries[spec.job_id] : undefined;
+        if (e) e[portField(platform, scope)] = port;
         return port;
-      });
-    },
+      }),
   };
-  if (input.port !== undefined) {
-    // Refuse a taken --port before any platform call (checked again under the lock when it is taken).
-    // Platforms that do not reserve a host port use --port for a local forwarder: any entry or program holding it counts.
-    const state = await registry.read();
-    if (adapter.reservesHostPort) await pickHostPort(state);
-    else await pickPort(state, { holds: () => true, checkBound: true, bindAddress: '127.0.0.1', explicit: input.port, range });
-  }
+  // Refuse a taken --port before any platform call; the port itself is picked once, under the lock, when it is recorded.
+  if (input.port !== undefined) await reservePort(await registry.read(), { scope: LOCAL, explicit: input.port, bindAddress: adapter.reservesHostPort ? spec.bind_address : '127.0.0.1', range });
   await adapter.preflight(spec, ctx);
 
   // Record before launch: state starting, host port reserved under the lock.
@@ -389,7 +377,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
       warn(`host port ${taken} was taken by another program just before the launch; retrying once with another port`);
       await adapter.stop(baseEntry(), ectx).catch(() => undefined);
       await registry.mutate(async (s) => {
-        spec.host_port = await pickPort(s, { holds: (x) => x.job_id !== spec.job_id && holdsSame(x), checkBound: descriptorOf(platform).hostPortScope === 'local', bindAddress: spec.bind_address, range, exclude: new Set([taken]) });
+        spec.host_port = await pickHostPort(s, new Set([taken]));
         const mine = Object.hasOwn(s.entries, spec.job_id) ? s.entries[spec.job_id] : undefined;
         s.entries[spec.job_id] = { ...(mine ?? baseEntry()), host_port: spec.host_port };
       });

@@ -1,3 +1,4 @@
+import type { RegistryEntry } from '../../types.js';
 import type { PlatformDescriptor } from '../descriptor.js';
 import { options, stopOptions } from './options.js';
 
@@ -8,6 +9,8 @@ export const descriptor = {
   unsupported: {},
   reservesHostPort: false,
   hostPortScope: 'remote',
+  /** Host ports are per instance. */
+  remoteHost: (entry: RegistryEntry) => (typeof entry.platform_data?.instance === 'string' ? entry.platform_data.instance : undefined),
   load: async () => (await import('./adapter.js')).createAdapter(),
   /** `stop --delete-instance`: delete the instances of the stopped services that no other service uses. */
   afterStop: async (ctx) => (await import('./cli.js')).deleteUnusedInstances(ctx),
