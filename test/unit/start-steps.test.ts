@@ -92,7 +92,7 @@ describe('start steps: roll back', () => {
     const stops: Stop[] = [];
     const adapter = fakeAdapter({
       stops,
-      async launch(spec, ctx) {
+      async launch(_spec, ctx) {
         await ctx.record({ platform_job_id: 'dep-x' });
         throw new LaunchFailedError('the deployment failed', 'deploy_failed', ['oom']);
       },
