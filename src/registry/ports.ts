@@ -13,12 +13,12 @@
 import { createServer } from 'node:net';
 import { InvalidInputError, RegistryError } from '../errors.js';
 import type { PortScope, RegistryEntry } from '../types.js';
-
-export type { PortScope };
 import { PLATFORMS } from '../platforms/index.js';
 import type { PlatformDescriptor } from '../platforms/descriptor.js';
 import { PORT_RANGE } from '../archs/inputs.js';
-import type { RegistryState } from './store.js';
+import type { RegistryState } from './state.js';
+
+export type { PortScope };
 
 export interface PortRange {
   min: number;
@@ -112,8 +112,9 @@ export async function pickPort(state: RegistryState, opts: PickPortOptions): Pro
   return choosePort(owners, opts);
 }
 
-function descriptorFor(entry: RegistryEntry): PlatformDescriptor | undefined {
-  return PLATFORMS.find((d) => d.name === entry.platform) as PlatformDescriptor | undefined;
+/** The descriptor of a platform name; undefined for a platform we do not know (an entry of another tool). */
+function descriptorFor(platform: string): PlatformDescriptor | undefined {
+  return PLATFORMS.find((d) => d.name === platform) as PlatformDescriptor | undefined;
 }
 
 /**
@@ -121,7 +122,7 @@ function descriptorFor(entry: RegistryEntry): PlatformDescriptor | undefined {
  * descriptor says (`hostPortScope`, `remoteHost`). Unknown platforms (entries of other tools) hold none.
  */
 export function entryPorts(entry: RegistryEntry): Array<{ port: number; scope: PortScope }> {
-  const d = descriptorFor(entry);
+  const d = descriptorFor(entry.platform);
   if (!d) return [];
   const out: Array<{ port: number; scope: PortScope }> = [];
   if (typeof entry.local_port === 'number') out.push({ port: entry.local_port, scope: { kind: 'local' } });
@@ -147,8 +148,7 @@ export function holdsLocalPort(entry: RegistryEntry): boolean {
  */
 export function portField(platform: string, scope: PortScope): 'host_port' | 'local_port' {
   if (scope.kind === 'remote') return 'host_port';
-  const d = PLATFORMS.find((x) => x.name === platform) as PlatformDescriptor | undefined;
-  return d?.hostPortScope === 'remote' ? 'local_port' : 'host_port';
+  return descriptorFor(platform)?.hostPortScope === 'remote' ? 'local_port' : 'host_port';
 }
 
 export interface PortRequest {
