@@ -2,8 +2,8 @@
  * Managing running services: stop, list with live state, logs, latest. Kept apart from start/request
  * so that `ls`, `stop` and `logs` never load the reference data, zod or yaml.
  */
-import { descriptorOf, holdsLocalPort, loadAdapter, PLATFORM_NAMES } from './platforms/index.js';
-import { isStaleStarting, pickPort } from './registry/ports.js';
+import { descriptorOf, loadAdapter, PLATFORM_NAMES } from './platforms/index.js';
+import { isStaleStarting, portRange, reservePort } from './registry/ports.js';
 import { Registry, checkActionable, repairLatest, type RegistryState } from './registry/store.js';
 import { resolveJobId } from './service/routing.js';
 import { ENDED_STATES, type DiscoveredService, type JobState, type JobStateName, type PlatformAdapter, type RegistryEntry, type StopOutcome } from './types.js';
@@ -278,6 +278,7 @@ export async function discoverServices(
   deps: ManageDeps = {},
 ): Promise<DiscoverResult> {
   const { env, registry, log, warn } = ctxParts(deps);
+  const range = portRange(env);
   const names = opts.platforms?.length ? [...new Set(opts.platforms.map((p) => descriptorOf(p).name))] : [...PLATFORM_NAMES];
   const result: DiscoverResult = { added: [], already_known: [], not_reachable: [] };
   const found: Array<{ platform: string; items: DiscoveredService[] }> = [];
@@ -311,7 +312,7 @@ export async function discoverServices(
         const entry: RegistryEntry = { ...d.entry };
         delete entry.forwarder_pid;
         if (d.localPortField && d.live.state === 'running') {
-          entry[d.localPortField] = await pickPort(s, { holds: holdsLocalPort, checkBound: true, bindAddress: '127.0.0.1' });
+          entry[d.localPortField] = await reservePort(s, { scope: { kind: 'local' }, job_id: entry.job_id, range });
           entry.host_url = `http://localhost:${entry[d.localPortField]}`;
         }
         s.entries[entry.job_id] = entry;

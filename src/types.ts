@@ -154,16 +154,16 @@ export interface LogOptions {
   signal?: AbortSignal;
 }
 
-/** Allocates a local port under the registry lock, following the contract §5 port rule, and records it on this job's entry. */
-export type PortAllocator = (req: {
-  /** Entries whose host_port/local_port count as taken. Default: same platform. */
-  holds?: (e: RegistryEntry) => boolean;
-  /** Also skip ports bound on this host (probe listen on bindAddress). Default true. */
-  checkBound?: boolean;
-  bindAddress?: string;
-  /** Which field of this job's entry receives the port. Default `host_port`. */
-  field?: 'host_port' | 'local_port';
-}) => Promise<number>;
+/** Where a port lives: this machine, or a remote host (brev: an instance) whose ports are its own (src/registry/ports.ts). */
+export type PortScope = { kind: 'local' } | { kind: 'remote'; host: string };
+
+/**
+ * Allocates a port for this job under the registry lock by the port policy (src/registry/ports.ts: range, scopes,
+ * `--port`) and records it on this job's entry. `{ kind: 'local' }`: a port on this machine for a local forwarder
+ * (recorded as `host_port`, or `local_port` when the platform's host ports are remote); `{ kind: 'remote', host }`:
+ * a host port on that remote host (brev: the instance), recorded as `host_port`.
+ */
+export type PortAllocator = (scope: PortScope) => Promise<number>;
 
 /** Context handed to adapters by the lifecycle. Adapters never prompt and never exit. */
 export interface AdapterContext {

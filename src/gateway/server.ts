@@ -16,7 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Agent } from 'undici';
 import { InvalidInputError, UserError } from '../errors.js';
-import { authHeaders } from '../lifecycle.js';
+import { authHeaders } from '../deps.js';
 import { loadReferences } from '../references.js';
 import { crossCheck, type ChatBody } from '../service/request-body.js';
 import { AccessLog, type AccessRecord } from './access-log.js';

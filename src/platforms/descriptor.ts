@@ -29,7 +29,7 @@ export interface PlatformDescriptor<N extends string = string> {
   };
   /** Capabilities this platform lacks, each with the reason shown to users. */
   readonly unsupported: Partial<Record<Capability, string>>;
-  /** The lifecycle reserves `host_port` in the registry before launch (the service publishes it). */
+  /** The lifecycle reserves `host_port` (a port of this machine) in the registry before launch (the service publishes it). */
   readonly reservesHostPort: boolean;
   /**
    * Where an entry's `host_port` is bound: `local` (this machine: a published container port or a local
@@ -47,6 +47,8 @@ export interface PlatformDescriptor<N extends string = string> {
    * applied by the routing before status/logs/stop/tunnel; the default used is reported (ls `note`, a warning).
    */
   readonly entryDefaults?: readonly EntryDefault[];
+  /** With `hostPortScope: 'remote'`: the host an entry's `host_port` is bound on (its port scope, src/registry/ports.ts). */
+  remoteHost?(entry: RegistryEntry): string | undefined;
   /** Import the adapter (and its SDK) lazily. */
   load(): Promise<PlatformAdapter>;
   /**

@@ -5,7 +5,7 @@
  * a platform never imports its adapter (and so never loads its SDK).
  */
 import { InvalidInputError } from '../errors.js';
-import type { PlatformOptionSpec, RegistryEntry } from '../types.js';
+import type { PlatformOptionSpec } from '../types.js';
 import { descriptor as localDocker } from './local-docker/descriptor.js';
 import { descriptor as brev } from './brev/descriptor.js';
 import { descriptor as lepton } from './lepton/descriptor.js';
@@ -35,16 +35,6 @@ export function checkPlatform(name: string): PlatformName {
 export function descriptorOf(name: string): PlatformDescriptor<PlatformName> {
   const p = checkPlatform(name);
   return PLATFORMS.find((d) => d.name === p)!;
-}
-
-/**
- * True when `entry` holds a port on this machine: its `local_port`, or a `host_port` of a platform whose
- * host ports are local (descriptor `hostPortScope`). Entries of unknown platforms (written by other tools) hold none.
- */
-export function holdsLocalPort(entry: RegistryEntry): boolean {
-  if (typeof entry.local_port === 'number') return true;
-  const d = PLATFORMS.find((x) => x.name === entry.platform) as PlatformDescriptor | undefined;
-  return d?.hostPortScope === 'local' && typeof entry.host_port === 'number';
 }
 
 const cache = new Map<PlatformName, Platform>();

@@ -1,13 +1,24 @@
 /**
- * Host port allocation (contract §5 port rule), run inside the registry lock: the lowest port of the
- * allocation range (8080–8199, or `TAO_INF_PORT_RANGE=lo-hi`) not held by a registry entry of the same
- * platform (brev: the same instance) and, for ports on this host, not bound by anything else.
+ * The port policy (contract §5 port rule), one home for it: the allocation range (8080–8199, or
+ * `TAO_INF_PORT_RANGE=lo-hi`), the scopes a port lives in, which entries hold which ports, and the pick,
+ * run inside the registry lock.
+ *
+ * A port lives in a scope: `local` (this machine: a published container port, a local forwarder) or
+ * `remote` keyed by the host it is bound on (brev: the instance, whose host ports are its own). An entry
+ * holds its `local_port` locally, and its `host_port` in the scope its platform's descriptor declares
+ * (`hostPortScope`; `remote` hosts named by the descriptor's `remoteHost`). Entries of unknown platforms
+ * (other tools) and stale `starting` entries hold none. In the local scope, ports bound by other programs
+ * are skipped too. The rule: the lowest port of the range not held in the scope and not bound.
  */
 import { createServer } from 'node:net';
 import { InvalidInputError, RegistryError } from '../errors.js';
-import type { RegistryEntry } from '../types.js';
+import type { PortScope, RegistryEntry } from '../types.js';
+import { PLATFORMS } from '../platforms/index.js';
+import type { PlatformDescriptor } from '../platforms/descriptor.js';
 import { PORT_RANGE } from '../archs/inputs.js';
-import type { RegistryState } from './store.js';
+import type { RegistryState } from './state.js';
+
+export type { PortScope };
 
 export interface PortRange {
   min: number;
@@ -73,18 +84,6 @@ export function isStaleStarting(e: RegistryEntry, now = Date.now()): boolean {
   return Number.isFinite(deadline) && now > deadline && !pidAlive(e.starter_pid);
 }
 
-/** Ports held by entries matching `holds` (host_port and local_port both count); stale `starting` entries hold none. */
-export function heldPorts(state: RegistryState, holds: (e: RegistryEntry) => boolean): Set<number> {
-  const used = new Set<number>();
-  const now = Date.now();
-  for (const e of Object.values(state.entries)) {
-    if (!holds(e) || isStaleStarting(e, now)) continue;
-    if (typeof e.host_port === 'number') used.add(e.host_port);
-    if (typeof e.local_port === 'number') used.add(e.local_port);
-  }
-  return used;
-}
-
 export interface PickPortOptions {
   holds: (e: RegistryEntry) => boolean;
   /** Probe the host for ports bound by other programs. */
@@ -99,13 +98,97 @@ export interface PickPortOptions {
 }
 
 /**
- * Pick a port following the rule. Call inside `Registry.mutate`.
+ * Pick a port following the rule, with the entries that count given as a predicate (both their ports count).
+ * The policy's own entry point is `reservePort`. Call inside `Registry.mutate`.
  * @throws InvalidInputError when an explicit port is taken; RegistryError when the whole range is used.
  */
 export async function pickPort(state: RegistryState, opts: PickPortOptions): Promise<number> {
-  const used = heldPorts(state, opts.holds);
+  const owners = new Map<number, RegistryEntry>();
+  const now = Date.now();
+  for (const e of Object.values(state.entries)) {
+    if (!opts.holds(e) || isStaleStarting(e, now)) continue;
+    for (const p of [e.host_port, e.local_port]) if (typeof p === 'number' && !owners.has(p)) owners.set(p, e);
+  }
+  return choosePort(owners, opts);
+}
+
+/** The descriptor of a platform name; undefined for a platform we do not know (an entry of another tool). */
+function descriptorFor(platform: string): PlatformDescriptor | undefined {
+  return PLATFORMS.find((d) => d.name === platform) as PlatformDescriptor | undefined;
+}
+
+/**
+ * The ports `entry` holds, each with its scope: `local_port` on this machine, `host_port` where its platform's
+ * descriptor says (`hostPortScope`, `remoteHost`). Unknown platforms (entries of other tools) hold none.
+ */
+export function entryPorts(entry: RegistryEntry): Array<{ port: number; scope: PortScope }> {
+  const d = descriptorFor(entry.platform);
+  if (!d) return [];
+  const out: Array<{ port: number; scope: PortScope }> = [];
+  if (typeof entry.local_port === 'number') out.push({ port: entry.local_port, scope: { kind: 'local' } });
+  if (typeof entry.host_port === 'number') {
+    if (d.hostPortScope === 'local') out.push({ port: entry.host_port, scope: { kind: 'local' } });
+    const host = d.hostPortScope === 'remote' ? d.remoteHost?.(entry) : undefined;
+    if (host !== undefined) out.push({ port: entry.host_port, scope: { kind: 'remote', host } });
+  }
+  return out;
+}
+
+const sameScope = (a: PortScope, b: PortScope) => a.kind === b.kind && (a.kind === 'local' || a.host === (b as { host: string }).host);
+
+/** True when `entry` holds a port on this machine (its `local_port`, or a `host_port` its platform binds locally). */
+export function holdsLocalPort(entry: RegistryEntry): boolean {
+  return entryPorts(entry).some((p) => p.scope.kind === 'local');
+}
+
+/**
+ * The registry field a port of `scope` is recorded in for a service of `platform`: a remote port, or a local one
+ * of a platform whose host ports are local, is its `host_port`; a local port of a platform whose host ports are
+ * remote is the local side, `local_port`.
+ */
+export function portField(platform: string, scope: PortScope): 'host_port' | 'local_port' {
+  if (scope.kind === 'remote') return 'host_port';
+  return descriptorFor(platform)?.hostPortScope === 'remote' ? 'local_port' : 'host_port';
+}
+
+export interface PortRequest {
+  scope: PortScope;
+  /** The service asking: its own entry's ports never count as taken. */
+  job_id?: string;
+  /** An explicit port (--port): refused when held in the scope or (locally) bound. */
+  explicit?: number;
+  /** Local scope: the address the port will be bound on, probed for other programs. Default 127.0.0.1. */
+  bindAddress?: string;
+  range: PortRange;
+  /** Ports not to hand out (e.g. one a launch just found taken). */
+  exclude?: Set<number>;
+}
+
+/**
+ * The policy's pick: the lowest port of `range` not held in `req.scope` by another entry (stale `starting`
+ * entries hold none) and, locally, not bound on `bindAddress`; or `explicit` when it is free. Call inside
+ * `Registry.mutate` so the pick and its recording are one step (the lock makes concurrent starts distinct).
+ * @throws InvalidInputError (exit 2) when an explicit port is taken; RegistryError (exit 6) when the range is used up.
+ */
+export async function reservePort(state: RegistryState, req: PortRequest): Promise<number> {
+  const owners = new Map<number, RegistryEntry>();
+  const now = Date.now();
+  for (const e of Object.values(state.entries)) {
+    if (e.job_id === req.job_id || isStaleStarting(e, now)) continue;
+    for (const p of entryPorts(e)) if (sameScope(p.scope, req.scope) && !owners.has(p.port)) owners.set(p.port, e);
+  }
+  return choosePort(owners, {
+    checkBound: req.scope.kind === 'local',
+    bindAddress: req.bindAddress ?? '127.0.0.1',
+    explicit: req.explicit,
+    range: req.range,
+    exclude: req.exclude,
+  });
+}
+
+async function choosePort(owners: Map<number, RegistryEntry>, opts: Omit<PickPortOptions, 'holds'>): Promise<number> {
   if (opts.explicit !== undefined) {
-    const owner = Object.values(state.entries).find((e) => opts.holds(e) && !isStaleStarting(e) && (e.host_port === opts.explicit || e.local_port === opts.explicit));
+    const owner = owners.get(opts.explicit);
     if (owner)
       throw new InvalidInputError('--port', `port ${opts.explicit} is already used by service ${owner.job_id} (${owner.network_arch})`, {
         hint: 'Omit --port to take the lowest free port, or stop that service first.',
@@ -118,7 +201,7 @@ export async function pickPort(state: RegistryState, opts: PickPortOptions): Pro
   }
   const range = opts.range ?? portRange();
   for (let p = range.min; p <= range.max; p++) {
-    if (used.has(p) || opts.exclude?.has(p)) continue;
+    if (owners.has(p) || opts.exclude?.has(p)) continue;
     if (opts.checkBound && !(await isPortFree(p, opts.bindAddress))) continue;
     return p;
   }

@@ -6,7 +6,8 @@ import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { addPlatformFlags, givenPlatformFlags, platformsSupporting } from '../../src/cli/platform-flags.js';
 import { InvalidInputError } from '../../src/errors.js';
-import { DEFAULT_PLATFORM, descriptorOf, holdsLocalPort, PLATFORM_NAMES, PLATFORMS } from '../../src/platforms/index.js';
+import { DEFAULT_PLATFORM, descriptorOf, PLATFORM_NAMES, PLATFORMS } from '../../src/platforms/index.js';
+import { holdsLocalPort } from '../../src/registry/ports.js';
 import type { RegistryEntry } from '../../src/types.js';
 import { runCli, tempState } from '../helpers/cli.js';
 

@@ -46,7 +46,7 @@ export function requestCommand(): Command {
       if (o.timeout !== undefined && !(/^\d+$/.test(String(o.timeout)) && Number(o.timeout) >= 300))
         throw new InvalidInputError('--timeout', `--timeout must be a whole number of seconds, at least 300, got '${o.timeout}'`);
       const [{ prepareRequest, sendRequest }, { loadReferences }, { MediaFiles, constraintsFor, mediaKind, mediaUrl, parseSamplingValue, samplingFields }, { VideoWriter, checkOutputPath }] = await Promise.all([
-        import('../../lifecycle.js'),
+        import('../../request.js'),
         import('../../references.js'),
         import('../../service/request-body.js'),
         import('../../service/video-output.js'),

@@ -3,7 +3,7 @@ import { InterruptedError, InvalidInputError } from '../../errors.js';
 import { parseGpuIds } from '../../archs/inputs.js';
 import { supportedArchs } from '../../archs/image.js';
 import type { JobStateName, PlanStep } from '../../types.js';
-import type { StartInput } from '../../lifecycle.js';
+import type { StartInput } from '../../start/prepare.js';
 import { formatArgv } from '../../util/shell.js';
 import { askSelect, askText, emit, info, isInteractive, lineReporter, progressReporter, requireInput, warnLine, type GlobalFlags } from '../io.js';
 import { addPlatformFlags, platformOptionValues, platformsSupporting } from '../platform-flags.js';
@@ -54,7 +54,7 @@ export function startCommand(): Command {
   const taken = new Set(cmd.options.map((o) => o.long!.replace(/^--(no-)?/, '')));
   addPlatformFlags(cmd, taken);
   cmd.action(async (o: Record<string, any>) => {
-    const [{ startService }, { loadReferences }, { Registry }] = await Promise.all([import('../../lifecycle.js'), import('../../references.js'), import('../../registry/store.js')]);
+    const [{ startService }, { loadReferences }, { Registry }] = await Promise.all([import('../../start/index.js'), import('../../references.js'), import('../../registry/store.js')]);
     const flags: GlobalFlags = { json: o.json, yes: o.yes };
     const interactive = isInteractive(flags);
     const refs = loadReferences();

@@ -42,7 +42,6 @@ import type {
   StopOutcome,
 } from '../../types.js';
 import { startForwarder } from '../../forwarder/forwarder.js';
-import { holdsLocalPort } from '../index.js';
 import {
   brevDockerHint,
   brevExec,
@@ -216,11 +215,7 @@ class BrevAdapter implements PlatformAdapter {
     const platform_data: Record<string, unknown> = { instance, network: net, bind_address: spec.bind_address, ...(cfg ? { ssh_config: cfg } : {}) };
     await ctx.record({ platform_data, docker_url: `http://${spec.job_id}:${spec.container_port}` });
 
-    const host_port = await ctx.allocatePort({
-      holds: (e) => e.platform === 'brev' && e.platform_data?.instance === instance,
-      checkBound: false,
-      field: 'host_port',
-    });
+    const host_port = await ctx.allocatePort({ kind: 'remote', host: instance });
     const s: LaunchSpec = { ...spec, host_port };
     // docker run includes the image pull (tens of GB for TAO images): like local-docker, allow 30 min.
     const RUN_TIMEOUT_MS = 30 * 60_000;
@@ -249,7 +244,7 @@ class BrevAdapter implements PlatformAdapter {
       });
     }
 
-    const local = await ctx.allocatePort({ holds: holdsLocalPort, checkBound: true, field: 'local_port' });
+    const local = await ctx.allocatePort({ kind: 'local' });
     const fwd = forwardDescription({ job_id: s.job_id, instance, local, host_port, bind: s.bind_address, sshConfig: cfg, env: ctx.env });
     const pid = await startForwarder(fwd, {
       signal: ctx.signal,

@@ -89,7 +89,7 @@ export async function startPortForward(
   data: K8sEntryData,
   pod: V1Pod,
 ): Promise<Pick<Launched, 'host_url' | 'host_port' | 'forwarder_pid'>> {
-  const port = await ctx.allocatePort({ holds: () => true, checkBound: true, bindAddress: '127.0.0.1', field: 'host_port' });
+  const port = await ctx.allocatePort({ kind: 'local' });
   const podName = pod.metadata!.name!;
   const d = portForwardDescription({ job_id: spec.job_id, conn, namespace: data.namespace, podName, containerPort: spec.container_port, port, env: ctx.env, jobSecretNames: spec.env.secretNames });
   data.forwarder_log = d.logFile;

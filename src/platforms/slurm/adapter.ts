@@ -236,7 +236,7 @@ class SlurmAdapter implements PlatformAdapter {
       }
 
       // ---- tunnel
-      const hostPort = await ctx.allocatePort({ holds: (e) => e.platform === PLATFORM, checkBound: true });
+      const hostPort = await ctx.allocatePort({ kind: 'local' });
       const fwd = tunnelDescription({ jobId: spec.job_id, slurmJobId: slurmId, target: p.target, node: addr, remotePort: port, port: hostPort, env: ctx.env });
       data.tunnel_log = fwd.logFile;
       const pid = await startForwarder(fwd, { signal: ctx.signal, onPid: (fp) => ctx.record({ forwarder_pid: fp, platform_data: { ...data } }) });
