@@ -58,10 +58,10 @@ import {
   type BrevInstance,
 } from './cli.js';
 import { descriptor } from './descriptor.js';
+import { discoverContainers } from './discover.js';
 import { brevForwarder, forwardDescription, forwardTarget, sshConfigOf } from './forward.js';
 import { runCapture, tailLines } from '../../util/run.js';
-import { entryFromContainer, mapDockerState, type DockerInspect } from '../docker-cli.js';
-import { LABELS } from '../../labels.js';
+import { mapDockerState } from '../docker-cli.js';
 import {
   RC_MARK,
   checkName,
@@ -339,36 +339,9 @@ class BrevAdapter implements PlatformAdapter {
       throw new PlatformError('container_not_found', `container ${entry.job_id} was not found on Brev instance ${instance}`, { hint: `Check 'tao-infer ls'; remove the entry with 'tao-infer stop ${entry.job_id}'.` });
   }
 
-  /**
-   * Containers labelled `tao-infer.managed-by=tao-infer` on every RUNNING instance of `brev ls --json`, one
-   * `brev exec` per instance. Stopped instances are never exec'd: `brev exec` starts a stopped instance and
-   * waits for it (brev-cli pkg/cmd/exec/exec.go, runExecCommand). Found services get a new local ssh forward
-   * (local_port) from the generic discover; an instance that does not answer is warned about and skipped.
-   * @throws PlatformUnavailableError when brev is missing or logged out.
-   */
-  async discover(ctx: DiscoverContext): Promise<DiscoveredService[]> {
-    const out: DiscoveredService[] = [];
-    const script = `ids=$(docker ps -a -q --no-trunc --filter label=${LABELS.managedBy}=tao-infer); if [ -n "$ids" ]; then docker inspect $ids; else echo '[]'; fi`;
-    for (const w of await listInstances(ctx.env)) {
-      if (String(w.status).toUpperCase() !== 'RUNNING') continue;
-      const r = await brevExec(w.name, script, ctx.env, { timeoutMs: 120_000, signal: ctx.signal });
-      let list: DockerInspect[] = [];
-      try {
-        if (!r.remote) throw new Error(lastLine(r.stderr || r.stdout) || `exit ${r.exitCode}`);
-        list = JSON.parse(r.remote.out.trim() || '[]') as DockerInspect[];
-      } catch (e) {
-        ctx.warn(`brev: could not list the containers on ${w.name}: ${(e as Error).message}`);
-        continue;
-      }
-      for (const c of list) {
-        const entry = entryFromContainer(c, 'brev');
-        if (!entry) continue;
-        entry.host_url = '';
-        entry.platform_data = { ...entry.platform_data, instance: w.name };
-        out.push({ entry, live: mapDockerState(c.State ?? {}), localPortField: 'local_port' });
-      }
-    }
-    return out;
+  /** Containers tao-infer started on the RUNNING instances (./discover.ts; stopped instances are never exec'd). */
+  discover(ctx: DiscoverContext): Promise<DiscoveredService[]> {
+    return discoverContainers(ctx);
   }
 
   /**
