@@ -57,6 +57,13 @@ Secrets (HF_TOKEN, NGC_KEY, ...) are read from the environment by name, never fr
   }
 }
 
+// `tao-infer ls | head`: a reader that closes the pipe early ends the output quietly (exit as decided so far),
+// as other command-line tools do, instead of an unhandled EPIPE stack trace.
+process.stdout.on('error', (err: NodeJS.ErrnoException) => {
+  if (err.code !== 'EPIPE') throw err;
+  process.exit(typeof process.exitCode === 'number' ? process.exitCode : 0);
+});
+
 main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
