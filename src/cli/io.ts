@@ -4,9 +4,18 @@
  */
 import { InterruptedError, MissingInputError, TaoInferError, exitCodeFor, type Candidate } from '../errors.js';
 
+/** The global flags, declared once on the program (src/cli/main.ts). */
 export interface GlobalFlags {
+  /** One JSON document on stdout (results, and errors). */
   json?: boolean;
+  /** Never prompt. */
   yes?: boolean;
+}
+
+/** The global flags as a command's action sees them (given before or after the command name). */
+export function globalFlags(cmd: { optsWithGlobals(): object }): GlobalFlags {
+  const o = cmd.optsWithGlobals() as { json?: unknown; yes?: unknown };
+  return { json: o.json === true, yes: o.yes === true };
 }
 
 /** Interactive only with a TTY on stdin and stderr, without --yes, and when CI is not set. */
@@ -90,6 +99,9 @@ export function info(msg: string): void {
 export function warnLine(msg: string): void {
   process.stderr.write(`warning: ${msg}\n`);
 }
+
+/** The library's reporter (deps.reporter) for commands: messages and warnings on stderr. */
+export const cliReporter = { log: (m: string) => info(m), warn: (m: string) => warnLine(m) };
 
 /** A readiness progress reporter: one rewritten line on a TTY, a line per state change (or each 15 s) otherwise. */
 export function progressReporter(label: string): { progress: (elapsedS: number, state: string) => void; done: () => void } {

@@ -3,7 +3,7 @@
  * (one flag even when two platforms declare it) and back into option values for one platform: flag, else
  * the env var, else the default; a missing required one is prompted on a TTY or is a usage error naming the flag.
  */
-import { Option, type Command } from 'commander';
+import { Option, type CommandUnknownOpts } from '@commander-js/extra-typings';
 import { InvalidInputError, MissingInputError } from '../errors.js';
 import { PLATFORMS } from '../platforms/index.js';
 import type { Capability, PlatformName, PlatformOptionSpec } from '../types.js';
@@ -32,7 +32,7 @@ function specsOf(platform: string, command: PlatformCommand): PlatformOptionSpec
 }
 
 /** Add every platform's flags for `command` to `cmd` once; long names in `taken` (the command's own flags) are skipped. */
-export function addPlatformFlags(cmd: Command, taken: Set<string>, command: PlatformCommand = 'start'): void {
+export function addPlatformFlags(cmd: CommandUnknownOpts, taken: Set<string>, command: PlatformCommand = 'start'): void {
   const seen = new Map<string, string[]>();
   for (const d of PLATFORMS) {
     for (const s of specsOf(d.name, command)) {

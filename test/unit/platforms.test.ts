@@ -1,6 +1,6 @@
 // The platform descriptors: the list in src/platforms/index.ts is the only place above the platform folders
 // that knows platform names; the CLI builds its platform flags and help texts from it.
-import { Command } from 'commander';
+import { Command } from '@commander-js/extra-typings';
 import { readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { describe, expect, it } from 'vitest';

@@ -1,6 +1,6 @@
 /** `tao-infer gateway`: one OpenAI-compatible endpoint for every service in the registry (issue 12). */
-import { Command } from 'commander';
-import { info, warnLine } from '../io.js';
+import { globalFlags, info, warnLine } from '../io.js';
+import { declaredCommand } from './index.js';
 
 const num = (v: unknown): number | undefined => (v === undefined ? undefined : Number(v));
 
@@ -9,9 +9,8 @@ const num = (v: unknown): number | undefined => (v === undefined ? undefined : N
  * runs in the foreground until SIGINT/SIGTERM, then stops accepting and lets requests in flight finish
  * (up to --drain-timeout). The URL goes to stderr (and, with --json, as one JSON line to stdout).
  */
-export function gatewayCommand(): Command {
-  return new Command('gateway')
-    .description('Serve every running service under one OpenAI-compatible URL (routes by model = job_id or network_arch); runs until Ctrl-C')
+export function gatewayCommand() {
+  return declaredCommand('gateway')
     .option('--host <address>', 'address to listen on (non-loopback needs --api-key-env or --insecure)', '127.0.0.1')
     .option('--port <n>', 'port to listen on (0 = any free port)', '8000')
     .option('--api-key-env <NAME>', 'require Authorization: Bearer <value of $NAME> on every request but /health')
@@ -23,8 +22,7 @@ export function gatewayCommand(): Command {
     .option('--max-body-mb <n>', 'largest request body in MiB (413 above)', '256')
     .option('--byte-budget-mb <n>', 'request-body MiB held at once over all requests (503 + Retry-After above)', '1024')
     .option('--drain-timeout <s>', 'seconds to let requests in flight finish after Ctrl-C', '30')
-    .option('--json', 'print {"url": ...} as one JSON line on stdout once listening')
-    .action(async (o: Record<string, any>) => {
+    .action(async (o, command) => {
       const { startGateway } = await import('../../gateway/server.js');
       const gw = await startGateway({
         host: o.host,
@@ -41,7 +39,7 @@ export function gatewayCommand(): Command {
         onWarning: warnLine,
       });
       info(`tao-infer gateway listening on ${gw.url} (OpenAI base URL ${gw.url}/v1); Ctrl-C stops it`);
-      if (o.json) process.stdout.write(`${JSON.stringify({ url: gw.url, base_url: `${gw.url}/v1` })}\n`);
+      if (globalFlags(command).json) process.stdout.write(`${JSON.stringify({ url: gw.url, base_url: `${gw.url}/v1` })}\n`);
       const signal = await new Promise<string>((resolve) => {
         process.once('SIGINT', () => resolve('SIGINT'));
         process.once('SIGTERM', () => resolve('SIGTERM'));

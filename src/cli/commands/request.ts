@@ -1,12 +1,16 @@
-import { Command } from 'commander';
 import { resolve } from 'node:path';
 import { InvalidInputError } from '../../errors.js';
-import { askText, chooseService, emit, info, isInteractive, warnLine, type GlobalFlags } from '../io.js';
+import { askText, chooseService, emit, globalFlags, info, isInteractive, warnLine } from '../io.js';
+import { loadReferences } from '../../references.js';
+import { prepareRequest, sendRequest } from '../../request.js';
+import { MediaFiles, constraintsFor, mediaKind, mediaUrl, parseSamplingValue, samplingFields } from '../../service/request-body.js';
+import { VideoWriter, checkOutputPath } from '../../service/video-output.js';
+import { declaredCommand } from './index.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
 /** Sampling flags: flag name ↔ field name (contract §7 table). */
-const SAMPLING_FLAGS: Record<string, string> = {
+const SAMPLING_FLAGS = {
   maxTokens: 'max_tokens',
   topP: 'top_p',
   temperature: 'temperature',
@@ -14,13 +18,12 @@ const SAMPLING_FLAGS: Record<string, string> = {
   numSteps: 'num_steps',
   seed: 'seed',
   negativePrompt: 'negative_prompt',
-};
+} as const;
 
 
 /** `tao-infer request`: route (contract §7), build the body, ask or take sampling parameters, send, save a video reply. */
-export function requestCommand(): Command {
-  return new Command('request')
-    .description('Send a chat-completion request to a running service (routing: --job, else --arch, else the only service)')
+export function requestCommand() {
+  return declaredCommand('request')
     .option('--job <job_id>', 'the service to send to (full job_id or a unique prefix of 4+ characters)')
     .option('--arch <network_arch>', 'route to the service running this network_arch')
     .option('--prompt <text>', 'user prompt text')
@@ -40,27 +43,19 @@ export function requestCommand(): Command {
     .option('--max-reply-mb <n>', 'largest reply accepted, MiB (a cosmos-predict2.5 video arrives base64 in JSON)', '512')
     .option('--retry-window <s>', 'seconds to keep retrying while the model still loads (202 / model_not_ready)', '120')
     .option('--timeout <s>', 'seconds to wait for one response (at least 300, the default; a cosmos-predict2.5 video can take longer)')
-    .option('--json', 'print one JSON document (the chat.completion) on stdout')
-    .option('-y, --yes', 'never prompt')
-    .action(async (o: Record<string, any>) => {
+    .action(async (o, command) => {
       if (o.timeout !== undefined && !(/^\d+$/.test(String(o.timeout)) && Number(o.timeout) >= 300))
         throw new InvalidInputError('--timeout', `--timeout must be a whole number of seconds, at least 300, got '${o.timeout}'`);
-      const [{ prepareRequest, sendRequest }, { loadReferences }, { MediaFiles, constraintsFor, mediaKind, mediaUrl, parseSamplingValue, samplingFields }, { VideoWriter, checkOutputPath }] = await Promise.all([
-        import('../../request.js'),
-        import('../../references.js'),
-        import('../../service/request-body.js'),
-        import('../../service/video-output.js'),
-      ]);
       if (!/^\d+$/.test(String(o.retryWindow))) throw new InvalidInputError('--retry-window', `--retry-window must be a whole number of seconds, got '${o.retryWindow}'`);
       if (!/^\d+$/.test(String(o.maxReplyMb)) || Number(o.maxReplyMb) < 1 || Number(o.maxReplyMb) > 65536)
         throw new InvalidInputError('--max-reply-mb', `--max-reply-mb must be a whole number of MiB between 1 and 65536, got '${o.maxReplyMb}'`);
       // --output is checked before anything is sent (a GPU run is not wasted on an unwritable path).
       const output = o.output !== undefined ? await checkOutputPath(String(o.output), Boolean(o.force)) : undefined;
-      const flags: GlobalFlags = { json: o.json, yes: o.yes };
+      const flags = globalFlags(command);
       const interactive = isInteractive(flags);
       const refs = loadReferences();
       const sampling: Record<string, string | undefined> = {};
-      for (const [attr, field] of Object.entries(SAMPLING_FLAGS)) if (o[attr] !== undefined) sampling[field] = o[attr];
+      for (const [attr, field] of Object.entries(SAMPLING_FLAGS) as Array<[keyof typeof SAMPLING_FLAGS, string]>) if (o[attr] !== undefined) sampling[field] = o[attr];
       const prepared = await prepareRequest(
         { job_id: o.job, network_arch: o.arch, prompt: o.prompt, system: o.system, images: o.image, videos: o.video, body_file: o.body, sampling },
         {

@@ -1,13 +1,17 @@
-import { Command, Option } from 'commander';
+import { Option } from '@commander-js/extra-typings';
 import { InterruptedError, InvalidInputError } from '../../errors.js';
 import { parseGpuIds } from '../../archs/inputs.js';
 import { supportedArchs } from '../../archs/image.js';
 import type { JobStateName, PlanStep } from '../../types.js';
 import type { StartInput } from '../../start/prepare.js';
 import { formatArgv } from '../../util/shell.js';
-import { askSelect, askText, emit, info, isInteractive, lineReporter, progressReporter, requireInput, warnLine, type GlobalFlags } from '../io.js';
+import { askSelect, askText, emit, globalFlags, info, isInteractive, lineReporter, progressReporter, requireInput, warnLine } from '../io.js';
 import { addPlatformFlags, platformOptionValues, platformsSupporting } from '../platform-flags.js';
-import { checkPlatform, DEFAULT_PLATFORM, PLATFORM_NAMES } from '../../platforms/index.js';
+import { checkPlatform, DEFAULT_PLATFORM, loadAdapter, PLATFORM_NAMES } from '../../platforms/index.js';
+import { loadReferences } from '../../references.js';
+import { Registry } from '../../registry/store.js';
+import { startService } from '../../start/index.js';
+import { declaredCommand } from './index.js';
 
 const collect = (v: string, prev: string[] = []) => [...prev, v];
 
@@ -27,9 +31,8 @@ function renderStep(s: PlanStep): string {
 }
 
 /** `tao-infer start`: gather inputs (flags, env, prompts), launch on the platform, wait for readiness. */
-export function startCommand(): Command {
-  const cmd = new Command('start')
-    .description('Start an inference microservice, record it in the registry and wait until its model is ready')
+export function startCommand() {
+  const cmd = declaredCommand('start')
     .option('--arch <network_arch>', 'network_arch (cosmos-rl, cosmos-predict2.5, tao-dataservices)')
     .option('--model <model_path>', 'hf_model://<org>/<model> or an absolute path inside the container')
     .addOption(new Option('--platform <name>', `where to run: ${PLATFORM_NAMES.join(', ')}`).default(DEFAULT_PLATFORM))
@@ -48,14 +51,11 @@ export function startCommand(): Command {
     .option('--timeout <s>', 'readiness timeout in seconds', intArg('--timeout'))
     .option('--no-wait', 'return once launched, without waiting for readiness')
     .option('--keep-on-failure', 'keep the container/job and registry entry when the start fails')
-    .option('--dry-run', 'print the image, inner command and platform calls; change nothing')
-    .option('--json', 'print one JSON document (the registry entry) on stdout')
-    .option('-y, --yes', 'never prompt (also when CI is set or without a TTY)');
+    .option('--dry-run', 'print the image, inner command and platform calls; change nothing');
   const taken = new Set(cmd.options.map((o) => o.long!.replace(/^--(no-)?/, '')));
   addPlatformFlags(cmd, taken);
-  cmd.action(async (o: Record<string, any>) => {
-    const [{ startService }, { loadReferences }, { Registry }] = await Promise.all([import('../../start/index.js'), import('../../references.js'), import('../../registry/store.js')]);
-    const flags: GlobalFlags = { json: o.json, yes: o.yes };
+  return cmd.action(async (o, command) => {
+    const flags = globalFlags(command);
     const interactive = isInteractive(flags);
     const refs = loadReferences();
     const platform = checkPlatform(o.platform);
@@ -83,7 +83,6 @@ export function startCommand(): Command {
     let suggest: ((key: string, gathered: Record<string, unknown>) => Promise<string[] | undefined>) | undefined;
     if (interactive) {
       suggest = async (key, gathered) => {
-        const { loadAdapter } = await import('../../platforms/index.js');
         const adapter = await loadAdapter(platform);
         return adapter.suggest?.(key, process.env, gathered).catch(() => undefined);
       };
@@ -165,5 +164,4 @@ export function startCommand(): Command {
         : `launched (not waiting for readiness): ${entry.job_id} ${entry.host_url}`,
     );
   });
-  return cmd;
 }
