@@ -129,11 +129,6 @@ export interface Harness {
   secretFiles?(jobId: string, t: ContractEnv): string[];
   /** Further secret values to look for (besides the shared canary). */
   secrets?: string[];
-  /**
-   * Contract cases this platform is known to break today, with the reason: the suite runs them with `it.fails`, so
-   * they stay visible and turn red once the platform keeps the contract (then remove the line).
-   */
-  knownGaps?: Partial<Record<'interrupt', string>>;
   /** Record a job_id this harness must clean up at teardown if a test fails before stop. */
   track(jobId: string, entry?: any): void;
 }
