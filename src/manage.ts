@@ -8,6 +8,7 @@ import { Registry, checkActionable, repairLatest, type RegistryState } from './r
 import { resolveJobId } from './service/routing.js';
 import { ENDED_STATES, type DiscoveredService, type JobState, type JobStateName, type PlatformAdapter, type RegistryEntry, type StopOutcome } from './types.js';
 import { mapLimit, withTimeout } from './util/pool.js';
+import { compareText } from './util/order.js';
 
 /** Status calls `ls` runs at once. */
 export const STATUS_CONCURRENCY = 16;
@@ -115,7 +116,7 @@ export function liveState(st: JobState): LiveState {
 export async function listServices(deps: ManageDeps = {}): Promise<{ services: ListedService[]; latest?: string }> {
   const { registry } = ctxParts(deps);
   const state = await registry.read();
-  const entries = Object.values(state.entries).sort((a, b) => a.started_at.localeCompare(b.started_at));
+  const entries = Object.values(state.entries).sort((a, b) => compareText(a.started_at, b.started_at));
   // Inconsistent entries (key ≠ job_id) are shown under their key and never asked about on a platform.
   for (const [key, other] of Object.entries(state.inconsistent ?? {})) {
     const raw = state.other[key] as RegistryEntry;

@@ -13,6 +13,8 @@ export interface DockerRunOptions {
   ipcHost?: boolean;
   /** `--ulimit memlock=-1 --ulimit stack=67108864` (opt-in, local-docker `--ulimit-memlock`). */
   ulimitMemlock?: boolean;
+  /** `--pull never`: docker run answers "No such image" instead of pulling on its own (local-docker pulls as its own step). */
+  pullNever?: boolean;
 }
 
 /**
@@ -37,7 +39,7 @@ export function gpuArgs(spec: Pick<LaunchSpec, 'num_gpus' | 'gpu_ids'>): string[
  */
 export function dockerRunArgs(spec: LaunchSpec, opts: DockerRunOptions): string[] {
   if (spec.host_port === undefined) throw new Error('dockerRunArgs: host_port not reserved');
-  const args = ['run', '-d', '--name', spec.job_id];
+  const args = ['run', '-d', ...(opts.pullNever ? ['--pull', 'never'] : []), '--name', spec.job_id];
   for (const [k, v] of Object.entries(spec.labels)) args.push('--label', `${k}=${v}`);
   // Docker has no run-time limit: the expiry of --max-duration is a label that `tao-infer prune` enforces.
   if (spec.expires_at) args.push('--label', `${LABELS.expiresAt}=${spec.expires_at}`);

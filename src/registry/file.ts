@@ -3,7 +3,6 @@
  * (a file that does not parse is re-read, then reported or moved aside, never replaced), and write it
  * atomically (unique temp file, fsync, rename, mode 0600) only while the lock is still ours.
  */
-import { randomBytes } from 'node:crypto';
 import { promises as fsp, constants as fsc } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { RegistryCorruptError, RegistryError } from '../errors.js';
@@ -14,6 +13,10 @@ import { emptyState, parseState, serializeState, type RegistryState } from './st
 const MAX_REGISTRY_BYTES = 64 * 1024 * 1024;
 /** Pauses between reads of a registry that did not parse (ms). */
 const PARSE_RETRY_MS = [10, 20, 40, 80, 160, 320];
+/** Random hex for temp and quarantine names; node:crypto is loaded only by writers (read-only commands skip it). */
+async function randomHex(bytes: number): Promise<string> {
+  return (await import('node:crypto')).randomBytes(bytes).toString('hex');
+}
 /** Registry files already warned about (group/other writable): warned once per process. */
 const warnedWritable = new Set<string>();
 
@@ -109,7 +112,7 @@ export async function loadState(file: string, quarantine: boolean, warn: (msg: s
     throw new RegistryError('registry_corrupt', `registry ${file} could not be parsed (${reason}); it was left in place`, {
       hint: 'Repair it, or run a command that changes the registry (start, stop) to move it aside (it is never deleted).',
     });
-  const to = `${file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${randomBytes(3).toString('hex')}`;
+  const to = `${file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${await randomHex(3)}`;
   await fsp.rename(file, to);
   throw new RegistryCorruptError(file, to, reason);
 }
@@ -120,7 +123,7 @@ export async function loadState(file: string, quarantine: boolean, warn: (msg: s
  */
 export async function writeState(file: string, state: RegistryState, stillOwned: () => Promise<boolean>): Promise<void> {
   const dir = dirname(file);
-  const tmp = join(dir, `.${basename(file)}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
+  const tmp = join(dir, `.${basename(file)}.${process.pid}.${await randomHex(6)}.tmp`);
   const fh = await fsp.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
   try {
     await fh.writeFile(JSON.stringify(serializeState(state), null, 2) + '\n', 'utf8');

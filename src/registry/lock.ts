@@ -5,15 +5,25 @@
 import { existsSync, promises as fsp, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import * as fsCallbacks from 'node:fs';
-import lockfile from 'proper-lockfile';
 import { RegistryError } from '../errors.js';
-
 
 export interface LockStats {
   acquisitions: number;
   /** Acquisitions that had to wait for another holder. */
   contended: number;
   totalWaitMs: number;
+}
+
+type Lockfile = typeof import('proper-lockfile');
+let lockfileModule: Promise<Lockfile> | undefined;
+
+/**
+ * proper-lockfile, imported once on first use: read-only commands (ls, request) never load it, nor graceful-fs
+ * with it. Calling it early (Registry.prepareWrite) lets the import overlap a wait, e.g. start's preflight.
+ */
+export function loadLockfile(): Promise<Lockfile> {
+  // A CommonJS module: its exports are the namespace's `default` (esbuild's bundle has no named exports for it).
+  return (lockfileModule ??= import('proper-lockfile').then((m) => (m as { default?: Lockfile }).default ?? m));
 }
 
 /** Internal: the lock was lost before the rename; the mutation is retried from a fresh read. */
@@ -76,6 +86,7 @@ export async function withLock<T>(
         cb(err);
       }),
   };
+  const lockfile = await loadLockfile();
   await fsp.mkdir(dirname(file), { recursive: true });
   while (!release) {
     try {

@@ -12,7 +12,7 @@
 import { RegistryError } from '../errors.js';
 import type { RegistryEntry } from '../types.js';
 import { checkSafe, loadState, writeState } from './file.js';
-import { LockLostError, withLock, type LockStats } from './lock.js';
+import { LockLostError, loadLockfile, withLock, type LockStats } from './lock.js';
 import { emptyState, repairLatest, serializeState, statePath, type RegistryState } from './state.js';
 
 export { DEFAULT_STATE_FILE, checkActionable, emptyState, nullMap, parseState, repairLatest, serializeState, statePath, type RegistryState } from './state.js';
@@ -56,6 +56,14 @@ export class Registry {
   async read(): Promise<RegistryState> {
     if (!(await checkSafe(this.file))) return emptyState();
     return loadState(this.file, false, this.warn);
+  }
+
+  /**
+   * Start loading the code writes need (the lock library) now, without waiting: a command that will write after a
+   * slow step (start: after its platform preflight) calls it first so the load overlaps that step.
+   */
+  prepareWrite(): void {
+    loadLockfile().catch(() => undefined);
   }
 
   /** Read without side effects (for --dry-run); the same as `read`. */

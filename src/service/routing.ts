@@ -7,6 +7,7 @@
 import { AmbiguousTargetError, InvalidInputError, JobNotFoundError, NoServiceError, type Candidate } from '../errors.js';
 import { checkActionable, type RegistryState } from '../registry/store.js';
 import type { RegistryEntry } from '../types.js';
+import { compareText } from '../util/order.js';
 
 /** Asked when several services match; returns the chosen job_id. Absent when not interactive. */
 export type ChooseService = (message: string, candidates: Candidate[]) => Promise<string>;
@@ -40,7 +41,7 @@ export function resolveJobId(entries: Record<string, RegistryEntry>, given: stri
     throw new InvalidInputError(flag, `'${id}' is not a job_id in the registry, and a job_id prefix needs at least ${MIN_JOB_ID_PREFIX} characters`, {
       hint: "Give the full job_id or its first 4+ characters ('tao-infer ls' shows the first 8).",
     });
-  const matches = [...byId.values()].filter((e) => e.job_id.startsWith(id)).sort((a, b) => a.started_at.localeCompare(b.started_at));
+  const matches = [...byId.values()].filter((e) => e.job_id.startsWith(id)).sort((a, b) => compareText(a.started_at, b.started_at));
   if (matches.length === 1) return matches[0]!;
   if (!matches.length) throw new JobNotFoundError(id);
   throw new AmbiguousTargetError(`job_id prefix '${id}' matches ${matches.length} services; give more characters`, matches.map(candidate), flag);
@@ -55,7 +56,7 @@ export async function resolveTarget(
   want: { job_id?: string; network_arch?: string },
   choose?: ChooseService,
 ): Promise<RegistryEntry> {
-  const all = Object.values(state.entries).sort((a, b) => a.started_at.localeCompare(b.started_at));
+  const all = Object.values(state.entries).sort((a, b) => compareText(a.started_at, b.started_at));
   if (want.job_id) {
     checkActionable(state, want.job_id); // an inconsistent key or a '-' id is refused before any prefix match
     const e = resolveJobId(state.entries, want.job_id, '--job');

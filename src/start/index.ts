@@ -64,6 +64,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
     return { job_id: spec.job_id, ready: false, dry_run: { image, inner_command: inner.command, plan, host_port }, warnings };
   }
 
+  registry.prepareWrite();
   await checkPortBeforeLaunch(run);
   await adapter.preflight(spec, adapterContext(run));
   log(`job_id ${spec.job_id}: launching ${spec.network_arch} on ${platform} (image ${spec.image})`);

@@ -101,12 +101,19 @@ export function tailLines(text: string, n: number): string[] {
   return lines.slice(-n);
 }
 
-/** Run and require exit 0. @throws CommandFailedError (argv shown, stderr tail), PlatformUnavailableError */
-export async function runChecked(file: string, args: string[], opts: RunOptions & { hint?: (stderr: string) => string | undefined } = {}): Promise<RunResult> {
-  const r = await runCapture(file, args, opts);
+/**
+ * Require exit 0 of a finished run of `file args`. Returns `r`.
+ * @throws CommandFailedError (argv shown, stderr tail, `hint(stderr)`)
+ */
+export function checkExit(file: string, args: string[], r: RunResult, hint?: (stderr: string) => string | undefined): RunResult {
   if (r.exitCode !== 0) {
     const stderr = r.stderr || r.stdout;
-    throw new CommandFailedError([file, ...args], r.exitCode, tailLines(stderr, 12).join('\n'), { hint: opts.hint?.(stderr) });
+    throw new CommandFailedError([file, ...args], r.exitCode, tailLines(stderr, 12).join('\n'), { hint: hint?.(stderr) });
   }
   return r;
+}
+
+/** Run and require exit 0. @throws CommandFailedError (argv shown, stderr tail), PlatformUnavailableError */
+export async function runChecked(file: string, args: string[], opts: RunOptions & { hint?: (stderr: string) => string | undefined } = {}): Promise<RunResult> {
+  return checkExit(file, args, await runCapture(file, args, opts), opts.hint);
 }

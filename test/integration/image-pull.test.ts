@@ -31,6 +31,15 @@ afterAll(async () => {
   await reg?.stop();
 });
 
+/** The one `docker run --pull never` that docker refused with "No such image" (it creates nothing), and no other run. */
+function expectOnlyTheRefusedRun(argvLog: string): void {
+  const runs = recordedArgv(argvLog).filter((a) => a[0] === 'run');
+  expect(runs.length).toBe(1);
+  expect(runs[0]!.slice(0, 4)).toEqual(['run', '-d', '--pull', 'never']);
+  const name = runs[0]![runs[0]!.indexOf('--name') + 1]!;
+  expect(docker(['inspect', name]).code).not.toBe(0);
+}
+
 function pullEnv(ngcKey: string | undefined) {
   // Each test starts with the image absent from the engine.
   docker(['rmi', '-f', image]);
@@ -63,8 +72,12 @@ describe('image pull before docker run', () => {
     expect(argv).toContainEqual(['login', '-u', '$oauthtoken', '--password-stdin', reg.host]);
     for (const a of argv) expect(a.join(' ')).not.toContain(reg.password);
     expect(JSON.parse(readFileSync(join(t.dockerConfig, 'config.json'), 'utf8')).auths).toHaveProperty([reg.host]);
-    // The pull came before docker run, as its own step.
-    expect(argv.findIndex((a) => a[0] === 'login')).toBeLessThan(argv.findIndex((a) => a[0] === 'run'));
+    // docker run --pull never answered "No such image"; the pull (and login) came as its own step, then the run again.
+    const runs = argv.flatMap((a, i) => (a[0] === 'run' ? [i] : []));
+    expect(runs.length).toBe(2);
+    expect(argv[runs[0]!]!.slice(0, 4)).toEqual(['run', '-d', '--pull', 'never']);
+    expect(runs[0]!).toBeLessThan(argv.findIndex((a) => a[0] === 'login'));
+    expect(argv.findIndex((a) => a[0] === 'login')).toBeLessThan(runs[1]!);
 
     // Progress: plain lines (no TTY) with layers done / total, bytes and rate; the last one has every layer done.
     const lines = r.stderr.split('\n').filter((l) => l.startsWith(`pulling ${image}:`));
@@ -105,7 +118,8 @@ describe('image pull before docker run', () => {
     expect(err.code).toBe('image_pull_unauthorized');
     expect(err.message).toContain(`cannot pull ${image}`);
     expect(err.hint).toContain('export NGC_KEY=');
-    expect(recordedArgv(t.argvLog).some((a) => a[0] === 'run' || a[0] === 'login')).toBe(false);
+    expectOnlyTheRefusedRun(t.argvLog);
+    expect(recordedArgv(t.argvLog).some((a) => a[0] === 'login')).toBe(false);
     const state = existsSync(t.stateFile) ? JSON.parse(readFileSync(t.stateFile, 'utf8')) : {};
     expect(Object.keys(state).filter((k) => k !== 'latest')).toEqual([]);
   });
@@ -118,6 +132,6 @@ describe('image pull before docker run', () => {
     const err = parseJson(r).error;
     expect(err.message).toContain(`${reg.host} refused the login with NGC_KEY`);
     expect(r.stdout + r.stderr).not.toContain(wrong);
-    expect(recordedArgv(t.argvLog).some((a) => a[0] === 'run')).toBe(false);
+    expectOnlyTheRefusedRun(t.argvLog);
   });
 });

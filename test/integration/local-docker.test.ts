@@ -55,7 +55,7 @@ describe('local-docker: several services, failures, bad input', () => {
     expect(docker(['inspect', ea.job_id]).code).not.toBe(0);
   });
 
-  it('start makes two docker calls before docker run (network, image); ls asks docker once for all services (issue 9)', async () => {
+  it('start makes one docker call before docker run (network); ls asks the Engine API once, no docker process (issue 9)', async () => {
     const t = dockerTestEnv();
     const ids: string[] = [];
     for (const arch of ['cosmos-rl', 'tao-dataservices']) {
@@ -64,10 +64,15 @@ describe('local-docker: several services, failures, bad input', () => {
       ids.push(parseJson(r).job_id);
       started.push(ids[ids.length - 1]!);
     }
-    // Per start: `docker network inspect` (proves the daemon and the network), `docker image inspect` (pull only when
-    // the image is missing), then `docker run`; no `docker version`.
-    const calls = recordedArgv(t.argvLog).map((a) => a.slice(0, 2).join(' '));
-    expect(calls.filter((c) => c !== 'network create')).toEqual(['network inspect', 'image inspect', 'run -d', 'network inspect', 'image inspect', 'run -d']);
+    // Per start: `docker network inspect` (proves the daemon and the network), then `docker run --pull never` (the
+    // image is present: no `docker image inspect`, no pull); no `docker version`.
+    const calls = recordedArgv(t.argvLog).map((a) => a.slice(0, 4).join(' '));
+    expect(calls.filter((c) => !c.startsWith('network create'))).toEqual([
+      expect.stringMatching(/^network inspect /),
+      'run -d --pull never',
+      expect.stringMatching(/^network inspect /),
+      'run -d --pull never',
+    ]);
     const before = recordedArgv(t.argvLog).length;
     writeFileSync(
       t.stateFile,
@@ -84,9 +89,19 @@ describe('local-docker: several services, failures, bad input', () => {
       [ids[1], 'running', 'running'],
       ['gone', 'gone', 'missing'],
     ]);
-    const lsCalls = recordedArgv(t.argvLog).slice(before);
+    // The CLI would use the local socket, so ls asks the Engine API there: no docker process at all.
+    expect(recordedArgv(t.argvLog).slice(before)).toEqual([]);
+    // A socket that cannot be used: one `docker inspect` for all services, which says what is wrong.
+    const before2 = recordedArgv(t.argvLog).length;
+    const down = await runCli(['ls', '--json'], { env: { ...t.env, DOCKER_HOST: 'unix:///nonexistent/docker.sock' } });
+    expect(down.exitCode, down.stderr).toBe(0);
+    const lsCalls = recordedArgv(t.argvLog).slice(before2);
     expect(lsCalls.length).toBe(1);
     expect(lsCalls[0]!.slice(0, 3)).toEqual(['inspect', '--type', 'container']);
+    for (const s of parseJson(down) as Array<{ live: { state: string; reason?: string } }>) {
+      expect(s.live.state).toBe('unknown');
+      expect(s.live.reason).toMatch(/nonexistent\/docker\.sock|Cannot connect/);
+    }
     const stop = await runCli(['stop', '--all', '--yes', '--json'], { env: t.env });
     expect(stop.exitCode, stop.stderr).toBe(0);
   });
@@ -102,6 +117,12 @@ describe('local-docker: several services, failures, bad input', () => {
     const reg = JSON.parse(readFileSync(t.stateFile, 'utf8'));
     expect(reg[jobId].network_arch).toBe('cosmos-rl');
     expect(r.stderr).toContain(`tao-infer stop ${jobId}`);
+    // ls reads an ended container's exit code (Engine API inspect of the ended one).
+    const ls = await runCli(['ls', '--json'], { env: t.env });
+    const live = (parseJson(ls) as Array<{ job_id: string; live: { state: string; native?: string; exit_code?: number } }>).find((s) => s.job_id === jobId)!.live;
+    expect(live).toMatchObject({ state: 'error', native: 'exited' });
+    expect(live.exit_code).toBe(Number(docker(['inspect', '--format', '{{.State.ExitCode}}', jobId]).out.trim()));
+    expect(live.exit_code).not.toBe(0);
     const stop = await runCli(['stop', jobId], { env: t.env });
     expect(stop.exitCode).toBe(0);
     expect(docker(['inspect', jobId]).code).not.toBe(0);
@@ -122,7 +143,7 @@ describe('local-docker: several services, failures, bad input', () => {
     expect(r.exitCode, r.stderr).toBe(0);
     expect(r.stdout).toContain(`# image ${TEST_IMAGE}`);
     expect(r.stdout).toContain("umask 0 && cosmos-rl-inference-microservice --job '{");
-    expect(r.stdout).toMatch(/docker run -d --name [0-9a-f-]{36} .*-p 127\.0\.0\.1:\d+:8080 --network tao_infer_test --shm-size 16g --gpus '"device=0,1"' -e HF_TOKEN tao-infer-test\/standin:latest \/bin\/sh -c /);
+    expect(r.stdout).toMatch(/docker run -d --pull never --name [0-9a-f-]{36} .*-p 127\.0\.0\.1:\d+:8080 --network tao_infer_test --shm-size 16g --gpus '"device=0,1"' -e HF_TOKEN tao-infer-test\/standin:latest \/bin\/sh -c /);
     expect(r.stdout + r.stderr).not.toContain(CANARY);
     expect(recordedArgv(t.argvLog)).toEqual([]);
     expect(existsSync(t.stateFile)).toBe(false);

@@ -21,12 +21,19 @@ import type {
   StopOutcome,
 } from '../../types.js';
 import { formatArgv } from '../../util/shell.js';
-import { runCapture, runChecked, tailLines } from '../../util/run.js';
+import { checkExit, runCapture, runChecked, tailLines } from '../../util/run.js';
 import { LABELS } from '../../labels.js';
 import { dockerClientEnv, dockerRunArgs, entryFromContainer, mapDockerState, urlHost, type DockerInspect, type DockerRunOptions } from '../docker-cli.js';
-import { ensureImage, ngcRegistry, parseImageRef } from './pull.js';
+import { containerStates, engineSocket } from './engine.js';
+import { ngcRegistry, parseImageRef, pullImage } from './pull.js';
 
 export { entryFromContainer } from '../docker-cli.js';
+
+/** The state of a container that no longer exists (a new object each time: callers may add to it). */
+const gone = (): JobState => ({ state: 'gone', native: 'missing', reason: 'the container no longer exists' });
+
+/** docker run --pull never, image not on the host (moby: "No such image: <ref>"); nothing was created. */
+const NO_SUCH_IMAGE = /No such image/i;
 
 const INSTALL_HINT = 'Install Docker (https://docs.docker.com/engine/install/) and the NVIDIA Container Toolkit, or set DOCKER_HOST to a reachable daemon.';
 
@@ -49,7 +56,7 @@ class LocalDockerAdapter implements PlatformAdapter {
   readonly reservesHostPort = descriptor.reservesHostPort;
 
   private runOptions(spec: LaunchSpec): DockerRunOptions {
-    return { network: this.network(spec), ipcHost: spec.options.ipcHost === true, ulimitMemlock: spec.options.ulimitMemlock === true };
+    return { network: this.network(spec), ipcHost: spec.options.ipcHost === true, ulimitMemlock: spec.options.ulimitMemlock === true, pullNever: true };
   }
 
   private network(spec: LaunchSpec): string {
@@ -84,23 +91,29 @@ class LocalDockerAdapter implements PlatformAdapter {
     return {
       platform: 'local-docker',
       steps: [
-        {
-          description: `pull the image unless present, with progress${registry === ngcRegistry(ctx.env) ? `; on "unauthorized" with NGC_KEY set: docker login -u '$oauthtoken' --password-stdin ${registry} (the key on stdin), then retry` : ''}`,
-          command: `docker image inspect ${spec.image} >/dev/null 2>&1 || docker pull ${spec.image}`,
-        },
         { description: `ensure the docker network ${net} exists`, command: `docker network inspect ${net} >/dev/null 2>&1 || docker network create ${net}` },
-        { description: 'start the container', command: ['docker', ...dockerRunArgs(spec, ro)] },
+        { description: 'start the container (--pull never: docker answers "No such image" and creates nothing when the image is not on this host)', command: ['docker', ...dockerRunArgs(spec, ro)] },
+        {
+          description: `only after "No such image": pull the image with progress${registry === ngcRegistry(ctx.env) ? ` (on "unauthorized" with NGC_KEY set: docker login -u '$oauthtoken' --password-stdin ${registry}, the key on stdin, then retry)` : ''}, then start the container as above`,
+          command: `docker pull ${spec.image}`,
+        },
       ],
     };
   }
 
   async launch(spec: LaunchSpec, ctx: AdapterContext): Promise<Launched> {
     const ro = this.runOptions(spec);
-    const env = ctx.env;
-    await ensureImage(spec.image, { env, log: ctx.log, progress: ctx.progressLine, signal: ctx.signal });
-    // The network exists: preflight checked it (and the daemon) just before.
-    ctx.log(`$ ${formatArgv(['docker', ...dockerRunArgs(spec, ro)]).slice(0, 300)}...`);
-    await runChecked('docker', dockerRunArgs(spec, ro), { env: dockerClientEnv(spec, env), hint: dockerErrorHint, timeoutMs: 30 * 60_000 });
+    const argv = dockerRunArgs(spec, ro);
+    const runOpts = { env: dockerClientEnv(spec, ctx.env), timeoutMs: 30 * 60_000 };
+    // The network exists: preflight checked it (and the daemon) just before. The image is usually on the host
+    // already, so run at once; only when docker answers "No such image" is it pulled, with progress, and the run repeated.
+    ctx.log(`$ ${formatArgv(['docker', ...argv]).slice(0, 300)}...`);
+    const first = await runCapture('docker', argv, runOpts);
+    if (first.exitCode !== 0) {
+      if (!NO_SUCH_IMAGE.test(first.stderr)) checkExit('docker', argv, first, dockerErrorHint);
+      await pullImage(spec.image, { env: ctx.env, log: ctx.log, progress: ctx.progressLine, signal: ctx.signal });
+      await runChecked('docker', argv, { ...runOpts, hint: dockerErrorHint });
+    }
     return {
       host_url: `http://${urlHost(spec.bind_address)}:${spec.host_port}`,
       host_port: spec.host_port!,
@@ -113,14 +126,29 @@ class LocalDockerAdapter implements PlatformAdapter {
     const r = await runCapture('docker', ['inspect', '--format', '{{json .State}}', '--', entry.job_id], { env: ctx.env, platform: 'local-docker', installHint: INSTALL_HINT, signal: ctx.signal });
     if (ctx.signal?.aborted) return { state: 'unknown', reason: String((ctx.signal.reason as Error)?.message ?? 'aborted') };
     if (r.exitCode !== 0) {
-      if (/No such (object|container)/i.test(r.stderr)) return { state: 'gone', native: 'missing', reason: 'the container no longer exists' };
+      if (/No such (object|container)/i.test(r.stderr)) return gone();
       return { state: 'unknown', native: 'inspect-failed', reason: r.stderr.trim().split('\n').pop() };
     }
     return mapDockerState(JSON.parse(r.stdout));
   }
 
-  /** One `docker inspect` for all entries (`ls` with many services): one docker process instead of one each. */
+  /**
+   * All entries at once (`ls` with many services): straight from the Engine API when the CLI would use the local
+   * socket (./engine.ts; no docker process at all), else one `docker inspect` for all instead of one each.
+   */
   async statusMany(entries: RegistryEntry[], ctx: EntryContext): Promise<JobState[]> {
+    const socket = await engineSocket(ctx.env);
+    if (socket) {
+      try {
+        const states = await containerStates(socket, entries.map((e) => e.job_id), ctx.signal);
+        return entries.map((e) => {
+          const s = states.get(e.job_id);
+          return s ? mapDockerState(s) : gone();
+        });
+      } catch {
+        // The socket cannot be used (permissions, another daemon setup): the CLI below asks, and says what is wrong.
+      }
+    }
     const r = await runCapture('docker', ['inspect', '--type', 'container', '--format', '{{.Name}} {{json .State}}', ...entries.map((e) => e.job_id)], {
       env: ctx.env,
       platform: 'local-docker',
@@ -137,7 +165,7 @@ class LocalDockerAdapter implements PlatformAdapter {
     }
     const failure = r.stderr.split('\n').filter((l) => l.trim() && !/No such (object|container)/i.test(l)).pop();
     return entries.map(
-      (e) => states.get(e.job_id) ?? (failure ? { state: 'unknown', native: 'inspect-failed', reason: failure.trim() } : { state: 'gone', native: 'missing', reason: 'the container no longer exists' }),
+      (e) => states.get(e.job_id) ?? (failure ? { state: 'unknown', native: 'inspect-failed', reason: failure.trim() } : gone()),
     );
   }
 

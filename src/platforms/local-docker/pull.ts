@@ -1,8 +1,9 @@
 /**
- * Image pull as its own step before `docker run` (local-docker): the first start on a fresh GPU host pulls a
+ * Image pull as its own step of `docker run` (local-docker): the first start on a fresh GPU host pulls a
  * 10-30 GB TAO image, so the user sees layers done / total, bytes and rate instead of minutes of silence.
  *
- * - Present already (`docker image inspect`, the docker CLI with the caller's env): nothing to do.
+ * - Present already: local-docker's `docker run --pull never` finds it and nothing is pulled. Only when docker
+ *   answers "No such image" (creating nothing) is it pulled here, and the run repeated.
  * - Pull through the Engine API `POST /images/create?fromImage=...&tag=...` (docker-modem, which reads DOCKER_HOST,
  *   DOCKER_TLS_VERIFY and DOCKER_CERT_PATH of this process): the daemon streams JSON messages `{status, id,
  *   progressDetail: {current, total}}` and ends with `{error, errorDetail}` on failure (moby
@@ -20,7 +21,6 @@
 import { readFile, stat } from 'node:fs/promises';
 import { homedir } from 'node:os';
 import { join } from 'node:path';
-import { execa } from 'execa';
 import { PlatformError } from '../../errors.js';
 import { runCapture } from '../../util/run.js';
 
@@ -93,6 +93,8 @@ export async function storedAuth(registry: string, env: NodeJS.ProcessEnv): Prom
   const keys = configKeys(registry);
   const helper = keys.map((k) => cfg.credHelpers?.[k]).find(Boolean) ?? cfg.credsStore;
   if (helper && /^[A-Za-z0-9_.-]+$/.test(helper)) {
+    // Loaded only when a credential helper is configured: the start path never pays for it otherwise.
+    const { execa } = await import('execa');
     for (const k of keys) {
       const r = await execa(`docker-credential-${helper}`, ['get'], { input: k, reject: false, env, extendEnv: false, timeout: 30_000, maxBuffer: MAX_CONFIG_BYTES });
       if (r.exitCode !== 0) continue;
@@ -297,12 +299,11 @@ export async function pullOnce(ref: ImageRef, image: string, auth: AuthConfig | 
 }
 
 /**
- * Make sure `image` is present locally, pulling it with progress when it is not (see the module comment).
+ * Pull `image` (known to be missing) with progress; on "unauthorized" for the NGC registry with NGC_KEY set, log in
+ * and pull once more (see the module comment).
  * @throws PlatformError `image_pull_unauthorized` (no or refused credentials, says what to do), `image_pull_failed`
  */
-export async function ensureImage(image: string, ctx: PullContext): Promise<void> {
-  const have = await runCapture('docker', ['image', 'inspect', '--format', '{{.Id}}', image], { env: ctx.env, platform: 'local-docker', timeoutMs: 60_000 });
-  if (have.exitCode === 0) return;
+export async function pullImage(image: string, ctx: PullContext): Promise<void> {
   const ref = parseImageRef(image);
   const ngc = ngcRegistry(ctx.env);
   ctx.log(`pulling ${image} (not on this host yet)`);
