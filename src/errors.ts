@@ -16,17 +16,25 @@ export interface TaoInferErrorOptions {
   /** What the user should do next; printed after the message. */
   hint?: string;
   cause?: unknown;
+  /**
+   * Thrown by an adapter's launch that knows the platform created nothing (e.g. the docker daemon did not
+   * answer): the start's rollback then removes the registry entry without asking the platform to stop anything.
+   */
+  nothingLaunched?: boolean;
 }
 
 /** Base class: `code` is a stable machine-readable name, `hint` tells the user what to do. */
 export class TaoInferError extends Error {
   readonly code: string;
   readonly hint?: string;
+  /** See TaoInferErrorOptions.nothingLaunched. */
+  readonly nothingLaunched: boolean;
   constructor(code: string, message: string, opts: TaoInferErrorOptions = {}) {
     super(message, opts.cause === undefined ? undefined : { cause: opts.cause });
     this.name = new.target.name;
     this.code = code;
     if (opts.hint !== undefined) this.hint = opts.hint;
+    this.nothingLaunched = opts.nothingLaunched === true;
   }
   /** Extra fields for `--json` error output. Subclasses add their data. */
   details(): Record<string, unknown> {

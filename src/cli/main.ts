@@ -9,7 +9,7 @@
 import { Command, CommanderError, Help } from '@commander-js/extra-typings';
 import { readFileSync } from 'node:fs';
 import { findProjectRoot } from '../util/root.js';
-import { handleError, type GlobalFlags } from './io.js';
+import type { GlobalFlags } from './io.js';
 import { COMMANDS, invokedCommand, type AnyCommand } from './commands/index.js';
 
 function version(): string {
@@ -72,7 +72,8 @@ export async function main(argv: string[]): Promise<number> {
       if (flags.json) process.stdout.write(`${JSON.stringify({ error: { code: 'usage', message: err.message, exit_code: 2 } }, null, 2)}\n`);
       return 2;
     }
-    return handleError(err, flags);
+    // The error renderer (and the error classes) load only when there is an error to render.
+    return (await import('./io.js')).handleError(err, flags);
   }
 }
 
@@ -87,7 +88,7 @@ main(process.argv.slice(2)).then(
   (code) => {
     process.exitCode = code;
   },
-  (err) => {
-    process.exitCode = handleError(err, {});
+  async (err) => {
+    process.exitCode = (await import('./io.js')).handleError(err, {});
   },
 );

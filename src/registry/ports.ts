@@ -162,6 +162,37 @@ export interface PortRequest {
   range: PortRange;
   /** Ports not to hand out (e.g. one a launch just found taken). */
   exclude?: Set<number>;
+  /** Local scope: bind probes made a moment before, outside the lock (`probeCandidates`), port → free. */
+  probed?: ReadonlyMap<number, boolean>;
+}
+
+/** The ports of `req.scope` other entries hold (stale `starting` entries hold none), each with its holder. */
+function heldPorts(state: RegistryState, req: PortRequest): Map<number, RegistryEntry> {
+  const owners = new Map<number, RegistryEntry>();
+  const now = Date.now();
+  for (const e of Object.values(state.entries)) {
+    if (e.job_id === req.job_id || isStaleStarting(e, now)) continue;
+    for (const p of entryPorts(e)) if (sameScope(p.scope, req.scope) && !owners.has(p.port)) owners.set(p.port, e);
+  }
+  return owners;
+}
+
+/**
+ * Probe for other programs, before taking the lock, the first `n` ports a local `reservePort` on `state` would
+ * consider; pass the result as `req.probed` so the pick under the lock need not wait for those probes (the lock
+ * is held shorter). Other programs are not coordinated by the lock, so a probe made a moment earlier is as good
+ * as one made under it: a port bound in between is found by docker at launch and replaced once (start/steps.ts).
+ * Returns port → free; an empty map for a remote scope or an explicit port.
+ */
+export async function probeCandidates(state: RegistryState, req: PortRequest, n = 2): Promise<Map<number, boolean>> {
+  const out = new Map<number, boolean>();
+  if (req.scope.kind !== 'local' || req.explicit !== undefined) return out;
+  const held = heldPorts(state, req);
+  for (let p = req.range.min; p <= req.range.max && out.size < n; p++) {
+    if (held.has(p) || req.exclude?.has(p)) continue;
+    out.set(p, await isPortFree(p, req.bindAddress ?? '127.0.0.1'));
+  }
+  return out;
 }
 
 /**
@@ -171,22 +202,17 @@ export interface PortRequest {
  * @throws InvalidInputError (exit 2) when an explicit port is taken; RegistryError (exit 6) when the range is used up.
  */
 export async function reservePort(state: RegistryState, req: PortRequest): Promise<number> {
-  const owners = new Map<number, RegistryEntry>();
-  const now = Date.now();
-  for (const e of Object.values(state.entries)) {
-    if (e.job_id === req.job_id || isStaleStarting(e, now)) continue;
-    for (const p of entryPorts(e)) if (sameScope(p.scope, req.scope) && !owners.has(p.port)) owners.set(p.port, e);
-  }
-  return choosePort(owners, {
+  return choosePort(heldPorts(state, req), {
     checkBound: req.scope.kind === 'local',
     bindAddress: req.bindAddress ?? '127.0.0.1',
     explicit: req.explicit,
     range: req.range,
     exclude: req.exclude,
+    probed: req.probed,
   });
 }
 
-async function choosePort(owners: Map<number, RegistryEntry>, opts: Omit<PickPortOptions, 'holds'>): Promise<number> {
+async function choosePort(owners: Map<number, RegistryEntry>, opts: Omit<PickPortOptions, 'holds'> & { probed?: ReadonlyMap<number, boolean> }): Promise<number> {
   if (opts.explicit !== undefined) {
     const owner = owners.get(opts.explicit);
     if (owner)
@@ -202,7 +228,7 @@ async function choosePort(owners: Map<number, RegistryEntry>, opts: Omit<PickPor
   const range = opts.range ?? portRange();
   for (let p = range.min; p <= range.max; p++) {
     if (owners.has(p) || opts.exclude?.has(p)) continue;
-    if (opts.checkBound && !(await isPortFree(p, opts.bindAddress))) continue;
+    if (opts.checkBound && !(opts.probed?.get(p) ?? (await isPortFree(p, opts.bindAddress)))) continue;
     return p;
   }
   throw new RegistryError('no_free_port', `no free port left in ${range.min}–${range.max}`, {

@@ -11,7 +11,7 @@ import { descriptorOf, loadAdapter } from '../platforms/index.js';
 import { portRange } from '../registry/ports.js';
 import type { LaunchPlan, RegistryEntry } from '../types.js';
 import { checkCapabilities, prepareLaunch, type StartInput } from './prepare.js';
-import { adapterContext, checkPortBeforeLaunch, reserveHostPort, runStart, type StartRun } from './steps.js';
+import { adapterContext, checkPortBeforeLaunch, probeHostPorts, reserveHostPort, runStart, type StartRun } from './steps.js';
 
 export interface StartResult {
   job_id: string;
@@ -66,7 +66,13 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
 
   registry.prepareWrite();
   await checkPortBeforeLaunch(run);
-  await adapter.preflight(spec, adapterContext(run));
+  // While the platform answers the preflight: probe the likely host ports, so reserve holds the lock shorter.
+  const probing = probeHostPorts(run);
+  try {
+    await adapter.preflight(spec, adapterContext(run));
+  } finally {
+    await probing;
+  }
   log(`job_id ${spec.job_id}: launching ${spec.network_arch} on ${platform} (image ${spec.image})`);
   const { entry, ready } = await runStart(run);
   return { job_id: spec.job_id, entry, ready, warnings };

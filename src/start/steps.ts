@@ -3,10 +3,10 @@
  * one of them fails. The entry exists before anything is launched and is removed when the start fails (unless
  * --keep-on-failure), so no service ever runs unrecorded. Each step is one function over a `StartRun`.
  */
-import { ServiceFailedError } from '../errors.js';
+import { ServiceFailedError, TaoInferError } from '../errors.js';
 import { LABELS } from '../labels.js';
 import { authHeaders, type Reporter } from '../deps.js';
-import { portField, reservePort, type PortRange } from '../registry/ports.js';
+import { portField, probeCandidates, reservePort, type PortRange } from '../registry/ports.js';
 import type { Registry, RegistryState } from '../registry/store.js';
 import type { References } from '../references.js';
 import { waitForReadiness } from '../service/readiness.js';
@@ -41,6 +41,8 @@ export interface StartRun {
   readiness: References['request']['readiness'];
   /** ISO time the entry was recorded (set by `reserve`). */
   started_at: string;
+  /** Bind probes of the likely host ports, made during preflight (`probeHostPorts`), for the pick under the lock. */
+  probed?: ReadonlyMap<number, boolean>;
 }
 
 const entryCtx = (run: StartRun): EntryContext => ({ env: run.env, log: run.log, warn: run.warn, signal: run.signal });
@@ -50,7 +52,21 @@ const entryCtx = (run: StartRun): EntryContext => ({ env: run.env, log: run.log,
  * on `--bind`, `--port` when given. Call inside `Registry.mutate`.
  */
 export function reserveHostPort(run: StartRun, s: RegistryState, exclude?: Set<number>): Promise<number> {
-  return reservePort(s, { scope: { kind: 'local' }, job_id: run.spec.job_id, bindAddress: run.spec.bind_address, explicit: run.input.port, range: run.range, exclude });
+  return reservePort(s, { scope: { kind: 'local' }, job_id: run.spec.job_id, bindAddress: run.spec.bind_address, explicit: run.input.port, range: run.range, exclude, probed: exclude ? undefined : run.probed });
+}
+
+/**
+ * Probe the host ports `reserve` will most likely pick, before it takes the lock (run during the platform
+ * preflight, so the lock is held shorter); sets `run.probed`. Only for platforms that reserve a host port
+ * without `--port`. Never throws: without probes the pick probes under the lock as before.
+ */
+export async function probeHostPorts(run: StartRun): Promise<void> {
+  if (!run.adapter.reservesHostPort || run.input.port !== undefined) return;
+  try {
+    run.probed = await probeCandidates(await run.registry.read(), { scope: { kind: 'local' }, job_id: run.spec.job_id, bindAddress: run.spec.bind_address, range: run.range });
+  } catch {
+    run.probed = undefined;
+  }
 }
 
 /** Refuse a taken `--port` before any platform call (a check; the port is picked once, under the lock, when recorded). */
@@ -210,22 +226,25 @@ export async function awaitReady(run: StartRun, entry: RegistryEntry): Promise<v
  * Step roll back, after launch or readiness failed (also on an interrupt): stop the service and remove its entry,
  * or with --keep-on-failure keep both and say how to remove them. The stop runs with its own signal, bounded by
  * ROLLBACK_TIMEOUT_MS and aborted by `rollbackSignal`, never the start's (already aborted by an interrupt). When
- * the stop fails the entry is kept so `tao-infer stop` can retry. Never throws: the start's own error is what counts.
+ * the stop fails the entry is kept so `tao-infer stop` can retry. When `cause` says the platform created nothing
+ * (TaoInferError.nothingLaunched), only the entry is removed. Never throws: the start's own error is what counts.
  */
-export async function rollBack(run: StartRun, why: string): Promise<void> {
+export async function rollBack(run: StartRun, why: string, cause?: unknown): Promise<void> {
   const { spec, platform } = run;
   try {
     if (run.input.keep_on_failure) {
       run.warn(`${why}; kept for inspection (--keep-on-failure). Remove it with: tao-infer stop ${spec.job_id}`);
       return;
     }
-    const entry = (await run.registry.get(spec.job_id)) ?? ({ job_id: spec.job_id, platform, network_arch: spec.network_arch, host_url: '', started_at: run.started_at } as RegistryEntry);
-    const signal = AbortSignal.any([AbortSignal.timeout(ROLLBACK_TIMEOUT_MS), ...(run.rollbackSignal ? [run.rollbackSignal] : [])]);
-    try {
-      await run.adapter.stop(entry, { env: run.env, log: run.log, warn: run.warn, signal });
-    } catch (e) {
-      run.warn(`could not remove the failed service on ${platform}: ${(e as Error).message}. The registry entry is kept so 'tao-infer stop ${spec.job_id}' can retry.`);
-      return;
+    if (!(cause instanceof TaoInferError && cause.nothingLaunched)) {
+      const entry = (await run.registry.get(spec.job_id)) ?? ({ job_id: spec.job_id, platform, network_arch: spec.network_arch, host_url: '', started_at: run.started_at } as RegistryEntry);
+      const signal = AbortSignal.any([AbortSignal.timeout(ROLLBACK_TIMEOUT_MS), ...(run.rollbackSignal ? [run.rollbackSignal] : [])]);
+      try {
+        await run.adapter.stop(entry, { env: run.env, log: run.log, warn: run.warn, signal });
+      } catch (e) {
+        run.warn(`could not remove the failed service on ${platform}: ${(e as Error).message}. The registry entry is kept so 'tao-infer stop ${spec.job_id}' can retry.`);
+        return;
+      }
     }
     await run.registry.remove(spec.job_id);
   } catch (e) {
@@ -243,7 +262,7 @@ export async function runStart(run: StartRun): Promise<{ entry: RegistryEntry; r
   try {
     entry = await launch(run);
   } catch (e) {
-    await rollBack(run, 'launch failed');
+    await rollBack(run, 'launch failed', e);
     throw e;
   }
   run.log(`Inference service started.\n  Job ID : ${entry.job_id}\n  Arch   : ${entry.network_arch}\n  URL    : ${entry.host_url}/v1/chat/completions`);

@@ -4,7 +4,7 @@
 import { createServer, type Server } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError, RegistryError } from '../../src/errors.js';
-import { entryPorts, portField, portRange, reservePort, type PortScope } from '../../src/registry/ports.js';
+import { entryPorts, portField, portRange, probeCandidates, reservePort, type PortScope } from '../../src/registry/ports.js';
 import type { RegistryState } from '../../src/registry/store.js';
 import type { RegistryEntry } from '../../src/types.js';
 
@@ -87,6 +87,36 @@ describe('port policy', () => {
       expect(await reservePort(state(), { scope: LOCAL, range: r })).toBeGreaterThan(bound);
       await expect(reservePort(state(), { scope: LOCAL, range: r, explicit: bound })).rejects.toThrow(/already bound on 127.0.0.1 by another program/);
       expect(await reservePort(state(), { scope: onInstance('vm-1'), range: r })).toBe(bound);
+    } finally {
+      srv!.close();
+    }
+  });
+
+  it('probes made before the lock: the first unheld ports, bound ones false; the pick under the lock uses them', async () => {
+    let srv: Server | undefined;
+    let bound = 0;
+    for (let p = R.min + 1; p <= R.max && !srv; p++) {
+      const s = createServer();
+      const ok = await new Promise<boolean>((res) => s.once('error', () => res(false)).listen(p, '127.0.0.1', () => res(true)));
+      if (ok) [srv, bound] = [s, p];
+    }
+    expect(srv, 'a free port in the test range').toBeDefined();
+    try {
+      // R.min .. bound-1 held by services (local-docker host ports), so the candidates are `bound` and the next free one.
+      const held = Array.from({ length: bound - R.min }, (_, i) => entry(`h${i}`, { host_port: R.min + i }));
+      const s = state(...held);
+      const r = { min: R.min, max: R.max };
+      const probed = await probeCandidates(s, { scope: LOCAL, range: r });
+      expect([...probed.keys()][0]).toBe(bound);
+      expect(probed.get(bound)).toBe(false);
+      expect(probed.size).toBe(2);
+      const next = [...probed.keys()][1]!;
+      expect(await reservePort(s, { scope: LOCAL, range: r, probed })).toBe(next);
+      // A probe result is trusted under the lock: a port probed as taken is skipped even when it is free by now.
+      expect(await reservePort(s, { scope: LOCAL, range: r, probed: new Map([[next, false]]) })).toBeGreaterThan(next);
+      // Remote scopes and explicit ports are never probed.
+      expect((await probeCandidates(s, { scope: onInstance('vm-1'), range: r })).size).toBe(0);
+      expect((await probeCandidates(s, { scope: LOCAL, range: r, explicit: next })).size).toBe(0);
     } finally {
       srv!.close();
     }

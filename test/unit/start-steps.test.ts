@@ -6,7 +6,7 @@ import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
-import { InterruptedError, LaunchFailedError, ServiceFailedError } from '../../src/errors.js';
+import { InterruptedError, LaunchFailedError, PlatformUnavailableError, ServiceFailedError } from '../../src/errors.js';
 import { loadReferences } from '../../src/references.js';
 import { Registry } from '../../src/registry/store.js';
 import { prepareLaunch, type StartInput } from '../../src/start/prepare.js';
@@ -105,6 +105,21 @@ describe('start steps: roll back', () => {
     expect(await registry.get(job_id)).toBeUndefined();
   });
 
+  it('launch fails saying nothing was created (nothingLaunched) → no stop is asked of the platform, the entry is removed', async () => {
+    const stops: Stop[] = [];
+    const adapter = fakeAdapter({
+      stops,
+      async launch() {
+        throw new PlatformUnavailableError('brev', 'the daemon does not answer', { nothingLaunched: true });
+      },
+    });
+    const { run, registry, job_id, warnings } = newRun(adapter);
+    await expect(runStart(run)).rejects.toMatchObject({ nothingLaunched: true });
+    expect(stops).toEqual([]);
+    expect(await registry.get(job_id)).toBeUndefined();
+    expect(warnings).toEqual([]);
+  });
+
   it('readiness fails (the job ended) → stop is called and the entry removed', async () => {
     const stops: Stop[] = [];
     const adapter = fakeAdapter({ stops, status: async () => ({ state: 'error', exitCode: 137, reason: 'OOMKilled' }) });
@@ -113,8 +128,11 @@ describe('start steps: roll back', () => {
     expect(err).toBeInstanceOf(ServiceFailedError);
     expect(String(err.message)).toMatch(/exit code 137 \(OOMKilled\) before it was ready/);
     expect(stops.map((s) => s.entry.job_id)).toEqual([job_id]);
-    // The stop got the launched entry: ports allocated under the lock, recorded in the policy's fields.
-    expect(stops[0]!.entry).toMatchObject({ state: 'started', host_port: 41100, local_port: 41100 });
+    // The stop got the launched entry: ports allocated under the lock, recorded in the policy's fields (the local one
+    // is the lowest of the range free on this host: another program may hold 41100 at the moment).
+    expect(stops[0]!.entry).toMatchObject({ state: 'started', host_port: 41100 });
+    expect(stops[0]!.entry.local_port).toBeGreaterThanOrEqual(41100);
+    expect(stops[0]!.entry.local_port).toBeLessThanOrEqual(41199);
     expect(await registry.get(job_id)).toBeUndefined();
   });
 

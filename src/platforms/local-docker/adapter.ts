@@ -1,8 +1,10 @@
 /**
  * local-docker: the docker CLI on this host (or on `DOCKER_HOST`, unchanged), contract §8.
- * The image is pulled first as its own step, with progress (./pull.ts), then
- * `docker run -d --name <job_id> -p <bind>:<host_port>:8080 ...`; status from `docker inspect`,
- * logs from `docker logs`, stop with `docker rm -f`.
+ * Launch is one `docker run -d --pull never --name <job_id> -p <bind>:<host_port>:8080 ...` in the common case
+ * (image present, network there). Otherwise docker says what is missing and it is made, then the run repeated:
+ * "No such image" → the image is pulled with progress (./pull.ts); "network ... not found" → the container docker
+ * created is removed and the network created. A daemon that does not answer fails the launch with nothing
+ * created. Status from the Engine API (./engine.ts) or `docker inspect`, logs from `docker logs`, stop with `docker rm -f`.
  */
 import { CommandFailedError, InvalidInputError, PlatformUnavailableError } from '../../errors.js';
 import { descriptor } from './descriptor.js';
@@ -34,6 +36,10 @@ const gone = (): JobState => ({ state: 'gone', native: 'missing', reason: 'the c
 
 /** docker run --pull never, image not on the host (moby: "No such image: <ref>"); nothing was created. */
 const NO_SUCH_IMAGE = /No such image/i;
+/** docker run with a network that does not exist (moby: "network <name> not found"); the container may be created. */
+const NETWORK_MISSING = /network \S+ not found/i;
+/** The docker CLI could not reach the daemon (docker/cli: "Cannot connect to the Docker daemon at ..."). */
+const DAEMON_DOWN = /Cannot connect to the Docker daemon|error during connect/i;
 
 const INSTALL_HINT = 'Install Docker (https://docs.docker.com/engine/install/) and the NVIDIA Container Toolkit, or set DOCKER_HOST to a reachable daemon.';
 
@@ -67,21 +73,18 @@ class LocalDockerAdapter implements PlatformAdapter {
   }
 
   /**
-   * One docker call: `docker network inspect` proves the daemon answers and the network exists (created when
-   * missing; a concurrent start may create it in between), so launch is a single `docker run`.
+   * No docker call: the network name is checked here, and `launch` finds out from `docker run` itself whether
+   * the daemon answers and the network and image exist (see the module comment).
+   * @throws InvalidInputError for a malformed --docker-network
    */
-  async preflight(spec: LaunchSpec, ctx: AdapterContext): Promise<void> {
-    const net = this.network(spec);
-    const env = ctx.env;
-    const r = await runCapture('docker', ['network', 'inspect', '--format', '{{.Name}}', net], { env, platform: 'local-docker', installHint: INSTALL_HINT, timeoutMs: 30_000 });
-    if (r.exitCode === 0) return;
-    if (!/no such network|network .* not found/i.test(r.stderr))
-      throw new PlatformUnavailableError('local-docker', `the docker daemon does not answer: ${r.stderr.trim().split('\n').pop() ?? ''}`, {
-        hint: dockerErrorHint(r.stderr) ?? INSTALL_HINT,
-      });
-    const created = await runCapture('docker', ['network', 'create', net], { env, timeoutMs: 60_000 });
-    if (created.exitCode !== 0 && !/already exists/.test(created.stderr))
-      await runChecked('docker', ['network', 'create', net], { env, hint: dockerErrorHint, timeoutMs: 60_000 });
+  async preflight(spec: LaunchSpec): Promise<void> {
+    this.network(spec);
+  }
+
+  /** Create the docker network `net`; one created meanwhile by a concurrent start is fine. */
+  private async createNetwork(net: string, env: NodeJS.ProcessEnv): Promise<void> {
+    const created = await runCapture('docker', ['network', 'create', net], { env, platform: 'local-docker', installHint: INSTALL_HINT, timeoutMs: 60_000 });
+    if (created.exitCode !== 0 && !/already exists/.test(created.stderr)) checkExit('docker', ['network', 'create', net], created, dockerErrorHint);
   }
 
   async plan(spec: LaunchSpec, ctx: AdapterContext): Promise<LaunchPlan> {
@@ -91,11 +94,14 @@ class LocalDockerAdapter implements PlatformAdapter {
     return {
       platform: 'local-docker',
       steps: [
-        { description: `ensure the docker network ${net} exists`, command: `docker network inspect ${net} >/dev/null 2>&1 || docker network create ${net}` },
         { description: 'start the container (--pull never: docker answers "No such image" and creates nothing when the image is not on this host)', command: ['docker', ...dockerRunArgs(spec, ro)] },
         {
           description: `only after "No such image": pull the image with progress${registry === ngcRegistry(ctx.env) ? ` (on "unauthorized" with NGC_KEY set: docker login -u '$oauthtoken' --password-stdin ${registry}, the key on stdin, then retry)` : ''}, then start the container as above`,
           command: `docker pull ${spec.image}`,
+        },
+        {
+          description: `only after "network ${net} not found": remove the container docker created, create the network, then start the container as above`,
+          command: `docker rm -f ${spec.job_id}; docker network create ${net}`,
         },
       ],
     };
@@ -104,15 +110,34 @@ class LocalDockerAdapter implements PlatformAdapter {
   async launch(spec: LaunchSpec, ctx: AdapterContext): Promise<Launched> {
     const ro = this.runOptions(spec);
     const argv = dockerRunArgs(spec, ro);
-    const runOpts = { env: dockerClientEnv(spec, ctx.env), timeoutMs: 30 * 60_000 };
-    // The network exists: preflight checked it (and the daemon) just before. The image is usually on the host
-    // already, so run at once; only when docker answers "No such image" is it pulled, with progress, and the run repeated.
+    const runOpts = { env: dockerClientEnv(spec, ctx.env), platform: 'local-docker', installHint: INSTALL_HINT, timeoutMs: 30 * 60_000 };
     ctx.log(`$ ${formatArgv(['docker', ...argv]).slice(0, 300)}...`);
-    const first = await runCapture('docker', argv, runOpts);
-    if (first.exitCode !== 0) {
-      if (!NO_SUCH_IMAGE.test(first.stderr)) checkExit('docker', argv, first, dockerErrorHint);
-      await pullImage(spec.image, { env: ctx.env, log: ctx.log, progress: ctx.progressLine, signal: ctx.signal });
-      await runChecked('docker', argv, { ...runOpts, hint: dockerErrorHint });
+    // Run at once; when docker says what is missing, make it (each at most once) and run again (module comment).
+    const made = new Set<'image' | 'network'>();
+    for (;;) {
+      const r = await runCapture('docker', argv, runOpts).catch((e: unknown) => {
+        // No docker CLI on PATH: nothing was created.
+        if (e instanceof PlatformUnavailableError) throw new PlatformUnavailableError('local-docker', "'docker' was not found on PATH", { hint: INSTALL_HINT, nothingLaunched: true });
+        throw e;
+      });
+      if (r.exitCode === 0) break;
+      if (!made.has('network') && NETWORK_MISSING.test(r.stderr)) {
+        made.add('network');
+        await runCapture('docker', ['rm', '-f', '--', spec.job_id], { env: ctx.env, timeoutMs: 60_000 });
+        await this.createNetwork(ro.network, ctx.env);
+        continue;
+      }
+      if (!made.has('image') && NO_SUCH_IMAGE.test(r.stderr)) {
+        made.add('image');
+        await pullImage(spec.image, { env: ctx.env, log: ctx.log, progress: ctx.progressLine, signal: ctx.signal });
+        continue;
+      }
+      if (DAEMON_DOWN.test(r.stderr))
+        throw new PlatformUnavailableError('local-docker', `the docker daemon does not answer: ${r.stderr.trim().split('\n').pop() ?? ''}`, {
+          hint: dockerErrorHint(r.stderr) ?? INSTALL_HINT,
+          nothingLaunched: true,
+        });
+      checkExit('docker', argv, r, dockerErrorHint);
     }
     return {
       host_url: `http://${urlHost(spec.bind_address)}:${spec.host_port}`,
