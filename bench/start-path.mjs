@@ -155,13 +155,21 @@ async function main() {
   console.log(`  ${kept}`);
   if (ls) {
     console.log(`ls --json (10 entries), median of ${LS_RUNS}: tao-infer ${fmt(ls.ls)}   node -e 0     ${fmt(ls.base)}   ratio ${ratio(ls.ls, ls.base)}  (target <= 1.3x)`);
+    if (ls.floor !== undefined)
+      console.log(`  floor: node + one Engine API list call ${fmt(ls.floor)}   ratio ${ratio(ls.floor, ls.base)} (no Node program that asks docker for live state is below this)`);
     console.log(`--help, median of ${LS_RUNS}:               tao-infer ${fmt(ls.help)}   node -e 0     ${fmt(ls.base)}   ratio ${ratio(ls.help, ls.base)}  (target <= 1.3x)`);
   }
   if (failed) console.error('LOST ENTRIES, DUPLICATE PORTS OR FAILED STARTS');
   return failed ? 1 : 0;
 }
 
-/** `ls --json` on a registry of 10 running services, `--help`, and `node -e 0`, interleaved. */
+/**
+ * The floor for any `ls` that shows live state from docker: a Node process that does nothing but one Engine API
+ * list call on the local socket and prints the answer (no CLI parsing, no registry, no modules of ours).
+ */
+const ENGINE_FLOOR = `require('node:http').request({ socketPath: '/var/run/docker.sock', path: '/containers/json?all=1' }, (r) => r.pipe(process.stdout)).end()`;
+
+/** `ls --json` on a registry of 10 running services, `--help`, `node -e 0` and the Engine API floor, interleaved. */
 async function lsBench(reg) {
   const ids = Object.keys(reg).filter((k) => k !== 'latest').slice(0, 10);
   const file = freshState();
@@ -170,17 +178,20 @@ async function lsBench(reg) {
   const base = [];
   const ls = [];
   const help = [];
+  const floor = [];
   for (let i = 0; i <= LS_RUNS; i++) {
     const b = await timed(process.execPath, ['-e', '0'], { env });
     const l = await timed(process.execPath, [BIN, 'ls', '--json'], { env });
     const h = await timed(process.execPath, [BIN, '--help'], { env });
+    const f = await timed(process.execPath, ['-e', ENGINE_FLOOR], { env });
     if (l.code !== 0 || JSON.parse(l.stdout).length !== 10) throw new Error(`ls --json failed (${l.code}): ${l.stdout} ${l.stderr}`);
     if (i === 0) continue;
     base.push(b.ms);
     ls.push(l.ms);
     help.push(h.ms);
+    if (f.code === 0) floor.push(f.ms);
   }
-  return { base: median(base), ls: median(ls), help: median(help) };
+  return { base: median(base), ls: median(ls), help: median(help), floor: floor.length ? median(floor) : undefined };
 }
 
 main().then(finish, (e) => {

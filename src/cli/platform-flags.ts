@@ -31,8 +31,9 @@ function specsOf(platform: string, command: PlatformCommand): PlatformOptionSpec
   return PLATFORMS.find((d) => d.name === platform)?.options[command as 'start'] ?? [];
 }
 
-/** Add every platform's flags for `command` to `cmd` once; long names in `taken` (the command's own flags) are skipped. */
-export function addPlatformFlags(cmd: CommandUnknownOpts, taken: Set<string>, command: PlatformCommand = 'start'): void {
+/** Add every platform's flags for `command` to `cmd` once; flags `cmd` already declares (its own) are skipped. */
+export function addPlatformFlags(cmd: CommandUnknownOpts, command: PlatformCommand = 'start'): void {
+  const taken = new Set(cmd.options.map((o) => longName(o.flags).replace(/^no-/, '')));
   const seen = new Map<string, string[]>();
   for (const d of PLATFORMS) {
     for (const s of specsOf(d.name, command)) {

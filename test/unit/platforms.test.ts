@@ -49,7 +49,7 @@ describe('platform descriptors', () => {
 
   it('stop gets the platforms stop flags (brev --delete-instance), described with their platform', () => {
     const cmd = new Command('stop').option('--json');
-    addPlatformFlags(cmd, new Set(['json']), 'stop');
+    addPlatformFlags(cmd, 'stop');
     const opt = cmd.options.find((o) => o.long === '--delete-instance');
     expect(opt?.description).toMatch(/^\[brev\] also delete the Brev instance/);
     expect(givenPlatformFlags({ deleteInstance: true, json: true }, 'stop')).toEqual(new Map([['brev', { flags: ['--delete-instance'], values: { deleteInstance: true } }]]));

@@ -13,7 +13,7 @@ export function discoverCommand() {
   const cmd = declaredCommand('discover')
     .option('--platform <name>', `only this platform (repeatable; default all: ${PLATFORM_NAMES.join(', ')})`, collectPlatform)
     .option('--json', 'print one JSON document {added, already_known, not_reachable} on stdout');
-  addPlatformFlags(cmd, new Set(cmd.options.map((x) => x.long!.replace(/^--(no-)?/, ''))), 'discover');
+  addPlatformFlags(cmd, 'discover');
   return cmd.action(async (o, command) => {
     const platforms = (o.platform ?? []).map(checkPlatform);
     const options: Record<string, Record<string, unknown>> = {};

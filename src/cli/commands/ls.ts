@@ -10,7 +10,7 @@ import { declaredCommand } from './index.js';
 export function lsCommand() {
   const cmd = declaredCommand('ls')
     .option('--wide', 'full job_ids and full detail, whatever the terminal width');
-  addPlatformFlags(cmd, new Set(cmd.options.map((x) => x.long!.replace(/^--(no-)?/, ''))), 'ls');
+  addPlatformFlags(cmd, 'ls');
   return cmd.action(async (o, command) => {
     const { services, latest } = await listServices({ registry: new Registry(), reporter: cliReporter });
     emit(globalFlags(command), services, () => {

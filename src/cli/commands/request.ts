@@ -1,9 +1,9 @@
 import { resolve } from 'node:path';
 import { InvalidInputError } from '../../errors.js';
-import { askText, chooseService, emit, globalFlags, info, isInteractive, warnLine } from '../io.js';
+import { chooseService, emit, globalFlags, info, isInteractive, warnLine } from '../io.js';
+import { requestPrompts } from '../request-prompts.js';
 import { loadReferences } from '../../references.js';
 import { prepareRequest, sendRequest } from '../../request.js';
-import { MediaFiles, constraintsFor, mediaKind, mediaUrl, parseSamplingValue, samplingFields } from '../../service/request-body.js';
 import { VideoWriter, checkOutputPath } from '../../service/video-output.js';
 import { declaredCommand } from './index.js';
 
@@ -58,63 +58,7 @@ export function requestCommand() {
       for (const [attr, field] of Object.entries(SAMPLING_FLAGS) as Array<[keyof typeof SAMPLING_FLAGS, string]>) if (o[attr] !== undefined) sampling[field] = o[attr];
       const prepared = await prepareRequest(
         { job_id: o.job, network_arch: o.arch, prompt: o.prompt, system: o.system, images: o.image, videos: o.video, body_file: o.body, sampling },
-        {
-          choose: interactive ? chooseService : undefined,
-          askContent: interactive
-            ? async (entry, need) => {
-                const arch = entry.network_arch;
-                const out: { prompt?: string; images?: string[]; videos?: string[] } = {};
-                if (need.prompt) out.prompt = await askText('prompt', { validate: (v) => (v.trim() ? true : 'a prompt is required') });
-                if (need.media) {
-                  const c = constraintsFor(refs, arch);
-                  const value = (
-                    await askText(`image or video for ${arch} (local file or http(s) URL)`, {
-                      validate: (raw) => {
-                        const v = raw.trim();
-                        const kind = mediaKind(refs, arch, v);
-                        if (!kind) return `${arch} takes images (${c.image_extensions.join(' ')}) or videos (${c.video_extensions.join(' ')})`;
-                        try {
-                          mediaUrl(refs, arch, kind, v, new MediaFiles());
-                          return true;
-                        } catch (e) {
-                          return (e as Error).message;
-                        }
-                      },
-                    })
-                  ).trim();
-                  if (mediaKind(refs, arch, value) === 'video') out.videos = [value];
-                  else out.images = [value];
-                }
-                return out;
-              }
-            : undefined,
-          askSampling: interactive
-            ? async (entry, missing) => {
-                const answers: Record<string, string | number | undefined> = {};
-                const range = (spec: { minimum?: number; maximum?: number }) =>
-                  spec.minimum !== undefined || spec.maximum !== undefined ? `, ${spec.minimum ?? ''}–${spec.maximum ?? ''}` : '';
-                const asked = samplingFields(refs, entry.network_arch).filter(([name]) => missing.includes(name));
-                // Every applicable field with its type and default first, then one question per field.
-                info(`Sampling parameters for ${entry.network_arch} (Enter keeps the default):`);
-                for (const [name, spec] of asked) info(`  ${name} (${spec.type}${range(spec)}) default ${JSON.stringify(spec.default)}`);
-                for (const [name, spec] of asked) {
-                  const a = await askText(`${name} (${spec.type}${range(spec)})`, {
-                    default: String(spec.default),
-                    validate: (v) => {
-                      try {
-                        parseSamplingValue(name, spec, v);
-                        return true;
-                      } catch (e) {
-                        return (e as Error).message;
-                      }
-                    },
-                  });
-                  if (a !== String(spec.default)) answers[name] = a;
-                }
-                return answers;
-              }
-            : undefined,
-        },
+        { choose: interactive ? chooseService : undefined, ...(interactive ? requestPrompts(refs) : {}) },
       );
       const e = prepared.entry;
       for (const w of prepared.warnings) warnLine(w);

@@ -52,8 +52,7 @@ export function startCommand() {
     .option('--no-wait', 'return once launched, without waiting for readiness')
     .option('--keep-on-failure', 'keep the container/job and registry entry when the start fails')
     .option('--dry-run', 'print the image, inner command and platform calls; change nothing');
-  const taken = new Set(cmd.options.map((o) => o.long!.replace(/^--(no-)?/, '')));
-  addPlatformFlags(cmd, taken);
+  addPlatformFlags(cmd);
   return cmd.action(async (o, command) => {
     const flags = globalFlags(command);
     const interactive = isInteractive(flags);

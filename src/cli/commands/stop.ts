@@ -14,7 +14,7 @@ export function stopCommand() {
   const cmd = declaredCommand('stop')
     .argument('[job_id]', 'the service to stop (full job_id or a unique prefix of 4+ characters)')
     .option('--all', 'stop every service in the registry');
-  addPlatformFlags(cmd, new Set(cmd.options.map((x) => x.long!.replace(/^--(no-)?/, ''))), 'stop');
+  addPlatformFlags(cmd, 'stop');
   return cmd.action(async (jobId, o, command) => {
     const flags = globalFlags(command);
     const interactive = isInteractive(flags);
