@@ -30,6 +30,10 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
   const { env, registry, warnings, log, warn, ...parts } = ctxParts(deps);
   const refs = parts.refs();
   const { spec, image, inner, platform } = prepareLaunch(input, refs, env, warn);
+  const range = portRange(env);
+  // While the adapter loads and the platform answers the preflight: probe the likely host ports, so that
+  // reserve holds the registry lock only for the pick and the write.
+  const probing = !input.dry_run && descriptorOf(platform).reservesHostPort && input.port === undefined ? probeHostPorts(registry, spec, range) : undefined;
   const adapter = await loadAdapter(platform);
   checkCapabilities(input, spec, adapter, platform);
   const run: StartRun = {
@@ -44,7 +48,7 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
     reporter: deps.reporter,
     signal: deps.signal,
     rollbackSignal: deps.rollbackSignal,
-    range: portRange(env),
+    range,
     timeoutS: input.timeout_s ?? refs.service.readiness.default_timeout_seconds,
     readiness: refs.request.readiness,
     started_at: '',
@@ -66,12 +70,10 @@ export async function startService(input: StartInput, deps: Deps = {}): Promise<
 
   registry.prepareWrite();
   await checkPortBeforeLaunch(run);
-  // While the platform answers the preflight: probe the likely host ports, so reserve holds the lock shorter.
-  const probing = probeHostPorts(run);
   try {
     await adapter.preflight(spec, adapterContext(run));
   } finally {
-    await probing;
+    run.probed = await probing;
   }
   log(`job_id ${spec.job_id}: launching ${spec.network_arch} on ${platform} (image ${spec.image})`);
   const { entry, ready } = await runStart(run);

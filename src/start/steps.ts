@@ -56,16 +56,16 @@ export function reserveHostPort(run: StartRun, s: RegistryState, exclude?: Set<n
 }
 
 /**
- * Probe the host ports `reserve` will most likely pick, before it takes the lock (run during the platform
- * preflight, so the lock is held shorter); sets `run.probed`. Only for platforms that reserve a host port
- * without `--port`. Never throws: without probes the pick probes under the lock as before.
+ * Probe the host ports `reserve` will most likely pick for `spec`, before it takes the lock (the caller runs it
+ * while the adapter loads and the platform answers its preflight, so the lock is held shorter), for platforms
+ * that reserve a host port without `--port`. Resolves the probes for `StartRun.probed`; never rejects (without
+ * probes the pick probes under the lock as before).
  */
-export async function probeHostPorts(run: StartRun): Promise<void> {
-  if (!run.adapter.reservesHostPort || run.input.port !== undefined) return;
+export async function probeHostPorts(registry: Registry, spec: LaunchSpec, range: PortRange): Promise<ReadonlyMap<number, boolean> | undefined> {
   try {
-    run.probed = await probeCandidates(await run.registry.read(), { scope: { kind: 'local' }, job_id: run.spec.job_id, bindAddress: run.spec.bind_address, range: run.range });
+    return await probeCandidates(await registry.read(), { scope: { kind: 'local' }, job_id: spec.job_id, bindAddress: spec.bind_address, range });
   } catch {
-    run.probed = undefined;
+    return undefined;
   }
 }
 

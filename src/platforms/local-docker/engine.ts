@@ -67,7 +67,9 @@ class EngineHttpError extends Error {
 /** GET `path` on the Engine API at `socket`; the parsed JSON of a 200 answer. @throws EngineHttpError, Error on any other outcome */
 function getJson(socket: string, path: string, signal?: AbortSignal): Promise<unknown> {
   return new Promise((resolve, reject) => {
-    const req = request({ socketPath: socket, path, method: 'GET', headers: { host: 'docker' }, signal, timeout: CALL_TIMEOUT_MS }, (res) => {
+    // Host: an IPv4 literal (the daemon ignores it): Node checks the Host for a TLS server name with net.isIP, and
+    // a name ("docker", "localhost") makes it compile its IPv6 pattern first, ~3 ms of every `ls`.
+    const req = request({ socketPath: socket, path, method: 'GET', headers: { host: '127.0.0.1' }, signal, timeout: CALL_TIMEOUT_MS }, (res) => {
       const chunks: Buffer[] = [];
       let size = 0;
       res.on('data', (c: Buffer) => {
