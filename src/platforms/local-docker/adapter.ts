@@ -34,9 +34,13 @@ export { entryFromContainer } from '../docker-cli.js';
 /** The state of a container that no longer exists (a new object each time: callers may add to it). */
 const gone = (): JobState => ({ state: 'gone', native: 'missing', reason: 'the container no longer exists' });
 
-/** docker run --pull never, image not on the host (moby: "No such image: <ref>"); nothing was created. */
+/** docker run --pull never, image not on the host (moby daemon: "No such image: <ref>"); nothing was created. */
 const NO_SUCH_IMAGE = /No such image/i;
-/** docker run with a network that does not exist (moby: "network <name> not found"); the container may be created. */
+/**
+ * docker run with a network that does not exist (libnetwork ErrNoSuchNetwork: "network <name> not found", also
+ * inside "could not find a network matching network mode ..."); dockerd 20.10 has created the container by then
+ * (test/integration/local-docker.test.ts runs this case against the real daemon).
+ */
 const NETWORK_MISSING = /network \S+ not found/i;
 /** The docker CLI could not reach the daemon (docker/cli: "Cannot connect to the Docker daemon at ..."). */
 const DAEMON_DOWN = /Cannot connect to the Docker daemon|error during connect/i;

@@ -2,8 +2,9 @@
  * Container states straight from the Docker Engine API over the daemon's unix socket, for `ls` (issue 9: one
  * `docker` process costs more than the rest of `ls` together). Used only when the docker CLI would talk to that
  * same socket — `DOCKER_HOST` unset or `unix://...`, no `DOCKER_CONTEXT`, no `currentContext` other than
- * `default` in `$DOCKER_CONFIG/config.json` (docker/cli cli/command/cli.go resolveContextName: that order) —
- * and answers undefined otherwise, or when the socket cannot be used, so the caller falls back to the CLI,
+ * `default` in `$DOCKER_CONFIG/config.json` (docker/cli docs/reference/commandline/context_use.md: the current
+ * context applies when DOCKER_HOST and DOCKER_CONTEXT are not set; with both set here the CLI is asked, whose
+ * own rule then decides) — and answers undefined otherwise, or when the socket cannot be used, so the caller falls back to the CLI,
  * which then also reports any problem in docker's own words.
  *
  * Engine API (moby api/swagger.yaml): `GET /containers/json?all=1&filters={"name":[...]}` (ContainerList) lists
