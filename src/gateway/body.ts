@@ -76,6 +76,7 @@ async function documentOf(text: string, size: number, dispose: () => Promise<voi
   return doc as Record<string, unknown>;
 }
 
+/** The ReadBody of a body read completely (memory or spool): replayable, `model` and `stream` from its document. */
 function readBodyOf(size: number, doc: Record<string, unknown>, skeleton: boolean, open: () => Buffer | Readable, dispose: () => Promise<void>): ReadBody {
   return { size, replayable: true, doc, skeleton, model: typeof doc.model === 'string' ? doc.model : undefined, stream: doc.stream === true, open, dispose };
 }

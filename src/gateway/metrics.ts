@@ -35,20 +35,18 @@ export class GatewayMetrics {
   readonly bodyBytes: Gauge;
 
   constructor(sources: GaugeSources) {
-    this.inFlight = new Gauge({
-      name: 'tao_gateway_in_flight_requests',
-      help: 'Requests being handled',
+    this.inFlight = this.liveGauge('tao_gateway_in_flight_requests', 'Requests being handled', sources.inFlight);
+    this.bodyBytes = this.liveGauge('tao_gateway_body_bytes_in_flight', 'Request-body bytes held (memory or spool) against the byte budget', sources.bodyBytes);
+  }
+
+  /** A gauge whose value is `read()` at scrape time. */
+  private liveGauge(name: string, help: string, read: () => number): Gauge {
+    return new Gauge({
+      name,
+      help,
       registers: [this.registry],
       collect() {
-        this.set(sources.inFlight());
-      },
-    });
-    this.bodyBytes = new Gauge({
-      name: 'tao_gateway_body_bytes_in_flight',
-      help: 'Request-body bytes held (memory or spool) against the byte budget',
-      registers: [this.registry],
-      collect() {
-        this.set(sources.bodyBytes());
+        this.set(read());
       },
     });
   }
