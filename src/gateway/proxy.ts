@@ -223,7 +223,9 @@ export async function forward(d: ProxyDeps, target: Target, body: ReadBody, req:
           }
           // Another 503: the service's own answer, passed on.
           const data = Buffer.from(x.text);
-          res.writeHead(x.status, { ...passHeaders(x.headers), 'content-length': String(data.length), 'x-tao-job-id': m.job_id });
+          const out = passHeaders(x.headers, m.job_id);
+          out['content-length'] = String(data.length);
+          res.writeHead(x.status, out);
           res.end(data);
           return { status: x.status, bytesOut: data.length, retries, routedTo: m };
         }
@@ -305,7 +307,7 @@ function exchange(agent: Agent, opts: Dispatcher.DispatchOptions, gone: ClientGo
           return;
         }
         try {
-          res.writeHead(statusCode, { ...passHeaders(h), 'x-tao-job-id': jobId });
+          res.writeHead(statusCode, passHeaders(h, jobId));
           // A reply of unknown length (a stream) shows its headers at once; a sized one sends them with its first chunk.
           if (h['content-length'] === undefined) res.flushHeaders();
         } catch (e) {
@@ -349,12 +351,13 @@ function exchange(agent: Agent, opts: Dispatcher.DispatchOptions, gone: ClientGo
   });
 }
 
-/** The upstream answer's headers without hop-by-hop ones (undici gives header names in lower case). */
-function passHeaders(h: Dispatcher.ResponseData['headers']): Record<string, string | string[]> {
+/** The upstream answer's headers without hop-by-hop ones (undici gives names in lower case), plus x-tao-job-id. */
+function passHeaders(h: IncomingHttpHeaders, jobId: string): Record<string, string | string[]> {
   const out: Record<string, string | string[]> = {};
   for (const k in h) {
     const v = h[k];
     if (v !== undefined && !HOP_BY_HOP.has(k)) out[k] = v;
   }
+  out['x-tao-job-id'] = jobId;
   return out;
 }
