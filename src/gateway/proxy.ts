@@ -205,6 +205,7 @@ export async function forward(d: ProxyDeps, target: Target, body: ReadBody, req:
         d.metrics.upstreamLatency.observe({ network_arch: arch }, (x.headersAt - t0) / 1000);
         if (x.kind === 'warm') {
           release();
+          if (gone.aborted) return { status: 499, bytesOut: 0, retries, routedTo: m, error: 'client_closed' };
           const err = errorOf(parseJson(x.text));
           const rd = d.request.readiness;
           if (x.status === 503 && rd.fatal_types.includes(err.type)) {
