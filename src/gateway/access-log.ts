@@ -8,6 +8,7 @@ import { createWriteStream, openSync, type WriteStream } from 'node:fs';
 import { InvalidInputError } from '../errors.js';
 
 export interface AccessRecord {
+  /** When the request arrived, ISO 8601 (filled in when the record is written). */
   time: string;
   method: string;
   path: string;

@@ -50,6 +50,83 @@ export interface ReadBody {
 const retryLater = (message: string) => new GatewayHttpError(503, 'server_error', 'over_capacity', message, { 'retry-after': '5' });
 const tooLarge = (max: number) =>
   new GatewayHttpError(413, 'invalid_request_error', 'request_too_large', `request body is larger than the gateway's limit of ${max} bytes (--max-body-mb)`);
+const readFailed = () => new GatewayHttpError(400, 'invalid_request_error', 'body_read_failed', 'the request body could not be read to its end');
+const budgetFull = (b: ByteBudget) => retryLater(`the gateway holds ${b.inUse} bytes of request bodies (limit ${b.limit}); retry shortly`);
+
+/** Bodies declared (content-length) at most this large are read in one go with plain stream events: the chat hot path. */
+const SMALL = 64 * 1024;
+
+/**
+ * The parsed document of a body that was read: `text` is the whole body or its skeleton. `dispose` runs before
+ * a 400 is thrown.
+ * @throws GatewayHttpError 400 (not JSON, not an object, empty)
+ */
+async function documentOf(text: string, size: number, dispose: () => Promise<void>): Promise<Record<string, unknown>> {
+  let doc: unknown;
+  try {
+    doc = size ? JSON.parse(text) : undefined;
+  } catch {
+    await dispose();
+    throw badRequest('the request body is not valid JSON');
+  }
+  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
+    await dispose();
+    throw badRequest(size ? 'the request body must be a JSON object' : 'missing or empty request body');
+  }
+  return doc as Record<string, unknown>;
+}
+
+/** The ReadBody of a body read completely (memory or spool): replayable, `model` and `stream` from its document. */
+function readBodyOf(size: number, doc: Record<string, unknown>, skeleton: boolean, open: () => Buffer | Readable, dispose: () => Promise<void>): ReadBody {
+  return { size, replayable: true, doc, skeleton, model: typeof doc.model === 'string' ? doc.model : undefined, stream: doc.stream === true, open, dispose };
+}
+
+/** All of a request's body as one Buffer, read with 'data'/'end' events; rejects when it ends early or fails. */
+function collect(req: IncomingMessage): Promise<Buffer> {
+  if (req.destroyed) return Promise.reject(new Error('the request was closed'));
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    const onData = (c: Buffer) => chunks.push(c);
+    const done = (e?: Error) => {
+      req.off('data', onData);
+      req.off('end', onEnd);
+      req.off('error', done);
+      req.off('close', onClose);
+      if (e) reject(e);
+      else resolve(chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks));
+    };
+    const onEnd = () => done();
+    const onClose = () => done(new Error('the request was closed before its end'));
+    req.on('data', onData);
+    req.on('end', onEnd);
+    req.on('error', done);
+    req.on('close', onClose);
+  });
+}
+
+/** A small body (declared size within SMALL, parseLimit and spoolAbove): taken from the budget, read into memory, parsed. */
+async function readSmallBody(req: IncomingMessage, declared: number, limits: BodyLimits): Promise<ReadBody> {
+  if (!limits.budget.tryTake(declared)) throw budgetFull(limits.budget);
+  let taken = declared;
+  const dispose = async () => {
+    limits.budget.release(taken);
+    taken = 0;
+  };
+  let data: Buffer;
+  try {
+    data = await collect(req);
+  } catch {
+    await dispose();
+    throw readFailed();
+  }
+  // Declared more than sent: give back the difference.
+  if (taken > data.length) {
+    limits.budget.release(taken - data.length);
+    taken = data.length;
+  }
+  const doc = await documentOf(data.toString('utf8'), data.length, dispose);
+  return readBodyOf(data.length, doc, false, () => data, dispose);
+}
 
 /**
  * Read the whole body of `req` within `limits`.
@@ -58,9 +135,11 @@ const tooLarge = (max: number) =>
 export async function readBody(req: IncomingMessage, limits: BodyLimits): Promise<ReadBody> {
   const declared = req.headers['content-length'] !== undefined ? Number(req.headers['content-length']) : undefined;
   if (declared !== undefined && declared > limits.maxBytes) throw tooLarge(limits.maxBytes);
+  if (declared !== undefined && declared >= 0 && declared <= SMALL && declared <= limits.parseLimit && declared <= limits.spoolAbove)
+    return readSmallBody(req, declared, limits);
   let taken = 0;
   const take = (n: number) => {
-    if (!limits.budget.tryTake(n)) throw retryLater(`the gateway holds ${limits.budget.inUse} bytes of request bodies (limit ${limits.budget.limit}); retry shortly`);
+    if (!limits.budget.tryTake(n)) throw budgetFull(limits.budget);
     taken += n;
   };
   if (declared !== undefined && Number.isFinite(declared)) take(declared);
@@ -101,44 +180,21 @@ export async function readBody(req: IncomingMessage, limits: BodyLimits): Promis
   } catch (e) {
     await dispose();
     if (e instanceof GatewayHttpError) throw e;
-    throw new GatewayHttpError(400, 'invalid_request_error', 'body_read_failed', 'the request body could not be read to its end');
+    throw readFailed();
   }
   // Declared more than sent: give back the difference.
   if (taken > size) {
     limits.budget.release(taken - size);
     taken = size;
   }
-  let doc: unknown;
-  try {
-    if (skeleton) {
-      if (skeleton.overflow) {
-        await dispose();
-        throw new GatewayHttpError(413, 'invalid_request_error', 'request_too_complex', 'the structure of this body (outside its strings) exceeds 1 MiB; send media as data URIs or URLs in few items');
-      }
-      doc = JSON.parse(skeleton.text());
-    } else doc = size ? JSON.parse(Buffer.concat(chunks).toString('utf8')) : undefined;
-  } catch (e) {
-    if (e instanceof GatewayHttpError) throw e;
+  if (skeleton?.overflow) {
     await dispose();
-    throw badRequest('the request body is not valid JSON');
+    throw new GatewayHttpError(413, 'invalid_request_error', 'request_too_complex', 'the structure of this body (outside its strings) exceeds 1 MiB; send media as data URIs or URLs in few items');
   }
-  if (!doc || typeof doc !== 'object' || Array.isArray(doc)) {
-    await dispose();
-    throw badRequest(size ? 'the request body must be a JSON object' : 'missing or empty request body');
-  }
-  const obj = doc as Record<string, unknown>;
   const memory = spool ? undefined : Buffer.concat(chunks);
+  const doc = await documentOf(skeleton ? skeleton.text() : (memory?.toString('utf8') ?? ''), size, dispose);
   const spoolPath = spool?.path;
-  return {
-    size,
-    replayable: true,
-    doc: obj,
-    skeleton: Boolean(skeleton),
-    model: typeof obj.model === 'string' ? obj.model : undefined,
-    stream: obj.stream === true,
-    open: () => memory ?? createReadStream(spoolPath!),
-    dispose,
-  };
+  return readBodyOf(size, doc, Boolean(skeleton), () => memory ?? createReadStream(spoolPath!), dispose);
 }
 
 /**
@@ -151,7 +207,7 @@ export async function readBody(req: IncomingMessage, limits: BodyLimits): Promis
  */
 export function passThroughBody(req: IncomingMessage, declared: number, limits: BodyLimits, check: (doc: Record<string, unknown>) => void): ReadBody {
   if (declared > limits.maxBytes) throw tooLarge(limits.maxBytes);
-  if (!limits.budget.tryTake(declared)) throw retryLater(`the gateway holds ${limits.budget.inUse} bytes of request bodies (limit ${limits.budget.limit}); retry shortly`);
+  if (!limits.budget.tryTake(declared)) throw budgetFull(limits.budget);
   let taken = declared;
   const skeleton = new JsonSkeleton();
   let seen = 0;

@@ -27,7 +27,7 @@ import { GatewayMetrics } from './metrics.js';
 import { resolveOptions, type GatewayOptions } from './options.js';
 import { Pool, routable, type Member, type Target } from './pool.js';
 import { Prober } from './prober.js';
-import { forward } from './proxy.js';
+import { forward, type ProxyDeps } from './proxy.js';
 import { watchRegistry } from './registry-watch.js';
 
 /** A running gateway. */
@@ -55,8 +55,9 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   const o = resolveOptions(options);
   const refs = loadReferences();
   const pool = new Pool();
-  const metrics = new GatewayMetrics();
   const budget = new ByteBudget(o.byteBudget);
+  let active = 0;
+  const metrics = new GatewayMetrics({ inFlight: () => active, bodyBytes: () => budget.inUse });
   const keyHash = o.apiKey ? createHash('sha256').update(o.apiKey).digest() : undefined;
   const log = o.logFile ? new AccessLog(o.logFile, (e) => o.warn(`access log ${o.logFile}: ${e.message}; logging stopped`)) : undefined;
   const spoolDir = await fsp.mkdtemp(join(tmpdir(), 'tao-gateway-'));
@@ -102,8 +103,6 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
   await prober.probe([...pool.members.keys()]);
   prober.start();
 
-  let active = 0;
-
   const authorized = (req: IncomingMessage): boolean => {
     if (!keyHash) return true;
     const m = /^Bearer\s+(.+)$/i.exec(req.headers.authorization ?? '');
@@ -111,18 +110,20 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     return timingSafeEqual(createHash('sha256').update(m[1]!.trim()).digest(), keyHash);
   };
 
-  /** Find the target of a name, re-reading the registry once when it is unknown (a service just started). */
-  const resolveName = async (name: string): Promise<Target> => {
-    let r = pool.resolve(name);
-    if (r.kind === 'none') {
-      await watcher.refresh();
-      r = pool.resolve(name);
-    }
+  /** The target of a resolved name. @throws GatewayHttpError 404 (unknown), 400 (ambiguous prefix), 503 (that job failed to load) */
+  const accept = (name: string, r: ReturnType<Pool['resolve']>): Target => {
     if (r.kind === 'none') throw notFound(name);
     if (r.kind === 'ambiguous') throw badRequest(`'${name}' is a prefix of several job_ids (${r.candidates.join(', ')}); give more of it`, 'ambiguous_model');
     if (r.kind === 'job' && r.member.health === 'failed')
       throw new GatewayHttpError(503, 'server_error', r.member.detail ?? 'model_load_error', `${r.member.job_id} failed to load its model (${r.member.detail}); see 'tao-infer logs ${r.member.job_id}'`);
     return r;
+  };
+  /** Find the target of a name, re-reading the registry once when it is unknown (a service just started). */
+  const resolveName = async (name: string): Promise<Target> => {
+    const r = pool.resolve(name);
+    if (r.kind !== 'none') return accept(name, r);
+    await watcher.refresh();
+    return accept(name, pool.resolve(name));
   };
 
   const models = async () => {
@@ -167,30 +168,32 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
     }
   };
 
+  const limits = { maxBytes: o.maxBodyBytes, spoolAbove: o.spoolAbove, parseLimit: o.parseLimit, spoolDir, budget };
+  const proxyDeps: ProxyDeps = { pool, agent, metrics, request: refs.request, retryWindowMs: o.retryWindowMs, firstByteMs: o.firstByteMs, idleMs: o.idleMs, headersFor, eject };
+
   const chat = async (req: IncomingMessage, res: ServerResponse, rec: AccessRecord, label: { model: string }, jobFromPath?: string) => {
     const header = req.headers['x-tao-job-id'];
     const early = jobFromPath ?? (typeof header === 'string' && header ? header : undefined);
     let target = early !== undefined ? await resolveName(decodeURIComponent(early)) : undefined;
-    const limits = { maxBytes: o.maxBodyBytes, spoolAbove: o.spoolAbove, parseLimit: o.parseLimit, spoolDir, budget };
     const declared = Number(req.headers['content-length'] ?? NaN);
     // A large body for a known, ready service streams straight through; anything else is read (and spooled) first.
     const through = target?.kind === 'job' && target.member.health === 'ready' && declared > o.parseLimit;
     const body: ReadBody = through
       ? passThroughBody(req, declared, limits, (doc) => checkArch((target as { member: Member }).member.entry.network_arch, doc))
       : await readBody(req, limits);
-    metrics.bodyBytes.set(budget.inUse);
     try {
       rec.bytes_in = body.size;
       rec.model = early ?? body.model ?? null;
       if (!target) {
         if (!body.model) throw badRequest("the body has no 'model': give a job_id or network_arch (GET /v1/models lists them), or use /v1/jobs/{job_id}/chat/completions", 'model_required');
-        target = await resolveName(body.model);
+        const r = pool.resolve(body.model);
+        target = r.kind === 'none' ? await resolveName(body.model) : accept(body.model, r);
       }
       const arch = target.kind === 'job' ? target.member.entry.network_arch : target.network_arch;
       rec.network_arch = arch;
       label.model = target.kind === 'job' ? target.member.job_id : arch;
       if (!through) checkArch(arch, body.doc);
-      const out = await forward({ pool, agent, metrics, request: refs.request, retryWindowMs: o.retryWindowMs, firstByteMs: o.firstByteMs, idleMs: o.idleMs, headersFor, eject }, target, body, req, res);
+      const out = await forward(proxyDeps, target, body, req, res);
       rec.stream = body.stream;
       rec.status = out.status;
       rec.bytes_out = out.bytesOut;
@@ -199,7 +202,6 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       if (out.error) rec.error = out.error;
     } finally {
       await body.dispose();
-      metrics.bodyBytes.set(budget.inUse);
     }
   };
 
@@ -239,12 +241,13 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
 
   const server = createServer({ keepAliveTimeout: 5000 }, (req, res) => {
     active++;
-    metrics.inFlight.inc();
     const t0 = performance.now();
+    const url = req.url ?? '/';
+    const query = url.indexOf('?');
     const rec: AccessRecord = {
-      time: new Date().toISOString(),
+      time: '',
       method: req.method ?? '',
-      path: (req.url ?? '/').split('?')[0]!,
+      path: query < 0 ? url : url.slice(0, query),
       model: null,
       routed_to: null,
       network_arch: null,
@@ -269,11 +272,14 @@ export async function startGateway(options: GatewayOptions = {}): Promise<Gatewa
       })
       .finally(() => {
         if (!rec.status) rec.status = res.statusCode;
-        rec.latency_ms = Math.round((performance.now() - t0) * 100) / 100;
+        const ms = performance.now() - t0;
+        rec.latency_ms = Math.round(ms * 100) / 100;
         if (rec.method === 'POST') metrics.requests.inc({ model: label.model, status: String(rec.status) });
-        log?.write(rec);
+        if (log) {
+          rec.time = new Date(Date.now() - ms).toISOString();
+          log.write(rec);
+        }
         active--;
-        metrics.inFlight.dec();
       });
   });
 

@@ -1,11 +1,15 @@
 /**
  * The gateway as users' clients meet it: the real `openai` npm client (chat and stream), streaming that
- * arrives chunk by chunk, a client abort reaching the upstream, the api key (401, never in output, never
+ * arrives chunk by chunk, a client abort reaching the upstream, back-pressure from a slow client, the api key (401, never in output, never
  * forwarded upstream), lepton-style upstream bearer tokens, the CLI in the foreground (URL, SIGTERM,
  * exit codes) and the lazy loading of the gateway's libraries.
  */
 import { execFileSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { once } from 'node:events';
 import { readFileSync } from 'node:fs';
+import { createServer, request as httpRequest, type IncomingMessage } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import OpenAI from 'openai';
@@ -99,6 +103,61 @@ describe('streaming and aborts over plain HTTP', () => {
     // The gateway is still fine and releases the member.
     const r = await post(`${gw.url}/v1/chat/completions`, { model: 'tao-dataservices', messages: userMsg('after') }, { authorization: `Bearer ${KEY}` });
     expect(r.status).toBe(200);
+  });
+});
+
+describe('back-pressure on replies', () => {
+  it('a client that stops reading holds the upstream back (the gateway does not buffer the reply); the 128 MiB reply arrives intact', async () => {
+    // A sized reply far larger than every socket buffer on the way (tcp_rmem max is 32 MiB here), written as the
+    // upstream may: 1 MiB at a time, waiting for 'drain'. `written` is what the upstream got rid of so far.
+    const piece = Buffer.alloc(1024 * 1024);
+    for (let i = 0; i < piece.length; i++) piece[i] = i % 251;
+    const pieces = 128;
+    const total = pieces * piece.length;
+    let written = 0;
+    const server = createServer(async (req, res) => {
+      if (req.url === '/api/v1/health/readiness') return res.writeHead(200, { 'content-type': 'application/json' }).end('{"status":"ready"}');
+      for await (const _ of req);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': String(total) });
+      for (let i = 0; i < pieces && !res.destroyed; i++) {
+        if (!res.write(piece)) await once(res, 'drain');
+        written += piece.length;
+      }
+      res.end();
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    const addr = server.address() as AddressInfo;
+    const big = { job_id: `bulk-${Math.random().toString(36).slice(2)}`, network_arch: 'tao-dataservices', host_url: `http://127.0.0.1:${addr.port}` };
+    await reg.add(entryFor(big));
+    try {
+      const body = JSON.stringify({ messages: userMsg('a long video please') });
+      const res = await new Promise<IncomingMessage>((resolve, reject) => {
+        const r = httpRequest(`${gw.url}/v1/jobs/${big.job_id}/chat/completions`, { method: 'POST', headers: { authorization: `Bearer ${KEY}`, 'content-type': 'application/json' } }, resolve);
+        r.on('error', reject);
+        r.end(body);
+      });
+      expect(res.statusCode).toBe(200);
+      // The client reads nothing for a while: the upstream must stall well short of the whole reply.
+      await new Promise((r) => setTimeout(r, 400));
+      const first = written;
+      await new Promise((r) => setTimeout(r, 300));
+      expect(written).toBe(first);
+      expect(first).toBeLessThan(total);
+      const hash = createHash('sha256');
+      let got = 0;
+      for await (const c of res) {
+        hash.update(c as Buffer);
+        got += (c as Buffer).length;
+      }
+      const want = createHash('sha256');
+      for (let i = 0; i < pieces; i++) want.update(piece);
+      expect(got).toBe(total);
+      expect(hash.digest('hex')).toBe(want.digest('hex'));
+    } finally {
+      await reg.remove(big.job_id);
+      server.closeAllConnections();
+      await new Promise((r) => server.close(r));
+    }
   });
 });
 

@@ -143,12 +143,18 @@ describe('warm-up, failures and the live registry', () => {
     const gw = await gateway(reg, { retryWindowS: 20, logFile: join(reg.dir, 'access.jsonl') });
     const pending = post(`${gw.url}/v1/chat/completions`, { model: s.job_id, messages: userMsg('hello') });
     await new Promise((r) => setTimeout(r, 1200));
+    // The gauges are read at scrape time: the waiting request (and its body) and this scrape are in flight.
+    const during = await (await fetch(`${gw.url}/metrics`)).text();
+    expect(during).toMatch(/^tao_gateway_in_flight_requests 2$/m);
+    expect(during).toMatch(/^tao_gateway_body_bytes_in_flight [1-9]\d*$/m);
     writeFileSync(readyFile, '');
     const r = await pending;
     expect(r.status).toBe(200);
     expect(r.json.choices[0].message.content).toContain('hello');
     const metrics = await (await fetch(`${gw.url}/metrics`)).text();
     expect(metrics).toMatch(/tao_gateway_retries_total\{reason="warming_up"\} [1-9]/);
+    expect(metrics).toMatch(/^tao_gateway_in_flight_requests 1$/m);
+    expect(metrics).toMatch(/^tao_gateway_body_bytes_in_flight 0$/m);
   });
 
   it('gives up after the retry window with 503 and Retry-After while the model still loads', async () => {
