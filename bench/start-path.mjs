@@ -69,6 +69,13 @@ async function runBare(port) {
   return r.ms;
 }
 
+/** The floor for any Node CLI that starts the service: a Node process that only runs the same `docker run -d`. */
+async function runFloor(port) {
+  const r = await timed(process.execPath, ['-e', `require('node:child_process').execFileSync('docker', ${JSON.stringify(bareArgs(port))}, { stdio: 'ignore' })`]);
+  if (r.code !== 0) throw new Error(`node + docker run exited ${r.code}: ${r.stderr}`);
+  return r.ms;
+}
+
 async function cleanupAll() {
   for (const f of readdirSync(work).filter((n) => n.endsWith('.json'))) {
     try {
@@ -104,18 +111,22 @@ async function main() {
   // 1. one start vs one docker run, alternating; the first pair warms caches and is not counted.
   const tao = [];
   const bare = [];
+  const floor = [];
   for (let i = 0; i <= RUNS; i++) {
-    const [port] = await freePorts(1);
+    const [port, port2] = await freePorts(2);
     const a = await startTao(freshState());
     const b = await runBare(port);
+    const f = await runFloor(port2);
     if (i > 0) {
       tao.push(a.ms);
       bare.push(b);
+      floor.push(f);
     }
     await cleanupAll();
   }
   const t1 = median(tao);
   const b1 = median(bare);
+  const f1 = median(floor);
 
   // 2. N concurrent, ROUNDS rounds; 3. ls/--help on 10 entries of the last round's registry.
   const taoN = [];
@@ -151,6 +162,7 @@ async function main() {
 
   console.log('');
   console.log(`start --no-wait, median of ${RUNS}:     tao-infer ${fmt(t1)}   docker run -d ${fmt(b1)}   ratio ${ratio(t1, b1)}  (target <= 1.3x)`);
+  console.log(`  floor: node running the same docker run ${fmt(f1)}   ratio ${ratio(f1, b1)} (the least a Node CLI pays; tao-infer's own work is the rest)`);
   console.log(`${N} concurrent, median of ${ROUNDS} rounds:  tao-infer ${fmt(tN)}   docker run -d ${fmt(bN)}   ratio ${ratio(tN, bN)}  (target <= 1.5x)`);
   console.log(`  ${kept}`);
   if (ls) {
