@@ -44,6 +44,8 @@ function pullEnv(ngcKey: string | undefined) {
   // Each test starts with the image absent from the engine.
   docker(['rmi', '-f', image]);
   const t = dockerTestEnv();
+  // The network exists (a missing one is local-docker.test.ts's case), so the runs counted here are the image's.
+  docker(['network', 'create', t.env.DOCKER_NETWORK!]);
   const dockerConfig = mkdtempSync(join(tmpdir(), 'tao-infer-dockercfg-'));
   const env = { ...t.env, IMAGE_COSMOS_RL: image, TAO_NGC_REGISTRY: reg.host, DOCKER_CONFIG: dockerConfig, NGC_KEY: ngcKey ?? '' };
   return { ...t, env, dockerConfig };
