@@ -11,8 +11,7 @@ const collectPlatform = (v: string, prev: string[] = []) => [...prev, v];
 /** `tao-infer discover [--platform P]... [platform flags] [--json]`: find tao-infer's services on the platforms and add them to the registry. */
 export function discoverCommand() {
   const cmd = declaredCommand('discover')
-    .option('--platform <name>', `only this platform (repeatable; default all: ${PLATFORM_NAMES.join(', ')})`, collectPlatform)
-    .option('--json', 'print one JSON document {added, already_known, not_reachable} on stdout');
+    .option('--platform <name>', `only this platform (repeatable; default all: ${PLATFORM_NAMES.join(', ')})`, collectPlatform);
   addPlatformFlags(cmd, 'discover');
   return cmd.action(async (o, command) => {
     const platforms = (o.platform ?? []).map(checkPlatform);

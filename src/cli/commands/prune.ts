@@ -9,7 +9,6 @@ import { declaredCommand } from './index.js';
 export function pruneCommand() {
   return declaredCommand('prune')
     .option('--dry-run', 'only list what would be removed')
-
     .action(async (o, command) => {
       const flags = globalFlags(command);
       const deps = { registry: new Registry(), reporter: cliReporter };
