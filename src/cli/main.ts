@@ -10,7 +10,7 @@ import { Command, CommanderError, Help } from '@commander-js/extra-typings';
 import { readFileSync } from 'node:fs';
 import { findProjectRoot } from '../util/root.js';
 import type { GlobalFlags } from './io.js';
-import { COMMANDS, invokedCommand, type AnyCommand } from './commands/index.js';
+import { COMMANDS, declaredCommand, invokedCommand, type AnyCommand } from './commands/index.js';
 
 function version(): string {
   try {
@@ -45,7 +45,7 @@ Exit codes: 0 ok, 2 bad input, 3 platform failure, 4 service not ready, 5 reques
 Secrets (HF_TOKEN, NGC_KEY, ...) are read from the environment by name, never from flags.`,
     );
   for (const d of COMMANDS) {
-    const cmd: AnyCommand = d.name === build ? await d.load() : new Command(d.name).description(d.summary);
+    const cmd: AnyCommand = d.name === build ? await d.load() : declaredCommand(d.name);
     program.addCommand(cmd);
     cmd.copyInheritedSettings(program);
   }

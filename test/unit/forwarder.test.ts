@@ -13,6 +13,7 @@ import { forwarderLogFile } from '../../src/forwarder/log.js';
 import { route } from '../../src/platforms/routing.js';
 import type { PlatformAdapter, RegistryEntry } from '../../src/types.js';
 import { isAlive, killPid } from '../../src/util/detached.js';
+import { freePort } from '../helpers/ports.js';
 
 const FIXTURE = new URL('../fixtures/tcp-forwarder.mjs', import.meta.url);
 const ctx = { env: process.env, log: () => undefined, warn: (m: string) => warnings.push(m) };
@@ -20,14 +21,6 @@ let warnings: string[] = [];
 let root: string;
 let savedTmp: string | undefined;
 const pids: number[] = [];
-
-async function freePort(): Promise<number> {
-  const s = createServer();
-  await new Promise<void>((r) => s.listen(0, '127.0.0.1', () => r()));
-  const port = (s.address() as { port: number }).port;
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 function describeFwd(job_id: string, port: number, extra: string[] = [], readyTimeoutMs = 10_000): ForwarderDescription {
   return {

@@ -6,11 +6,11 @@
  */
 import { afterEach, describe, expect, it } from 'vitest';
 import { spawn, type ChildProcess } from 'node:child_process';
-import { createServer } from 'node:net';
 import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, resolve } from 'node:path';
 import { randomUUID } from 'node:crypto';
+import { freePort } from '../helpers/ports.js';
 
 const ROOT = resolve(import.meta.dirname, '..', '..');
 const STANDIN = join(ROOT, 'test', 'fixtures', 'standin');
@@ -59,17 +59,6 @@ function spawnProc(cmd: string, args: string[], env: Record<string, string>): Pr
   const p = { child, out: () => out, err: () => err, exited };
   running.push(p);
   return p;
-}
-
-async function freePort(): Promise<number> {
-  return new Promise((res, rej) => {
-    const s = createServer();
-    s.on('error', rej);
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port;
-      s.close(() => res(port));
-    });
-  });
 }
 
 /**

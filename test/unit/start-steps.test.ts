@@ -2,7 +2,6 @@
 // real registry file: what is removed, what is kept (--keep-on-failure), and that the rollback's stop always gets a
 // live signal of its own (an interrupt aborts the start's signal, never the rollback's; a second one aborts that).
 import { mkdtempSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -12,20 +11,12 @@ import { Registry } from '../../src/registry/store.js';
 import { prepareLaunch, type StartInput } from '../../src/start/prepare.js';
 import { runStart, type StartRun } from '../../src/start/steps.js';
 import type { AdapterContext, EntryContext, JobState, LaunchSpec, Launched, PlatformAdapter, RegistryEntry } from '../../src/types.js';
+import { freePort } from '../helpers/ports.js';
 
 const refs = loadReferences();
 const dir = mkdtempSync(join(tmpdir(), 'tao-start-steps-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));
 let n = 0;
-
-/** A loopback port nothing listens on (bound, then closed): readiness probes there are refused. */
-async function deadPort(): Promise<number> {
-  const srv = createServer();
-  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', () => r()));
-  const port = (srv.address() as { port: number }).port;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 interface Stop {
   entry: RegistryEntry;
@@ -49,7 +40,8 @@ function fakeAdapter(over: Partial<PlatformAdapter> & { stops: Stop[] }): Platfo
       await ctx.record({ platform_job_id: `dep-${spec.job_id.slice(0, 8)}`, platform_data: { instance: 'vm-1' } });
       const host_port = await ctx.allocatePort({ kind: 'remote', host: 'vm-1' });
       const local = await ctx.allocatePort({ kind: 'local' });
-      return { host_url: `http://127.0.0.1:${await deadPort()}`, host_port, local_port: local };
+      // A port nothing listens on: readiness probes there are refused.
+      return { host_url: `http://127.0.0.1:${await freePort()}`, host_port, local_port: local };
     },
     async status(): Promise<JobState> {
       return { state: 'running' };

@@ -26,7 +26,6 @@ import { formatArgv } from '../../util/shell.js';
 import { checkExit, runCapture, runChecked, tailLines } from '../../util/run.js';
 import { LABELS } from '../../labels.js';
 import { dockerClientEnv, dockerRunArgs, entryFromContainer, mapDockerState, urlHost, type DockerInspect, type DockerRunOptions } from '../docker-cli.js';
-import { containerStates, engineSocket } from './engine.js';
 import { ngcRegistry, parseImageRef, pullImage } from './pull.js';
 
 export { entryFromContainer } from '../docker-cli.js';
@@ -166,6 +165,8 @@ class LocalDockerAdapter implements PlatformAdapter {
    * socket (./engine.ts; no docker process at all), else one `docker inspect` for all instead of one each.
    */
   async statusMany(entries: RegistryEntry[], ctx: EntryContext): Promise<JobState[]> {
+    // Loaded here only: `start` never pays for node:http.
+    const { containerStates, engineSocket } = await import('./engine.js');
     const socket = await engineSocket(ctx.env);
     if (socket) {
       try {
