@@ -2,8 +2,10 @@
  * The registry file on disk: refuse a symlink or a foreign-owned file, read it bounded and validate it
  * (a file that does not parse is re-read, then reported or moved aside, never replaced), and write it
  * atomically (unique temp file, fsync, rename, mode 0600) only while the lock is still ours.
+ * File calls are synchronous: the registry is a small file, and an asynchronous call costs a thread-pool round
+ * trip each (a start makes some thirty); the functions stay async for their callers.
  */
-import { promises as fsp, constants as fsc } from 'node:fs';
+import { closeSync, fstatSync, fsyncSync, lstatSync, openSync, readSync, renameSync, rmSync, writeSync, constants as fsc } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { RegistryCorruptError, RegistryError } from '../errors.js';
 import { LockLostError } from './lock.js';
@@ -24,7 +26,7 @@ const warnedWritable = new Set<string>();
 export async function checkSafe(file: string): Promise<boolean> {
   let st;
   try {
-    st = await fsp.lstat(file);
+    st = lstatSync(file);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw new RegistryError('registry_unreadable', `cannot stat registry ${file}: ${(e as Error).message}`);
@@ -44,11 +46,11 @@ export async function checkSafe(file: string): Promise<boolean> {
 }
 
 /** The file's text and a signature (inode, size, mtime) of what was read; undefined when it does not exist. */
-async function readOnce(file: string, warn: (msg: string) => void): Promise<{ text: string; sig: string } | undefined> {
-  let fh;
+function readOnce(file: string, warn: (msg: string) => void): { text: string; sig: string } | undefined {
+  let fd;
   try {
     // O_NOFOLLOW: the symlink check cannot race with a swap to a link.
-    fh = await fsp.open(file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
   } catch (e) {
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     if ((e as NodeJS.ErrnoException).code === 'ELOOP')
@@ -56,7 +58,7 @@ async function readOnce(file: string, warn: (msg: string) => void): Promise<{ te
     throw new RegistryError('registry_unreadable', `cannot read registry ${file}: ${(e as Error).message}`);
   }
   try {
-    const st = await fh.stat();
+    const st = fstatSync(fd);
     if (!st.isFile()) throw new RegistryError('registry_unsafe', `registry ${file} is not a regular file`);
     if (st.size > MAX_REGISTRY_BYTES)
       throw new RegistryError('registry_too_large', `registry ${file} is ${st.size} bytes, more than the ${MAX_REGISTRY_BYTES} a registry may have`, {
@@ -69,13 +71,13 @@ async function readOnce(file: string, warn: (msg: string) => void): Promise<{ te
     const buf = Buffer.alloc(st.size);
     let off = 0;
     while (off < buf.length) {
-      const { bytesRead } = await fh.read(buf, off, buf.length - off, off);
+      const bytesRead = readSync(fd, buf, off, buf.length - off, off);
       if (!bytesRead) break;
       off += bytesRead;
     }
     return { text: buf.subarray(0, off).toString('utf8'), sig: `${st.ino}:${st.size}:${st.mtimeMs}:${off}` };
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
 }
 
@@ -89,7 +91,7 @@ export async function loadState(file: string, quarantine: boolean, warn: (msg: s
   let prev: { text: string; sig: string } | undefined;
   let reason = '';
   for (let attempt = 0; ; attempt++) {
-    const cur = await readOnce(file, warn);
+    const cur = readOnce(file, warn);
     if (!cur || cur.text.trim() === '') return emptyState();
     let obj: unknown;
     try {
@@ -113,7 +115,7 @@ export async function loadState(file: string, quarantine: boolean, warn: (msg: s
       hint: 'Repair it, or run a command that changes the registry (start, stop) to move it aside (it is never deleted).',
     });
   const to = `${file}.corrupt-${new Date().toISOString().replace(/[:.]/g, '-')}-${await randomHex(3)}`;
-  await fsp.rename(file, to);
+  renameSync(file, to);
   throw new RegistryCorruptError(file, to, reason);
 }
 
@@ -124,21 +126,25 @@ export async function loadState(file: string, quarantine: boolean, warn: (msg: s
 export async function writeState(file: string, state: RegistryState, stillOwned: () => Promise<boolean>): Promise<void> {
   const dir = dirname(file);
   const tmp = join(dir, `.${basename(file)}.${process.pid}.${await randomHex(6)}.tmp`);
-  const fh = await fsp.open(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
+  const data = Buffer.from(JSON.stringify(serializeState(state), null, 2) + '\n', 'utf8');
+  const fd = openSync(tmp, fsc.O_WRONLY | fsc.O_CREAT | fsc.O_EXCL, 0o600);
   try {
-    await fh.writeFile(JSON.stringify(serializeState(state), null, 2) + '\n', 'utf8');
-    await fh.sync();
+    for (let off = 0; off < data.length; ) off += writeSync(fd, data, off, data.length - off);
+    fsyncSync(fd);
+  } catch (e) {
+    rmSync(tmp, { force: true });
+    throw new RegistryError('registry_write_failed', `cannot write registry ${file}: ${(e as Error).message}`);
   } finally {
-    await fh.close();
+    closeSync(fd);
   }
   if (!(await stillOwned())) {
-    await fsp.rm(tmp, { force: true });
+    rmSync(tmp, { force: true });
     throw new LockLostError();
   }
   try {
-    await fsp.rename(tmp, file);
+    renameSync(tmp, file);
   } catch (e) {
-    await fsp.rm(tmp, { force: true });
+    rmSync(tmp, { force: true });
     throw new RegistryError('registry_write_failed', `cannot write registry ${file}: ${(e as Error).message}`);
   }
 }

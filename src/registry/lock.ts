@@ -2,7 +2,7 @@
  * The registry lock: proper-lockfile's `<file>.lock` directory with stale-lock recovery, waits woken by an
  * inotify watch, and a test that the lock is still provably ours right before a write.
  */
-import { existsSync, promises as fsp, watch } from 'node:fs';
+import { existsSync, mkdirSync, statSync, watch } from 'node:fs';
 import { basename, dirname } from 'node:path';
 import * as fsCallbacks from 'node:fs';
 import { RegistryError } from '../errors.js';
@@ -76,21 +76,23 @@ export async function withLock<T>(
   let compromised = false;
   let ourMtime: number | undefined;
   const lockDir = `${file}.lock`;
-  // proper-lockfile sets the lock's mtime with fs.utimes (on acquisition and every `update` ms);
-  // recording the value it set lets us recognise our own lock directory later.
+  // proper-lockfile sets the lock's mtime with fs.utimes (on acquisition and every `update` ms); lockSync
+  // calls the `utimesSync` of the fs it is given. Recording the value it set lets us recognise our own lock
+  // directory later.
   const lockFs = {
     ...fsCallbacks,
-    utimes: (p: string, atime: Date, mtime: Date, cb: (err: NodeJS.ErrnoException | null) => void) =>
-      fsCallbacks.utimes(p, atime, mtime, (err) => {
-        if (!err && p === lockDir) ourMtime = mtime.getTime();
-        cb(err);
-      }),
+    utimesSync: (p: string, atime: Date, mtime: Date) => {
+      fsCallbacks.utimesSync(p, atime, mtime);
+      if (p === lockDir) ourMtime = mtime.getTime();
+    },
   };
   const lockfile = await loadLockfile();
-  await fsp.mkdir(dirname(file), { recursive: true });
+  mkdirSync(dirname(file), { recursive: true });
   while (!release) {
     try {
-      release = await lockfile.lock(file, {
+      // The sync API (no retries; waits are ours, below): a registry is a small local file, and each of the
+      // lock's few calls costs a thread-pool round trip when made asynchronously.
+      const releaseSync = lockfile.lockSync(file, {
         realpath: false,
         lockfilePath: lockDir,
         stale: opts.staleMs,
@@ -102,6 +104,7 @@ export async function withLock<T>(
           compromised = true;
         },
       });
+      release = async () => releaseSync();
     } catch (e) {
       if ((e as NodeJS.ErrnoException).code !== 'ELOCKED') throw new RegistryError('registry_lock_failed', `cannot lock registry ${file}: ${(e as Error).message}`);
       waited = true;
@@ -121,7 +124,7 @@ export async function withLock<T>(
     if (compromised || ourMtime === undefined) return false;
     let st;
     try {
-      st = await fsp.stat(lockDir);
+      st = statSync(lockDir);
     } catch {
       return false;
     }
