@@ -45,21 +45,28 @@ export function portRange(env: NodeJS.ProcessEnv = process.env): PortRange {
 
 /**
  * True when `port` can be bound on `address` right now (probe listen + close). For a loopback or
- * wildcard address the IPv6 loopback is probed too, because host_url says `localhost`, which may
- * resolve to ::1 first.
+ * wildcard address the IPv6 loopback must be free too, because host_url says `localhost`, which may
+ * resolve to ::1 first. On Linux one probe of the dual-stack wildcard (`::`, no host) answers both: Linux
+ * refuses it while any address, IPv4 or IPv6, listens on the port (so it also skips ports other addresses
+ * hold). Elsewhere the wildcard has other rules (BSD lets a wildcard share a port with a specific address,
+ * and macOS may ask the user to allow a program that listens on every interface), so the address and ::1
+ * are probed one by one.
  */
 export async function isPortFree(port: number, address = '127.0.0.1'): Promise<boolean> {
+  const loopbackOrAny = address === '127.0.0.1' || address === '0.0.0.0';
+  if (loopbackOrAny && process.platform === 'linux') return probeListen(port, undefined);
   if (!(await probeListen(port, address))) return false;
-  if (address === '127.0.0.1' || address === '0.0.0.0') return probeListen(port, '::1', true);
+  if (loopbackOrAny) return probeListen(port, '::1', true);
   return true;
 }
 
-function probeListen(port: number, address: string, unavailableIsFree = false): Promise<boolean> {
+/** Listen on `port` of `address` (no address: the dual-stack wildcard, IPv4 only without IPv6) and close. */
+function probeListen(port: number, address: string | undefined, unavailableIsFree = false): Promise<boolean> {
   return new Promise((resolve) => {
     const srv = createServer();
     srv.unref();
     srv.once('error', (e: NodeJS.ErrnoException) => resolve(unavailableIsFree && (e.code === 'EADDRNOTAVAIL' || e.code === 'EAFNOSUPPORT')));
-    srv.listen({ port, host: address, exclusive: true }, () => srv.close(() => resolve(true)));
+    srv.listen({ port, ...(address === undefined ? {} : { host: address }), exclusive: true }, () => srv.close(() => resolve(true)));
   });
 }
 
