@@ -26,7 +26,6 @@ import { formatArgv } from '../../util/shell.js';
 import { checkExit, runCapture, runChecked, tailLines } from '../../util/run.js';
 import { LABELS } from '../../labels.js';
 import { dockerClientEnv, dockerRunArgs, entryFromContainer, mapDockerState, urlHost, type DockerInspect, type DockerRunOptions } from '../docker-cli.js';
-import { ngcRegistry, parseImageRef, pullImage } from './pull.js';
 
 export { entryFromContainer } from '../docker-cli.js';
 
@@ -93,6 +92,7 @@ class LocalDockerAdapter implements PlatformAdapter {
   async plan(spec: LaunchSpec, ctx: AdapterContext): Promise<LaunchPlan> {
     const ro = this.runOptions(spec);
     const net = ro.network;
+    const { ngcRegistry, parseImageRef } = await import('./pull.js');
     const registry = parseImageRef(spec.image).registry;
     return {
       platform: 'local-docker',
@@ -132,6 +132,9 @@ class LocalDockerAdapter implements PlatformAdapter {
       }
       if (!made.has('image') && NO_SUCH_IMAGE.test(r.stderr)) {
         made.add('image');
+        // Loaded only when an image is missing (docker-modem, file reads for the NGC login): a start from a local
+        // image never pays for it.
+        const { pullImage } = await import('./pull.js');
         await pullImage(spec.image, { env: ctx.env, log: ctx.log, progress: ctx.progressLine, signal: ctx.signal });
         continue;
       }
