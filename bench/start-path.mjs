@@ -31,8 +31,12 @@ function freshState() {
   return join(work, `state-${stateSeq++}.json`);
 }
 
-function cliEnv(stateFile) {
-  return { ...process.env, CI: 'true', NO_COLOR: '1', TAO_INF_STATE_FILE: stateFile, IMAGE_COSMOS_RL: IMAGE };
+// The bin's code cache (src/cli/code-cache.ts) lives in the bench's own cache dir: cold at first, made by the
+// first (uncounted) runs, as on a user's machine after the first run of each command.
+const CACHE_HOME = join(work, 'cache');
+
+function cliEnv(stateFile, extra = {}) {
+  return { ...process.env, CI: 'true', NO_COLOR: '1', TAO_INF_STATE_FILE: stateFile, IMAGE_COSMOS_RL: IMAGE, XDG_CACHE_HOME: CACHE_HOME, ...extra };
 }
 
 const START_ARGS = ['start', '--arch', 'cosmos-rl', '--model', '/models/bench', '--num-gpus', '0', '--no-wait', '--yes', '--json', '--docker-network', NET];

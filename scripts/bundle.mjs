@@ -1,14 +1,19 @@
-// Bundles the CLI into dist/bin/ with esbuild (issue 9, Build 6): `dist/bin/tao-infer.js` is the published bin
-// (package.json `bin`), one file holding the CLI, the library and its small dependencies (commander, execa, yaml,
-// zod, proper-lockfile), so start-up reads one module instead of some hundred. Code split: each platform adapter
-// and the prompt library stay lazy chunks (`import()` in src/platforms/index.ts and src/cli/io.ts), and the large
-// SDKs (@kubernetes/client-node, ssh2) stay external, loaded from node_modules only by the platforms that need them.
-// Scripts that the adapters start as detached processes through `new URL('./<name>.js', import.meta.url)` are found
-// in src/ and bundled as entries of the same name beside the chunks, so that URL resolves in dist/bin/ too.
-// The library (package.json `main`/`exports`, types) stays tsc's output in dist/src/. Run by `npm run build`.
+// Bundles the CLI into dist/bin/ with esbuild (issue 9, Build 6). Run by `npm run build`. Three builds:
+//   1. `dist/bin/cli.cjs`: src/cli/main.ts and everything it reaches as one CommonJS file. Commands and platform
+//      adapters stay lazy (their `import()` becomes a function run on first use), and large dependencies only some
+//      commands use stay external, loaded from node_modules when needed: the SDKs (@kubernetes/client-node, ssh2),
+//      the gateway's (undici, prom-client), the prompt library (@inquirer/prompts) and docker-modem (image pulls).
+//   2. `dist/bin/tao-infer.cjs`, the published bin (package.json `bin`): src/cli/launcher.ts, which runs cli.cjs with
+//      a V8 code cache (src/cli/code-cache.ts). cli.cjs's sha256 is built into it, so a cache is never used for
+//      another bundle. One CommonJS file is what Node 20 can cache (it has no code cache for ES modules).
+//   3. Scripts that the adapters start as detached processes through `new URL('./<name>.js', import.meta.url)`,
+//      found in src/ and bundled as ES modules of the same name beside cli.cjs (with shared chunks), so that URL
+//      resolves in dist/bin/ too.
+// The library (package.json `main`/`exports`, types) stays tsc's output in dist/src/.
 import { build } from 'esbuild';
+import { createHash } from 'node:crypto';
 import { chmodSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
-import { basename, dirname, join, relative, resolve } from 'node:path';
+import { dirname, join, relative, resolve } from 'node:path';
 
 const ROOT = resolve(import.meta.dirname, '..');
 const OUT = join(ROOT, 'dist', 'bin');
@@ -35,30 +40,72 @@ function detachedEntries() {
   return entries;
 }
 
-const entryPoints = { 'tao-infer': join(SRC, 'cli', 'main.ts'), ...detachedEntries() };
-rmSync(OUT, { recursive: true, force: true });
-const result = await build({
-  entryPoints,
-  outdir: OUT,
+const common = {
   bundle: true,
-  splitting: true,
-  format: 'esm',
   platform: 'node',
   target: 'node20',
-  chunkNames: '[name]-[hash]',
-  external: ['@kubernetes/client-node', 'ssh2'],
-  // CommonJS dependencies (proper-lockfile, cross-spawn, ...) call require() for node built-ins.
-  banner: { js: "import { createRequire as __taoCreateRequire } from 'node:module'; const require = __taoCreateRequire(import.meta.url);" },
   minifySyntax: true,
   minifyWhitespace: true,
   minifyIdentifiers: true,
   keepNames: true,
-  sourcemap: 'linked',
   legalComments: 'linked',
   metafile: true,
   logLevel: 'warning',
+};
+// CommonJS output has no import.meta: its url is this file's, as in the ES module it was written as.
+const cjsImportMeta = {
+  define: { 'import.meta.url': '__taoImportMetaUrl' },
+  banner: { js: "var __taoImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+};
+
+rmSync(OUT, { recursive: true, force: true });
+
+await build({
+  ...common,
+  ...cjsImportMeta,
+  entryPoints: { cli: join(SRC, 'cli', 'main.ts') },
+  outdir: OUT,
+  outExtension: { '.js': '.cjs' },
+  format: 'cjs',
+  external: ['@kubernetes/client-node', 'ssh2', 'undici', 'prom-client', '@inquirer/prompts', 'docker-modem'],
+  // Each import() becomes a require(): code run by vm.Script (the code cache) has no import() without a flag.
+  // @kubernetes/client-node is an ES module: require() loads it on Node >= 20.19 (package.json engines).
+  supported: { 'dynamic-import': false },
+  // proper-lockfile requires graceful-fs, which patches node:fs on load, but uses it only when a call passes no
+  // `fs` of its own; every call of ours passes one (src/registry/lock.ts). The bin skips loading it.
+  alias: { 'graceful-fs': 'node:fs' },
+  sourcemap: 'linked',
 });
-chmodSync(join(OUT, 'tao-infer.js'), 0o755);
-const outputs = Object.entries(result.metafile.outputs).filter(([f]) => f.endsWith('.js'));
-const main = outputs.find(([f]) => basename(f) === 'tao-infer.js');
-console.log(`bundled ${relative(ROOT, main[0])} (${(main[1].bytes / 1024).toFixed(0)} KiB) + ${outputs.length - 1} chunks/entries in ${relative(ROOT, OUT)}/`);
+if (/\bimport\(/.test(readFileSync(join(OUT, 'cli.cjs'), 'utf8'))) throw new Error('dist/bin/cli.cjs still calls import(): the code cache cannot run it');
+const cliSha256 = createHash('sha256').update(readFileSync(join(OUT, 'cli.cjs'))).digest('hex');
+
+await build({
+  ...common,
+  entryPoints: { 'tao-infer': join(SRC, 'cli', 'launcher.ts') },
+  outdir: OUT,
+  outExtension: { '.js': '.cjs' },
+  format: 'cjs',
+  define: { ...cjsImportMeta.define, __TAO_CLI_SHA256__: JSON.stringify(cliSha256) },
+  banner: { js: `#!/usr/bin/env node\n${cjsImportMeta.banner.js}` },
+});
+chmodSync(join(OUT, 'tao-infer.cjs'), 0o755);
+
+const detached = await build({
+  ...common,
+  entryPoints: detachedEntries(),
+  outdir: OUT,
+  splitting: true,
+  format: 'esm',
+  chunkNames: 'chunk-[hash]',
+  external: ['@kubernetes/client-node', 'ssh2'],
+  // CommonJS dependencies bundled into the ES modules call require() for node built-ins.
+  banner: { js: "import { createRequire as __taoCreateRequire } from 'node:module'; const require = __taoCreateRequire(import.meta.url);" },
+  sourcemap: 'linked',
+});
+
+const kib = (f) => `${(statSync(f).size / 1024).toFixed(0)} KiB`;
+const scripts = Object.keys(detached.metafile.outputs).filter((f) => f.endsWith('.js')).length;
+console.log(
+  `bundled ${relative(ROOT, join(OUT, 'cli.cjs'))} (${kib(join(OUT, 'cli.cjs'))}, sha256 ${cliSha256.slice(0, 12)}), ` +
+    `the bin ${relative(ROOT, join(OUT, 'tao-infer.cjs'))} and ${scripts} detached scripts/chunks in ${relative(ROOT, OUT)}/`,
+);

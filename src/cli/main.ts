@@ -1,4 +1,3 @@
-#!/usr/bin/env node
 /**
  * tao-infer command line. The commands are declarations (./commands/index.ts); only the one being run is
  * imported and built, so start-up pays for one command module. Each command parses its typed flags, asks for

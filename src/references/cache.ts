@@ -2,7 +2,8 @@
  * Validated reference data cached per user, keyed by the hashes of the reference files (issue 9: validate
  * `references/` once per version, not on every run).
  *
- * File: `$XDG_CACHE_HOME/tao-infer/references.json` (default `~/.cache/tao-infer/`), mode 0600 in a 0700 dir,
+ * File: `references.json` in the user's cache directory (src/util/cache-dir.ts: `$XDG_CACHE_HOME/tao-infer/`, default
+ * `~/.cache/tao-infer/`), mode 0600 in a 0700 dir,
  * written atomically (unique temp file + rename). Key: sha256 over the cache format and the name and sha256 of
  * `references/service.yaml`, `references/request.yaml`, `versions.yaml` and every `references/*.config.json`, so
  * an edit to any of them, a new version or another install with other files validates again. A cache that is
@@ -11,27 +12,12 @@
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
-import { homedir } from 'node:os';
-import { isAbsolute, join } from 'node:path';
+import { join } from 'node:path';
+import { cacheDir } from '../util/cache-dir.js';
 import type { ReferenceData } from './schema.js';
 
 const FORMAT = 'tao-infer references cache v1';
 const MAX_CACHE_BYTES = 4 * 1024 * 1024;
-
-/** The cache directory, or undefined when neither XDG_CACHE_HOME (absolute) nor a home directory is known. */
-export function cacheDir(env: NodeJS.ProcessEnv = process.env): string | undefined {
-  const xdg = env.XDG_CACHE_HOME;
-  if (xdg && isAbsolute(xdg)) return join(xdg, 'tao-infer');
-  let home = env.HOME;
-  if (!home) {
-    try {
-      home = homedir();
-    } catch {
-      return undefined;
-    }
-  }
-  return home && isAbsolute(home) ? join(home, '.cache', 'tao-infer') : undefined;
-}
 
 /**
  * Cache key of the reference files under `root` (their names are `archConfigNames` plus the three fixed files).

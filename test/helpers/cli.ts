@@ -1,6 +1,6 @@
 /**
  * Runs the real, built CLI as a child process, the way users and CI scripts do: the bundled bin that
- * package.json `bin` names (`dist/bin/tao-infer.js`, built by `npm run build`).
+ * package.json `bin` names (`dist/bin/tao-infer.cjs`, built by `npm run build`).
  * Each test gets its own registry file through TAO_INF_STATE_FILE.
  */
 import { execa, type Options } from 'execa';

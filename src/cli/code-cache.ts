@@ -1,0 +1,124 @@
+/**
+ * Running the CLI bundle with a V8 code cache (the bin, src/cli/launcher.ts, calls `runWithCodeCache`), so a run
+ * loads the functions an earlier run of the same command compiled instead of parsing and compiling them again
+ * (issue 9, Build 6: start-up; bench/start-path.mjs and bench/cli-startup.mjs print what it saves).
+ *
+ * - One cache file per command (`start`, `ls`, ..., and apart `help`, `version`, `start-dry-run`: `commandKey`),
+ *   since each compiles other functions: `<cache dir>/code/<bundle sha256>-<node version>-<arch>-<key>.v8`
+ *   (cache dir: src/util/cache-dir.ts).
+ * - Made with `vm.Script#createCachedData` (Node's documented code-cache API) when a run that had no usable cache
+ *   exits with code 0, so it holds what that run compiled. Written atomically (unique temp file, rename), mode 0600,
+ *   in a 0700 directory; files of other bundles or Node versions older than PRUNE_AFTER_MS are removed then.
+ * - Used only when it is a regular file of this user, not writable by group or others, at most MAX_CACHE_BYTES,
+ *   and V8 accepts it. V8 checks its own version and flags but of the source only its length, so the file name
+ *   carries the bundle's sha256 (fixed at build time by scripts/bundle.mjs). A cache V8 rejects is rewritten.
+ * - `TAO_INF_CODE_CACHE=0` turns it off (so does an unknown cache directory): the bundle is then `require`d like
+ *   any file. The bundle has no `import()` (scripts/bundle.mjs turns each into `require`), since code run by
+ *   `vm.Script` gets none without an experimental flag.
+ * - Never changes what the CLI does or prints: a cache that cannot be read or written is skipped silently.
+ *
+ * Why not a library: v8-compile-cache makes its cache before the code runs (only what V8 compiles eagerly; start
+ * measured 90 ms with it, 78 ms with this); Node's own `module.enableCompileCache` needs Node 22.
+ */
+import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, constants as fsc } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import { Script } from 'node:vm';
+import { cacheDir } from '../util/cache-dir.js';
+
+/** Largest cache file read (a cache of the whole bundle is about 1 MiB). */
+const MAX_CACHE_BYTES = 32 * 1024 * 1024;
+/** Cache files of other bundles or Node versions are removed once this old (ms), when a new one is written. */
+const PRUNE_AFTER_MS = 7 * 24 * 3600 * 1000;
+
+/**
+ * The cache's name for a command line: its command word (the first argument not starting with '-'; 'main' without
+ * one, 'other' when it is not a plain lower-case word), with `-dry-run` appended for --dry-run; 'help' for any
+ * --help/-h or `help`, 'version' for --version/-V. A cache holds what its first run compiled and is kept while V8
+ * accepts it, so runs that take another path through the code (help, a dry run) get caches of their own.
+ */
+export function commandKey(argv: readonly string[]): string {
+  if (argv.some((a) => a === '--help' || a === '-h')) return 'help';
+  if (argv.some((a) => a === '--version' || a === '-V')) return 'version';
+  const word = argv.find((a) => !a.startsWith('-'));
+  if (word === undefined) return 'main';
+  if (word === 'help') return 'help';
+  if (!/^[a-z][a-z0-9-]{0,31}$/.test(word)) return 'other';
+  return argv.includes('--dry-run') ? `${word}-dry-run` : word;
+}
+
+/** The cache file's bytes, or undefined when there is none or it must not be used (see the module comment). */
+function readCache(file: string): Buffer | undefined {
+  let fd: number | undefined;
+  try {
+    fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
+    const st = fstatSync(fd);
+    const uid = process.getuid?.();
+    if (!st.isFile() || st.size === 0 || st.size > MAX_CACHE_BYTES || (st.mode & 0o022) !== 0 || (uid !== undefined && st.uid !== uid)) return undefined;
+    const buf = Buffer.allocUnsafe(st.size);
+    let off = 0;
+    while (off < buf.length) {
+      const n = readSync(fd, buf, off, buf.length - off, off);
+      if (n === 0) return undefined; // shrank while read: not the file that was checked
+      off += n;
+    }
+    return buf;
+  } catch {
+    return undefined;
+  } finally {
+    if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Write the cache atomically, then prune old files of other bundles or Node versions. Never throws. */
+function writeCache(dir: string, file: string, data: Buffer, keepPrefix: string): void {
+  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    writeFileSync(tmp, data, { mode: 0o600, flag: 'wx' });
+    renameSync(tmp, file);
+    const now = Date.now();
+    for (const name of readdirSync(dir)) {
+      if (name.startsWith(keepPrefix) && !name.endsWith('.tmp')) continue;
+      const p = join(dir, name);
+      if (now - statSync(p).mtimeMs > PRUNE_AFTER_MS) rmSync(p, { force: true });
+    }
+  } catch {
+    try {
+      rmSync(tmp, { force: true });
+    } catch {
+      /* the cache is an optimisation */
+    }
+  }
+}
+
+/**
+ * Run the CommonJS file `bundle` (its code sees `require`, `module`, `__filename` as under Node's loader; it must
+ * not call `import()`) with the code cache described above; `sha256` is the bundle's, `argv` the command line
+ * after the script (names the cache), `env` gives TAO_INF_CODE_CACHE and the cache directory.
+ * @throws what the bundle throws while it is first evaluated (as `require` would)
+ */
+export function runWithCodeCache(bundle: string, sha256: string, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): void {
+  const base = env.TAO_INF_CODE_CACHE === '0' ? undefined : cacheDir(env);
+  if (base === undefined) {
+    createRequire(bundle)(bundle);
+    return;
+  }
+  const dir = join(base, 'code');
+  const prefix = `${sha256}-${process.version}-${process.arch}-`;
+  const file = join(dir, `${prefix}${commandKey(argv)}.v8`);
+  const cachedData = readCache(file);
+  // The CommonJS wrapper on a line of its own (lineOffset -1), so the bundle's line and column numbers stay its own.
+  const text = readFileSync(bundle, 'utf8');
+  // A leading `#!` line (valid only at the very start of a file) becomes a comment, as Node's loader treats it.
+  const source = `(function (exports, require, module, __filename, __dirname) {\n${text.startsWith('#!') ? `//${text.slice(2)}` : text}\n})`;
+  const script = new Script(source, { filename: bundle, lineOffset: -1, cachedData });
+  if (cachedData === undefined || script.cachedDataRejected) {
+    process.once('exit', (code) => {
+      if (code === 0) writeCache(dir, file, script.createCachedData(), prefix);
+    });
+  }
+  const wrapper = script.runInThisContext() as (e: object, r: NodeJS.Require, m: object, f: string, d: string) => void;
+  const mod = { exports: {} };
+  wrapper.call(mod.exports, mod.exports, createRequire(bundle), mod, bundle, dirname(bundle));
+}
