@@ -4,7 +4,7 @@
 import { createServer, type Server } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { InvalidInputError, RegistryError } from '../../src/errors.js';
-import { entryPorts, portField, portRange, probeCandidates, reservePort, type PortScope } from '../../src/registry/ports.js';
+import { entryPorts, isPortFree, portField, portRange, probeCandidates, reservePort, type PortScope } from '../../src/registry/ports.js';
 import type { RegistryState } from '../../src/registry/store.js';
 import type { RegistryEntry } from '../../src/types.js';
 
@@ -90,6 +90,32 @@ describe('port policy', () => {
     } finally {
       srv!.close();
     }
+  });
+
+  it('a loopback or wildcard port is taken when another program listens on 127.0.0.1, ::1 (localhost may resolve to it) or 0.0.0.0', async () => {
+    /** Listen on `host` on the first port of the test range free there; undefined when no port or no such address. */
+    const listenOn = async (host: string): Promise<{ srv: Server; port: number } | undefined> => {
+      for (let p = R.min; p <= R.max; p++) {
+        const s = createServer();
+        const ok = await new Promise<boolean>((res) => s.once('error', () => res(false)).listen({ port: p, host, exclusive: true }, () => res(true)));
+        if (ok) return { srv: s, port: p };
+      }
+      return undefined;
+    };
+    let checked = 0;
+    for (const host of ['127.0.0.1', '::1', '0.0.0.0']) {
+      const held = await listenOn(host);
+      if (!held) continue; // no IPv6 loopback on this host
+      try {
+        checked++;
+        expect(await isPortFree(held.port, '127.0.0.1'), `held on ${host}`).toBe(false);
+        expect(await isPortFree(held.port, '0.0.0.0'), `held on ${host}`).toBe(false);
+      } finally {
+        await new Promise((r) => held.srv.close(r));
+      }
+      expect(await isPortFree(held.port, '127.0.0.1'), `released on ${host}`).toBe(true);
+    }
+    expect(checked).toBeGreaterThanOrEqual(2);
   });
 
   it('probes made before the lock: the first unheld ports, bound ones false; the pick under the lock uses them', async () => {
