@@ -6,6 +6,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import { commandKey } from '../../src/cli/code-cache.js';
+import { nodeSupported } from '../../src/cli/node-version.js';
 import { CLI, ROOT } from '../helpers/cli.js';
 
 const pkg = JSON.parse(readFileSync(join(ROOT, 'package.json'), 'utf8'));
@@ -25,6 +26,24 @@ describe('the tao-infer bin', () => {
     expect(statSync(CLI).mode & 0o111).toBe(0o111);
     expect(readFileSync(CLI, 'utf8').split('\n')[0]).toBe('#!/usr/bin/env node');
     expect(execFileSync(CLI, ['--version'], { encoding: 'utf8' }).trim()).toBe(pkg.version);
+  });
+
+  it('runs on the Node versions that require() ES modules without a flag, and says so on others', () => {
+    for (const v of ['20.19.0', '20.20.2', '22.12.0', '22.20.1', '23.0.0', '24.1.0']) expect(nodeSupported(v), v).toBe(true);
+    for (const v of ['18.20.0', '20.0.0', '20.18.3', '21.7.3', '22.11.0']) expect(nodeSupported(v), v).toBe(false);
+    expect(nodeSupported(process.versions.node)).toBe(true);
+    expect(pkg.engines.node).toBe('^20.19.0 || >=22.12.0');
+    // The bin on an older Node (its reported version replaced by a preload): a clear error, exit 1, nothing run.
+    const dir = mkdtempSync(join(tmpdir(), 'tao-old-node-'));
+    try {
+      writeFileSync(join(dir, 'old.cjs'), "Object.defineProperty(process, 'versions', { value: { ...process.versions, node: '20.10.0' } });");
+      const r = spawnSync(process.execPath, ['--require', join(dir, 'old.cjs'), CLI, '--version'], { encoding: 'utf8' });
+      expect(r.status).toBe(1);
+      expect(r.stdout).toBe('');
+      expect(r.stderr).toContain('tao-infer needs Node.js ^20.19.0 || >=22.12.0; this is v20.10.0');
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('keeps heavy SDKs out of the bundle (loaded from node_modules by the platforms that need them)', () => {
