@@ -7,11 +7,12 @@
  *   since each compiles other functions: `<cache dir>/code/<bundle sha256>-<node version>-<arch>-<key>.v8`
  *   (cache dir: src/util/cache-dir.ts).
  * - Made with `vm.Script#createCachedData` (Node's documented code-cache API) when a run that had no usable cache
- *   exits with code 0, so it holds what that run compiled. Written atomically (unique temp file, rename), mode 0600,
- *   in a 0700 directory; files of other bundles or Node versions older than PRUNE_AFTER_MS are removed then.
- * - Used only when it is a regular file of this user, not writable by group or others, at most MAX_CACHE_BYTES,
- *   and V8 accepts it. V8 checks its own version and flags but of the source only its length, so the file name
- *   carries the bundle's sha256 (fixed at build time by scripts/bundle.mjs). A cache V8 rejects is rewritten.
+ *   exits with code 0, so it holds what that run compiled. Written and read as src/util/cache-dir.ts does (atomic,
+ *   mode 0600 in a 0700 directory; used only when it is this user's private regular file of at most
+ *   MAX_CACHE_BYTES). Files of other bundles or Node versions older than PRUNE_AFTER_MS are removed on a write.
+ * - V8 checks a cache against its own version and flags, but of the source only its length, and a release build
+ *   keeps no checksum of it: the file name carries the bundle's sha256 (fixed at build time by scripts/bundle.mjs),
+ *   and only this user can change the file. A cache V8 rejects is rewritten.
  * - `TAO_INF_CODE_CACHE=0` turns it off (so does an unknown cache directory): the bundle is then `require`d like
  *   any file. The bundle has no `import()` (scripts/bundle.mjs turns each into `require`), since code run by
  *   `vm.Script` gets none without an experimental flag.
@@ -20,11 +21,11 @@
  * Why not a library: v8-compile-cache makes its cache before the code runs (only what V8 compiles eagerly; start
  * measured 90 ms with it, 78 ms with this); Node's own `module.enableCompileCache` needs Node 22.
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readdirSync, readFileSync, readSync, renameSync, rmSync, statSync, writeFileSync, constants as fsc } from 'node:fs';
+import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
-import { cacheDir } from '../util/cache-dir.js';
+import { cacheDir, readCacheFile, writeCacheFile } from '../util/cache-dir.js';
 
 /** Largest cache file read (a cache of the whole bundle is about 1 MiB). */
 const MAX_CACHE_BYTES = 32 * 1024 * 1024;
@@ -47,48 +48,18 @@ export function commandKey(argv: readonly string[]): string {
   return argv.includes('--dry-run') ? `${word}-dry-run` : word;
 }
 
-/** The cache file's bytes, or undefined when there is none or it must not be used (see the module comment). */
-function readCache(file: string): Buffer | undefined {
-  let fd: number | undefined;
-  try {
-    fd = openSync(file, fsc.O_RDONLY | fsc.O_NOFOLLOW);
-    const st = fstatSync(fd);
-    const uid = process.getuid?.();
-    if (!st.isFile() || st.size === 0 || st.size > MAX_CACHE_BYTES || (st.mode & 0o022) !== 0 || (uid !== undefined && st.uid !== uid)) return undefined;
-    const buf = Buffer.allocUnsafe(st.size);
-    let off = 0;
-    while (off < buf.length) {
-      const n = readSync(fd, buf, off, buf.length - off, off);
-      if (n === 0) return undefined; // shrank while read: not the file that was checked
-      off += n;
-    }
-    return buf;
-  } catch {
-    return undefined;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
-  }
-}
-
-/** Write the cache atomically, then prune old files of other bundles or Node versions. Never throws. */
+/** Write the cache, then remove week-old files of other bundles or Node versions (and stale temp files). */
 function writeCache(dir: string, file: string, data: Buffer, keepPrefix: string): void {
-  const tmp = `${file}.${process.pid}.${Date.now()}.tmp`;
+  if (!writeCacheFile(file, data)) return;
   try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    writeFileSync(tmp, data, { mode: 0o600, flag: 'wx' });
-    renameSync(tmp, file);
     const now = Date.now();
     for (const name of readdirSync(dir)) {
-      if (name.startsWith(keepPrefix) && !name.endsWith('.tmp')) continue;
+      if (name.startsWith(keepPrefix)) continue;
       const p = join(dir, name);
       if (now - statSync(p).mtimeMs > PRUNE_AFTER_MS) rmSync(p, { force: true });
     }
   } catch {
-    try {
-      rmSync(tmp, { force: true });
-    } catch {
-      /* the cache is an optimisation */
-    }
+    /* the cache is an optimisation */
   }
 }
 
@@ -107,7 +78,7 @@ export function runWithCodeCache(bundle: string, sha256: string, argv: readonly 
   const dir = join(base, 'code');
   const prefix = `${sha256}-${process.version}-${process.arch}-`;
   const file = join(dir, `${prefix}${commandKey(argv)}.v8`);
-  const cachedData = readCache(file);
+  const cachedData = readCacheFile(file, MAX_CACHE_BYTES);
   // The CommonJS wrapper on a line of its own (lineOffset -1), so the bundle's line and column numbers stay its own.
   const text = readFileSync(bundle, 'utf8');
   // A leading `#!` line (valid only at the very start of a file) becomes a comment, as Node's loader treats it.

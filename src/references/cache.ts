@@ -2,18 +2,18 @@
  * Validated reference data cached per user, keyed by the hashes of the reference files (issue 9: validate
  * `references/` once per version, not on every run).
  *
- * File: `references.json` in the user's cache directory (src/util/cache-dir.ts: `$XDG_CACHE_HOME/tao-infer/`, default
- * `~/.cache/tao-infer/`), mode 0600 in a 0700 dir,
- * written atomically (unique temp file + rename). Key: sha256 over the cache format and the name and sha256 of
+ * File: `references.json` in the user's cache directory (src/util/cache-dir.ts: `$XDG_CACHE_HOME/tao-infer/`,
+ * default `~/.cache/tao-infer/`), mode 0600 in a 0700 dir, written atomically (temp file + rename).
+ * Key: sha256 over the cache format and the name and sha256 of
  * `references/service.yaml`, `references/request.yaml`, `versions.yaml` and every `references/*.config.json`, so
  * an edit to any of them, a new version or another install with other files validates again. A cache that is
- * missing, larger than 4 MiB, not owned by the user, does not parse or has another key is ignored (and rewritten
+ * missing, larger than 4 MiB, not the user's own private file, does not parse or has another key is ignored (and rewritten
  * after the next validation); a cache that cannot be written is skipped silently (the run validates every time).
  */
-import { createHash, randomBytes } from 'node:crypto';
-import { closeSync, fstatSync, mkdirSync, openSync, readFileSync, renameSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
+import { createHash } from 'node:crypto';
+import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cacheDir } from '../util/cache-dir.js';
+import { cacheDir, readCacheFile, writeCacheFile } from '../util/cache-dir.js';
 import type { ReferenceData } from './schema.js';
 
 const FORMAT = 'tao-infer references cache v1';
@@ -33,35 +33,21 @@ export function referencesKey(root: string, archConfigNames: string[]): string {
 /** The cached data for `key`, or undefined (no cache, another key, or a cache to ignore). Never throws. */
 export function readCache(key: string, env: NodeJS.ProcessEnv = process.env): ReferenceData | undefined {
   const dir = cacheDir(env);
-  if (!dir) return undefined;
-  let fd: number | undefined;
+  const bytes = dir === undefined ? undefined : readCacheFile(join(dir, 'references.json'), MAX_CACHE_BYTES);
+  if (!bytes) return undefined;
   try {
-    fd = openSync(join(dir, 'references.json'), fsc.O_RDONLY | fsc.O_NOFOLLOW);
-    const st = fstatSync(fd);
-    const uid = process.getuid?.();
-    if (!st.isFile() || st.size > MAX_CACHE_BYTES || (uid !== undefined && st.uid !== uid)) return undefined;
-    const obj = JSON.parse(readFileSync(fd, 'utf8')) as { format?: unknown; key?: unknown; data?: ReferenceData };
+    const obj = JSON.parse(bytes.toString('utf8')) as { format?: unknown; key?: unknown; data?: ReferenceData };
     const d = obj?.data;
     if (obj.format !== FORMAT || obj.key !== key || !d || typeof d !== 'object') return undefined;
     if (!d.service || !d.request || !d.versions || !d.archConfigs || typeof d.archConfigs !== 'object') return undefined;
     return d;
   } catch {
     return undefined;
-  } finally {
-    if (fd !== undefined) closeSync(fd);
   }
 }
 
 /** Store `data` under `key` (atomic; failures are ignored: the cache is an optimisation). */
 export function writeCache(key: string, data: ReferenceData, env: NodeJS.ProcessEnv = process.env): void {
   const dir = cacheDir(env);
-  if (!dir) return;
-  const tmp = join(dir, `.references.json.${process.pid}.${randomBytes(6).toString('hex')}.tmp`);
-  try {
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
-    writeFileSync(tmp, JSON.stringify({ format: FORMAT, key, data }), { mode: 0o600, flag: 'wx' });
-    renameSync(tmp, join(dir, 'references.json'));
-  } catch {
-    rmSync(tmp, { force: true });
-  }
+  if (dir) writeCacheFile(join(dir, 'references.json'), JSON.stringify({ format: FORMAT, key, data }));
 }
