@@ -2,13 +2,13 @@
  * Validated reference data cached per user, keyed by the hashes of the reference files (issue 9: validate
  * `references/` once per version, not on every run).
  *
- * File: `references.json` in the user's cache directory (src/util/cache-dir.ts: `$XDG_CACHE_HOME/tao-infer/`,
- * default `~/.cache/tao-infer/`), mode 0600 in a 0700 dir, written atomically (temp file + rename).
- * Key: sha256 over the cache format and the name and sha256 of
- * `references/service.yaml`, `references/request.yaml`, `versions.yaml` and every `references/*.config.json`, so
- * an edit to any of them, a new version or another install with other files validates again. A cache that is
- * missing, larger than 4 MiB, not the user's own private file, does not parse or has another key is ignored (and rewritten
- * after the next validation); a cache that cannot be written is skipped silently (the run validates every time).
+ * File: `references.json` in the user's cache directory, read and written as src/util/cache-dir.ts does
+ * (`$XDG_CACHE_HOME/tao-infer/`, default `~/.cache/tao-infer/`; atomic, mode 0600 in a 0700 dir). Key: sha256
+ * over the cache format and the name and sha256 of `references/service.yaml`, `references/request.yaml`,
+ * `versions.yaml` and every `references/*.config.json`, so an edit to any of them, a new version or another
+ * install with other files validates again. A cache that is missing, larger than 4 MiB, not the user's own
+ * private file, does not parse or has another key is ignored (and rewritten after the next validation); a cache
+ * that cannot be written is skipped silently (the run validates every time).
  */
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
