@@ -4,15 +4,17 @@
  * (issue 9, Build 6: start-up; bench/start-path.mjs and bench/cli-startup.mjs print what it saves).
  *
  * - One cache file per command (`start`, `ls`, ..., and apart `help`, `version`, `start-dry-run`: `commandKey`),
- *   since each compiles other functions: `<cache dir>/code/<bundle sha256>-<node version>-<arch>-<key>.v8`
- *   (cache dir: src/util/cache-dir.ts).
+ *   since each compiles other functions: `<cache dir>/code/<bundle sha256>-<mtime>.<inode>-<node version>-<arch>-
+ *   <key>.v8` (cache dir: src/util/cache-dir.ts).
  * - Made with `vm.Script#createCachedData` (Node's documented code-cache API) when a run that had no usable cache
  *   exits with code 0, so it holds what that run compiled. Written and read as src/util/cache-dir.ts does (atomic,
  *   mode 0600 in a 0700 directory; used only when it is this user's private regular file of at most
  *   MAX_CACHE_BYTES). Files of other bundles or Node versions older than PRUNE_AFTER_MS are removed on a write.
  * - V8 checks a cache against its own version and flags, but of the source only its length, and a release build
- *   keeps no checksum of it: the file name carries the bundle's sha256 (fixed at build time by scripts/bundle.mjs),
- *   and only this user can change the file. A cache V8 rejects is rewritten.
+ *   keeps no checksum of it: the file name carries the bundle's sha256 (fixed at build time by scripts/bundle.mjs)
+ *   and the bundle file's mtime and inode (a bundle edited in place, even to the same length, misses), and only
+ *   this user can change the file. A cache V8 rejects is rewritten. Nothing is made (no `createCachedData`, a few
+ *   ms) when the cache directory cannot be written.
  * - `TAO_INF_CODE_CACHE=0` turns it off (so does an unknown cache directory): the bundle is then `require`d like
  *   any file. The bundle has no `import()` (scripts/bundle.mjs turns each into `require`), since code run by
  *   `vm.Script` gets none without an experimental flag.
@@ -21,11 +23,11 @@
  * Why not a library: v8-compile-cache makes its cache before the code runs (only what V8 compiles eagerly; start
  * measured 90 ms with it, 78 ms with this); Node's own `module.enableCompileCache` needs Node 22.
  */
-import { readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { closeSync, fstatSync, openSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
-import { cacheDir, readCacheFile, writeCacheFile } from '../util/cache-dir.js';
+import { cacheDir, readCacheFile, writableCacheDir, writeCacheFile } from '../util/cache-dir.js';
 
 /** Largest cache file read (a cache of the whole bundle is about 1 MiB). */
 const MAX_CACHE_BYTES = 32 * 1024 * 1024;
@@ -76,17 +78,25 @@ export function runWithCodeCache(bundle: string, sha256: string, argv: readonly 
     return;
   }
   const dir = join(base, 'code');
-  const prefix = `${sha256}-${process.version}-${process.arch}-`;
+  const fd = openSync(bundle, 'r');
+  let text: string;
+  let prefix: string;
+  try {
+    const st = fstatSync(fd);
+    prefix = `${sha256}-${Math.trunc(st.mtimeMs)}.${st.ino}-${process.version}-${process.arch}-`;
+    text = readFileSync(fd, 'utf8');
+  } finally {
+    closeSync(fd);
+  }
   const file = join(dir, `${prefix}${commandKey(argv)}.v8`);
   const cachedData = readCacheFile(file, MAX_CACHE_BYTES);
   // The CommonJS wrapper on a line of its own (lineOffset -1), so the bundle's line and column numbers stay its own.
-  const text = readFileSync(bundle, 'utf8');
   // A leading `#!` line (valid only at the very start of a file) becomes a comment, as Node's loader treats it.
   const source = `(function (exports, require, module, __filename, __dirname) {\n${text.startsWith('#!') ? `//${text.slice(2)}` : text}\n})`;
   const script = new Script(source, { filename: bundle, lineOffset: -1, cachedData });
   if (cachedData === undefined || script.cachedDataRejected) {
     process.once('exit', (code) => {
-      if (code === 0) writeCache(dir, file, script.createCachedData(), prefix);
+      if (code === 0 && writableCacheDir(dir)) writeCache(dir, file, script.createCachedData(), prefix);
     });
   }
   const wrapper = script.runInThisContext() as (e: object, r: NodeJS.Require, m: object, f: string, d: string) => void;

@@ -4,7 +4,7 @@
  * file that is missing, not ours or unusable is ignored, and one that cannot be written is skipped, silently.
  * Cheap to load: node:fs, node:os and node:path only.
  */
-import { closeSync, fstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
+import { accessSync, closeSync, fstatSync, mkdirSync, openSync, readSync, renameSync, rmSync, writeFileSync, constants as fsc } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, isAbsolute, join } from 'node:path';
 
@@ -49,6 +49,17 @@ export function readCacheFile(file: string, maxBytes: number): Buffer | undefine
     return undefined;
   } finally {
     if (fd !== undefined) closeSync(fd);
+  }
+}
+
+/** Create cache directory `dir` (mode 0700) when missing; true when this process may write in it. Never throws. */
+export function writableCacheDir(dir: string): boolean {
+  try {
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    accessSync(dir, fsc.W_OK);
+    return true;
+  } catch {
+    return false;
   }
 }
 

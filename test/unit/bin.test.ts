@@ -105,7 +105,8 @@ describe('the code cache of the bin (src/cli/code-cache.ts)', () => {
     expect(first.status).toBe(0);
     const sha = readFileSync(join(ROOT, 'dist', 'bin', 'tao-infer.cjs'), 'utf8').match(/[0-9a-f]{64}/)?.[0];
     expect(sha).toBeDefined();
-    const name = `${sha}-${process.version}-${process.arch}-archs.v8`;
+    const st = statSync(join(ROOT, 'dist', 'bin', 'cli.cjs'));
+    const name = `${sha}-${Math.trunc(st.mtimeMs)}.${st.ino}-${process.version}-${process.arch}-archs.v8`;
     expect(c.files()).toEqual([name]);
     expect(statSync(join(c.codeDir, name)).mode & 0o777).toBe(0o600);
     expect(statSync(c.codeDir).mode & 0o777).toBe(0o700);
@@ -136,6 +137,24 @@ describe('the code cache of the bin (src/cli/code-cache.ts)', () => {
     const shared = c.run(['archs', '--json']);
     expect(shared.stdout).toBe(ok.stdout);
     expect(statSync(file).mode & 0o777).toBe(0o600);
+  });
+
+  it('a bundle rewritten in place (same length) is never run with the cache of what it was', () => {
+    const c = cacheHome();
+    // A copy of the bin and its bundle, so the bundle can be rewritten without touching dist/.
+    const bin = mkdtempSync(join(tmpdir(), 'tao-bin-copy-'));
+    dirs.push(bin);
+    for (const f of ['tao-infer.cjs', 'cli.cjs']) writeFileSync(join(bin, f), readFileSync(join(ROOT, 'dist', 'bin', f)));
+    const run = () => spawnSync(process.execPath, [join(bin, 'tao-infer.cjs'), '--version'], { env: { ...process.env, XDG_CACHE_HOME: c.home }, encoding: 'utf8' });
+    expect(run().status).toBe(0);
+    expect(c.files()).toHaveLength(1);
+    const text = readFileSync(join(bin, 'cli.cjs'));
+    writeFileSync(join(bin, 'cli.cjs'), text); // same length (and bytes), same inode, a new mtime: another cache
+    // The rewrite's own mtime may fall in the same tick on a filesystem with coarse timestamps: make it later.
+    utimesSync(join(bin, 'cli.cjs'), new Date(), new Date(Date.now() + 5000));
+    const again = run();
+    expect(again.status).toBe(0);
+    expect(c.files()).toHaveLength(2);
   });
 
   it('writes nothing after a failed run or with TAO_INF_CODE_CACHE=0', () => {
