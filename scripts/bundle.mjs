@@ -1,5 +1,6 @@
 // Bundles the CLI into dist/bin/ with esbuild (issue 9, Build 6). Run by `npm run build`. Three builds:
-//   1. `dist/bin/cli.cjs`: src/cli/main.ts and everything it reaches as one CommonJS file. Commands and platform
+//   1. `dist/bin/cli.cjs`: src/cli/main.ts and everything it reaches as one CommonJS module body, inside Node's
+//      module wrapper (src/cli/code-cache.ts BUNDLE_HEAD/BUNDLE_TAIL), so it is run only by the bin. Commands and platform
 //      adapters stay lazy (their `import()` becomes a function run on first use), and large dependencies only some
 //      commands use stay external, loaded from node_modules when needed: the SDKs (@kubernetes/client-node, ssh2),
 //      the gateway's (undici, prom-client), the prompt library (@inquirer/prompts) and docker-modem (image pulls).
@@ -11,6 +12,7 @@
 //      resolves in dist/bin/ too.
 // The library (package.json `main`/`exports`, types) stays tsc's output in dist/src/.
 import { build } from 'esbuild';
+import { BUNDLE_HEAD, BUNDLE_TAIL } from '../dist/src/cli/code-cache.js';
 import { createHash } from 'node:crypto';
 import { chmodSync, readFileSync, readdirSync, rmSync, statSync } from 'node:fs';
 import { dirname, join, relative, resolve } from 'node:path';
@@ -62,7 +64,7 @@ rmSync(OUT, { recursive: true, force: true });
 
 await build({
   ...common,
-  ...cjsImportMeta,
+  define: cjsImportMeta.define,
   entryPoints: { cli: join(SRC, 'cli', 'main.ts') },
   outdir: OUT,
   outExtension: { '.js': '.cjs' },
@@ -74,6 +76,10 @@ await build({
   // proper-lockfile requires graceful-fs, which patches node:fs on load, but uses it only when a call passes no
   // `fs` of its own; every call of ours passes one (src/registry/lock.ts). The bin skips loading it.
   alias: { 'graceful-fs': 'node:fs' },
+  // The module body inside Node's CommonJS wrapper: the launcher compiles the file's text as it is (code-cache.ts).
+  // Strict mode first, as the ES modules it was written as are (esbuild's own "use strict" comes after the banner).
+  banner: { js: `${BUNDLE_HEAD}\n"use strict";\n${cjsImportMeta.banner.js}` },
+  footer: { js: BUNDLE_TAIL.replace(/^\n/, '') },
   sourcemap: 'linked',
 });
 if (/\bimport\(/.test(readFileSync(join(OUT, 'cli.cjs'), 'utf8'))) throw new Error('dist/bin/cli.cjs still calls import(): the code cache cannot run it');

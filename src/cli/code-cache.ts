@@ -15,9 +15,11 @@
  *   and the bundle file's mtime and inode (a bundle edited in place, even to the same length, misses), and only
  *   this user can change the file. A cache V8 rejects is rewritten. Nothing is made (no `createCachedData`, a few
  *   ms) when the cache directory cannot be written.
- * - `TAO_INF_CODE_CACHE=0` turns it off (so does an unknown cache directory): the bundle is then `require`d like
- *   any file. The bundle has no `import()` (scripts/bundle.mjs turns each into `require`), since code run by
- *   `vm.Script` gets none without an experimental flag.
+ * - `TAO_INF_CODE_CACHE=0` turns it off (so does an unknown cache directory): the bundle is then compiled from
+ *   source, as `require` would. The bundle is a CommonJS module body already inside Node's module wrapper
+ *   (BUNDLE_HEAD … BUNDLE_TAIL, written by scripts/bundle.mjs), so its text is the script as it is read, with no
+ *   copy to wrap it; and it has no `import()` (the build turns each into `require`), since code run by `vm.Script`
+ *   gets none without an experimental flag.
  * - Never changes what the CLI does or prints: a cache that cannot be read or written is skipped silently.
  *
  * Why not a library: v8-compile-cache makes its cache before the code runs (only what V8 compiles eagerly; start
@@ -28,6 +30,10 @@ import { createRequire } from 'node:module';
 import { dirname, join } from 'node:path';
 import { Script } from 'node:vm';
 import { cacheDir, readCacheFile, writableCacheDir, writeCacheFile } from '../util/cache-dir.js';
+
+/** How the bundle starts and ends: Node's CommonJS module wrapper around the module body (scripts/bundle.mjs). */
+export const BUNDLE_HEAD = '(function (exports, require, module, __filename, __dirname) {';
+export const BUNDLE_TAIL = '\n})';
 
 /** Largest cache file read (a cache of the whole bundle is about 1 MiB). */
 const MAX_CACHE_BYTES = 32 * 1024 * 1024;
@@ -66,35 +72,32 @@ function writeCache(dir: string, file: string, data: Buffer, keepPrefix: string)
 }
 
 /**
- * Run the CommonJS file `bundle` (its code sees `require`, `module`, `__filename` as under Node's loader; it must
- * not call `import()`) with the code cache described above; `sha256` is the bundle's, `argv` the command line
- * after the script (names the cache), `env` gives TAO_INF_CODE_CACHE and the cache directory.
- * @throws what the bundle throws while it is first evaluated (as `require` would)
+ * Run the CLI bundle `bundle` (a CommonJS module body inside BUNDLE_HEAD … BUNDLE_TAIL; its code sees `require`,
+ * `module`, `__filename` as under Node's loader and must not call `import()`) with the code cache described above;
+ * `sha256` is the bundle's, `argv` the command line after the script (names the cache), `env` gives
+ * TAO_INF_CODE_CACHE and the cache directory.
+ * @throws Error when `bundle` is not such a file; what the bundle throws while it is first evaluated
  */
 export function runWithCodeCache(bundle: string, sha256: string, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): void {
   const base = env.TAO_INF_CODE_CACHE === '0' ? undefined : cacheDir(env);
-  if (base === undefined) {
-    createRequire(bundle)(bundle);
-    return;
-  }
-  const dir = join(base, 'code');
   const fd = openSync(bundle, 'r');
   let text: string;
-  let prefix: string;
+  let identity: string;
   try {
     const st = fstatSync(fd);
-    prefix = `${sha256}-${Math.trunc(st.mtimeMs)}.${st.ino}-${process.version}-${process.arch}-`;
+    identity = `${Math.trunc(st.mtimeMs)}.${st.ino}`;
     text = readFileSync(fd, 'utf8');
   } finally {
     closeSync(fd);
   }
-  const file = join(dir, `${prefix}${commandKey(argv)}.v8`);
-  const cachedData = readCacheFile(file, MAX_CACHE_BYTES);
-  // The CommonJS wrapper on a line of its own (lineOffset -1), so the bundle's line and column numbers stay its own.
-  // A leading `#!` line (valid only at the very start of a file) becomes a comment, as Node's loader treats it.
-  const source = `(function (exports, require, module, __filename, __dirname) {\n${text.startsWith('#!') ? `//${text.slice(2)}` : text}\n})`;
-  const script = new Script(source, { filename: bundle, lineOffset: -1, cachedData });
-  if (cachedData === undefined || script.cachedDataRejected) {
+  if (!text.startsWith(BUNDLE_HEAD))
+    throw new Error(`${bundle} is not a bundle of this tao-infer (run npm run build, or reinstall tao-infer)`);
+  const dir = base === undefined ? undefined : join(base, 'code');
+  const prefix = `${sha256}-${identity}-${process.version}-${process.arch}-`;
+  const file = dir === undefined ? undefined : join(dir, `${prefix}${commandKey(argv)}.v8`);
+  const cachedData = file === undefined ? undefined : readCacheFile(file, MAX_CACHE_BYTES);
+  const script = new Script(text, { filename: bundle, cachedData });
+  if (dir !== undefined && file !== undefined && (cachedData === undefined || script.cachedDataRejected)) {
     process.once('exit', (code) => {
       if (code === 0 && writableCacheDir(dir)) writeCache(dir, file, script.createCachedData(), prefix);
     });

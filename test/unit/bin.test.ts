@@ -5,7 +5,7 @@ import { chmodSync, existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, 
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { commandKey } from '../../src/cli/code-cache.js';
+import { BUNDLE_HEAD, commandKey } from '../../src/cli/code-cache.js';
 import { nodeSupported } from '../../src/cli/node-version.js';
 import { CLI, ROOT } from '../helpers/cli.js';
 
@@ -59,6 +59,8 @@ describe('the tao-infer bin', () => {
     expect(bundled).not.toMatch(/class SFTP\b/); // ssh2 internals
     // Code run through vm.Script (the code cache) has no import(): the build turns each into require().
     expect(cli).not.toMatch(/\bimport\(/);
+    // A module body in Node's CommonJS wrapper, strict as the ES modules it was written as.
+    expect(cli.startsWith(`${BUNDLE_HEAD}\n"use strict";\n`)).toBe(true);
   });
 
   it('bundles every script an adapter starts as a detached process next to the chunks that start it', () => {
