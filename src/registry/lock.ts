@@ -76,11 +76,15 @@ export async function withLock<T>(
   let compromised = false;
   let ourMtime: number | undefined;
   const lockDir = `${file}.lock`;
-  // proper-lockfile sets the lock's mtime with fs.utimes (on acquisition and every `update` ms); lockSync
-  // calls the `utimesSync` of the fs it is given. Recording the value it set lets us recognise our own lock
-  // directory later.
+  // The calls lockSync makes (its sync adapter calls `<name>Sync` of the fs it is given: mkdir, realpath, stat,
+  // rmdir, utimes; rmdirSync on exit). Named one by one: spreading node:fs would also read its lazy `promises`,
+  // loading fs/promises for nothing. proper-lockfile sets the lock's mtime with utimes (on acquisition and every
+  // `update` ms); recording the value it set lets us recognise our own lock directory later.
   const lockFs = {
-    ...fsCallbacks,
+    mkdirSync: fsCallbacks.mkdirSync,
+    realpathSync: fsCallbacks.realpathSync,
+    statSync: fsCallbacks.statSync,
+    rmdirSync: fsCallbacks.rmdirSync,
     utimesSync: (p: string, atime: Date, mtime: Date) => {
       fsCallbacks.utimesSync(p, atime, mtime);
       if (p === lockDir) ourMtime = mtime.getTime();
