@@ -1,10 +1,46 @@
 /**
  * Docker CLI knowledge shared by local-docker and brev (a Brev instance runs the same docker
- * invocation): the `docker run` argv (contract §8 local-docker) and the `docker inspect` state mapping.
- * Secrets and chosen env vars appear as `-e NAME` only: values travel in the docker client's environment.
+ * invocation): the `docker run` argv (contract §8 local-docker), the `docker inspect` state mapping, and the
+ * docker CLI's config file. Secrets and chosen env vars appear as `-e NAME` only: values travel in the docker
+ * client's environment.
  */
+import { homedir } from 'node:os';
+import { join } from 'node:path';
 import { LABELS } from '../labels.js';
 import type { JobState, LaunchSpec, RegistryEntry } from '../types.js';
+import { readRegularFileSync } from '../util/input-file.js';
+
+/** Largest docker CLI config file read. */
+const MAX_DOCKER_CONFIG_BYTES = 1024 * 1024;
+
+/** The parts of the docker CLI's config.json tao-infer reads (docker/cli cli/config/configfile/file.go ConfigFile). */
+export interface DockerConfigFile {
+  currentContext?: unknown;
+  auths?: Record<string, { auth?: string; identitytoken?: string }>;
+  credsStore?: string;
+  credHelpers?: Record<string, string>;
+}
+
+/**
+ * The docker CLI's config.json (`$DOCKER_CONFIG/config.json`, default `~/.docker/config.json`), parsed: `{}` when
+ * there is none; undefined when it cannot be used (unreadable, not a regular file, over 1 MiB, not a JSON object).
+ * Read synchronously (a file of a few KiB) and bounded. Never throws.
+ */
+export function dockerConfig(env: NodeJS.ProcessEnv): DockerConfigFile | undefined {
+  const file = join(env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker'), 'config.json');
+  let text: string;
+  try {
+    text = readRegularFileSync(file, 'DOCKER_CONFIG', MAX_DOCKER_CONFIG_BYTES).toString('utf8');
+  } catch (e) {
+    return ((e as Error).cause as NodeJS.ErrnoException | undefined)?.code === 'ENOENT' ? {} : undefined;
+  }
+  try {
+    const cfg = JSON.parse(text) as unknown;
+    return cfg && typeof cfg === 'object' && !Array.isArray(cfg) ? (cfg as DockerConfigFile) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 export interface DockerRunOptions {
   /** docker network (`${DOCKER_NETWORK:-tao_default}`). */

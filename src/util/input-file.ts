@@ -27,12 +27,13 @@ function describe(st: { isDirectory(): boolean; isFIFO(): boolean; isCharacterDe
   return 'not a regular file';
 }
 
+/** The error for a file that cannot be opened; its `cause` is the system error (with `code`, e.g. ENOENT). */
 function openError(e: unknown, path: string, flag: string): InvalidInputError {
   const code = (e as NodeJS.ErrnoException).code;
-  if (code === 'ENOENT') return new InvalidInputError(flag, `file not found: ${path}`);
-  if (code === 'EACCES' || code === 'EPERM') return new InvalidInputError(flag, `cannot read ${path}: permission denied`);
-  if (code === 'EISDIR') return new InvalidInputError(flag, `${path} is a directory, not a file`);
-  return new InvalidInputError(flag, `cannot read ${path}: ${(e as Error).message}`);
+  if (code === 'ENOENT') return new InvalidInputError(flag, `file not found: ${path}`, { cause: e });
+  if (code === 'EACCES' || code === 'EPERM') return new InvalidInputError(flag, `cannot read ${path}: permission denied`, { cause: e });
+  if (code === 'EISDIR') return new InvalidInputError(flag, `${path} is a directory, not a file`, { cause: e });
+  return new InvalidInputError(flag, `cannot read ${path}: ${(e as Error).message}`, { cause: e });
 }
 
 function checkStat(st: { size: number; isFile(): boolean } & Parameters<typeof describe>[0], path: string, flag: string, maxBytes: number): number {

@@ -32,6 +32,8 @@ describe('engineSocket: the socket the docker CLI would use, else undefined (the
     expect(await engineSocket({ DOCKER_CONFIG: config('{"currentContext":"remote"}') })).toBeUndefined();
     expect(await engineSocket({ DOCKER_CONFIG: config('{"currentContext":"default","auths":{}}') })).toBe('/var/run/docker.sock');
     expect(await engineSocket({ DOCKER_CONFIG: config('{not json') })).toBeUndefined();
+    // A config over 1 MiB is not read (the CLI is asked, and says what it makes of it).
+    expect(await engineSocket({ DOCKER_CONFIG: config(`{"currentContext":"default","x":"${'x'.repeat(1024 * 1024)}"}`) })).toBeUndefined();
     // DOCKER_HOST wins over the config's context (docker/cli resolveContextName).
     expect(await engineSocket({ DOCKER_CONFIG: config('{"currentContext":"remote"}'), DOCKER_HOST: 'unix:///x.sock' })).toBe('/x.sock');
   });

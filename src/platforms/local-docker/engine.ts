@@ -14,14 +14,10 @@
  * `.State`: Status, ExitCode, OOMKilled, Error — the same object `docker inspect --format '{{json .State}}'` prints).
  */
 import { request } from 'node:http';
-import { readFile, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
+import { dockerConfig } from '../docker-cli.js';
 
 /** Largest Engine API answer read (a list of a few hundred containers is far below). */
 const MAX_BODY_BYTES = 16 * 1024 * 1024;
-/** Largest docker CLI config file read. */
-const MAX_CONFIG_BYTES = 1024 * 1024;
 /** Longest one Engine API call may take, ms (the socket is local). */
 const CALL_TIMEOUT_MS = 10_000;
 
@@ -43,14 +39,9 @@ export async function engineSocket(env: NodeJS.ProcessEnv): Promise<string | und
   if (env.DOCKER_CONTEXT && env.DOCKER_CONTEXT !== 'default') return undefined;
   if (!host) {
     // A context chosen with `docker context use` is in the CLI config; it wins over the default socket.
-    const file = join(env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker'), 'config.json');
-    try {
-      if ((await stat(file)).size > MAX_CONFIG_BYTES) return undefined;
-      const ctx = (JSON.parse(await readFile(file, 'utf8')) as { currentContext?: unknown }).currentContext;
-      if (ctx !== undefined && ctx !== '' && ctx !== 'default') return undefined;
-    } catch (e) {
-      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') return undefined;
-    }
+    const cfg = dockerConfig(env);
+    if (!cfg) return undefined;
+    if (cfg.currentContext !== undefined && cfg.currentContext !== '' && cfg.currentContext !== 'default') return undefined;
   }
   return host ? host.slice('unix://'.length) : '/var/run/docker.sock';
 }

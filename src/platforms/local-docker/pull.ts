@@ -18,17 +18,15 @@
  *   <registry>` with the key on stdin only (NGC docs "Accessing the NGC container registry"), then one retry.
  *   Otherwise a PlatformError that says what to do.
  */
-import { readFile, stat } from 'node:fs/promises';
-import { homedir } from 'node:os';
-import { join } from 'node:path';
 import { PlatformError } from '../../errors.js';
+import { dockerConfig } from '../docker-cli.js';
 import { runCapture } from '../../util/run.js';
 
 /** Where users get TAO images from; NGC_KEY logs in here. */
 export const NGC_REGISTRY = 'nvcr.io';
 const DOCKER_HUB = 'docker.io';
-/** Bound on the docker config file read (it only holds small JSON). */
-const MAX_CONFIG_BYTES = 1024 * 1024;
+/** Bound on what a docker credential helper prints (a small JSON object). */
+const MAX_HELPER_OUTPUT_BYTES = 1024 * 1024;
 
 /** An image reference split the way the docker CLI does (distribution/reference: a first path component with `.` or `:` or `localhost` is a registry). */
 export interface ImageRef {
@@ -81,22 +79,15 @@ function configKeys(registry: string): string[] {
  * Never logged; the values only go into the X-Registry-Auth header of the pull.
  */
 export async function storedAuth(registry: string, env: NodeJS.ProcessEnv): Promise<AuthConfig | undefined> {
-  const dir = env.DOCKER_CONFIG || join(env.HOME || homedir(), '.docker');
-  let cfg: { auths?: Record<string, { auth?: string; identitytoken?: string }>; credsStore?: string; credHelpers?: Record<string, string> };
-  try {
-    const file = join(dir, 'config.json');
-    if ((await stat(file)).size > MAX_CONFIG_BYTES) return undefined;
-    cfg = JSON.parse(await readFile(file, 'utf8'));
-  } catch {
-    return undefined;
-  }
+  const cfg = dockerConfig(env);
+  if (!cfg) return undefined;
   const keys = configKeys(registry);
   const helper = keys.map((k) => cfg.credHelpers?.[k]).find(Boolean) ?? cfg.credsStore;
   if (helper && /^[A-Za-z0-9_.-]+$/.test(helper)) {
     // Loaded only when a credential helper is configured: the start path never pays for it otherwise.
     const { execa } = await import('execa');
     for (const k of keys) {
-      const r = await execa(`docker-credential-${helper}`, ['get'], { input: k, reject: false, env, extendEnv: false, timeout: 30_000, maxBuffer: MAX_CONFIG_BYTES });
+      const r = await execa(`docker-credential-${helper}`, ['get'], { input: k, reject: false, env, extendEnv: false, timeout: 30_000, maxBuffer: MAX_HELPER_OUTPUT_BYTES });
       if (r.exitCode !== 0) continue;
       try {
         const c = JSON.parse(String(r.stdout)) as { Username?: string; Secret?: string };
