@@ -14,7 +14,8 @@ if (logFile) {
   Module.prototype.require = function (id) {
     let resolved = id;
     try {
-      resolved = Module.builtinModules.includes(id.replace(/^node:/, '')) ? `node:${id.replace(/^node:/, '')}` : Module._resolveFilename(id, this);
+      const bare = id.replace(/^node:/, '');
+      resolved = Module.builtinModules.includes(bare) ? `node:${bare}` : Module.createRequire(this.filename).resolve(id);
     } catch {
       /* recorded as asked; the require below reports the error */
     }
